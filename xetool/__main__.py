@@ -1,0 +1,3 @@
+from xetool.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""The narrow interface between the toolstack and a host's hypervisor.
+
+Everything above this line is the same for every backend: the toolstack writes and watches
+xenstore itself (through ``xetool.xenstore.client``) and asks the backend only for what only the
+hypervisor, or dom0's own machinery, can do. Two implementations exist:
+
+- ``simulator``: a simulated Xen host, one long-lived process per host started on demand, with a
+  xenstored-compatible server, a simulated hypervisor, and dom0 backends and guests that react
+  through xenstore watches as real ones do.
+- ``xen``: a real Xen host, driven through ``xl`` (libxl/libxenguest) and the real xenstored.
+
+Units: memory in KiB, as Xen counts it. Domain ids are ints; 0 is dom0.
+Every method raises ``XeError`` (HYPERVISOR_ERROR, HOST_OFFLINE, SIMULATOR_FAILED, ...) on
+failure, never a bare exception, and never blocks without a bound.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+PLATFORM_FLAGS = ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
+
+
+@dataclass(frozen=True)
+class PhysInfo:
+    """What `xl info` reports about the host, in KiB."""
+
+    total_memory_kib: int
+    free_memory_kib: int
+    nr_cpus: int
+    capabilities: frozenset[str]  # "pv", "hvm", "hap", ... as in xl info's virt_caps
+    xen_version: str = ""
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """Everything the hypervisor needs to create and build one domain."""
+
+    uuid: str
+    name: str
+    hvm: bool
+    memory_static_max_kib: int
+    memory_target_kib: int
+    vcpus_max: int
+    vcpus_at_startup: int
+    shadow_multiplier: float = 1.0
+    kernel: str = ""  # PV: a path in dom0; HVM: the firmware (hvmloader)
+    ramdisk: str = ""
+    cmdline: str = ""
+    platform: Mapping[str, str] = field(default_factory=dict)  # PLATFORM_FLAGS and the rest
+    address_size: int | None = None  # machine address size (other-config:machine-address-size)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """One domain as the hypervisor sees it (`xl list`)."""
+
+    domid: int
+    uuid: str
+    name: str
+    memory_kib: int
+    vcpus: int
+    paused: bool
+    hvm: bool
+    shutdown_reason: str | None = None  # poweroff, reboot, suspend, crash, watchdog, halt
+    dying: bool = False
+    built: bool = True
+
+
+class Backend(abc.ABC):
+    """One host's hypervisor. Instances are cheap; connect lazily."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def xenstore_socket(self) -> str:
+        """The path of the host's xenstored Unix socket (what XENSTORED_PATH would be)."""
+
+    @abc.abstractmethod
+    def ensure_running(self) -> None:
+        """Make the host reachable: the simulator starts its host process if none answers."""
+
+    @abc.abstractmethod
+    def is_live(self) -> bool:
+        """True if the host answers now. Never starts anything, never blocks for long."""
+
+    @abc.abstractmethod
+    def physinfo(self) -> PhysInfo:
+        """Total and free memory, CPUs and capabilities."""
+
+    @abc.abstractmethod
+    def create_domain(self, config: DomainConfig) -> int:
+        """Create an empty, paused domain and return its domid. No devices, nothing built yet."""
+
+    @abc.abstractmethod
+    def build_domain(self, domid: int, config: DomainConfig) -> None:
+        """Run the domain builder: load the kernel (or firmware), set memory and vCPUs, apply the
+        platform flags, write what Xen and libxl write at build time (store and console rings,
+        memory/static-max and target, domid) and introduce the domain to xenstored."""
+
+    @abc.abstractmethod
+    def set_vcpu_affinity(self, domid: int, vcpu: int, cpus: Sequence[int]) -> None:
+        """Hard affinity of one vCPU (an empty list means every CPU)."""
+
+    @abc.abstractmethod
+    def set_sched_params(self, domid: int, weight: int, cap: int) -> None:
+        """Credit scheduler weight (default 256) and cap (0 = none)."""
+
+    @abc.abstractmethod
+    def set_memory_target(self, domid: int, target_kib: int) -> None:
+        """The balloon target; the guest follows it within its dynamic range."""
+
+    @abc.abstractmethod
+    def pause(self, domid: int) -> None: ...
+
+    @abc.abstractmethod
+    def unpause(self, domid: int) -> None: ...
+
+    @abc.abstractmethod
+    def shutdown(self, domid: int, reason: str) -> None:
+        """Hypervisor-level shutdown (SCHEDOP_remote_shutdown): poweroff, reboot, halt, crash."""
+
+    @abc.abstractmethod
+    def destroy(self, domid: int) -> None:
+        """Destroy the domain, releasing its memory; also removes it from xenstore."""
+
+    @abc.abstractmethod
+    def list_domains(self) -> list[DomainInfo]:
+        """Every domain, dom0 included."""
+
+    def domain_info(self, domid: int) -> DomainInfo | None:
+        return next((d for d in self.list_domains() if d.domid == domid), None)
+
+    @abc.abstractmethod
+    def ensure_bridge(self, bridge: str) -> None:
+        """Create the network's bridge in dom0 if it is not there."""
+
+    @abc.abstractmethod
+    def hotplug(self, kind: str, domid: int, devid: int, action: str) -> None:
+        """Run dom0's hotplug script for a device (kind vbd/vif, action add/remove/online/offline),
+        where the platform needs the toolstack to run it; a no-op where udev or the simulated
+        backends do it. Completion is reported in xenstore (`hotplug-status`), not here."""
+
+    @abc.abstractmethod
+    def device_model_argv(self, domid: int, vnc_display_base: int, nics: Sequence[tuple[str, str]]) -> list[str]:
+        """The command line of the HVM device model for this domain: RTL8139 NICs for
+        (mac, bridge) pairs, a USB tablet, VNC on 127.0.0.1 only. It writes its VNC port to
+        /local/domain/<domid>/console/vnc-port."""
+
+    @abc.abstractmethod
+    def console_server_argv(self, domid: int) -> list[str]:
+        """The command line of the PV console server (vncterm's role): exports the guest
+        console over VNC on 127.0.0.1 and writes its port to xenstore."""
