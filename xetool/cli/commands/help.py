@@ -1,0 +1,70 @@
+"""`xetool help`: the common commands, every command, or one command's parameters."""
+
+from __future__ import annotations
+
+import textwrap
+
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Message, Output, Value, xe_record
+from xetool.cli.registry import SELECTOR_HELP, Command, commands, lookup
+from xetool.errors import XeError
+
+USAGE = """\
+Usage: xetool [--state-dir=DIR] <command> [key=value ...] [map-param:key=value ...] [--flag ...]
+
+Global options (before or after the command):
+    --state-dir=DIR   the pool's state directory (default: $XETOOL_STATE_DIR, /var/lib/xetool
+                      for root, $XDG_STATE_HOME/xetool otherwise)
+    --minimal         print only the first field of each record, comma-separated
+    --format=json     print records, values and errors as JSON
+    --quiet           no notes or warnings on stderr
+    --trace           print each step of long operations with its duration
+    --debug           show a traceback on internal errors
+
+To get help on a specific command: xetool help <command>
+To get a full listing of commands: xetool help --all
+"""
+
+
+def optional_params(cmd: Command) -> list[str]:
+    extra = [f"<{cmd.selector}-selectors>"] if cmd.selector else []
+    if cmd.any_field and cmd.cls:
+        extra.append(f"<{cmd.cls.replace('_', '-')}-fields>")
+    return list(cmd.optn) + extra
+
+
+def describe(cmd: Command) -> str:
+    text = cmd.help + (" " + SELECTOR_HELP if cmd.selector else "")
+    return xe_record([
+        ("command name", cmd.name),
+        ("reqd params", ", ".join(cmd.reqd)),
+        ("optional params", ", ".join(optional_params(cmd))),
+        ("description", text),
+    ]).rstrip("\n") + "\n"
+
+
+def _wrapped(names: list[str]) -> str:
+    return textwrap.fill(", ".join(names), width=74, initial_indent="    ", subsequent_indent="    ",
+                         break_on_hyphens=False)
+
+
+def help_cmd(ctx: Context, _cmd: Command, args: Args) -> Output:
+    table = commands()
+    wanted = args.get("command")
+    if wanted:
+        found = lookup(wanted)
+        if found is None:
+            raise XeError("UNKNOWN_COMMAND", wanted)
+        return Message(describe(found))
+    show_all = args.flag("all")
+    names = list(table) if show_all else [n for n, c in table.items() if c.standard]
+    if ctx.minimal:
+        return Value(",".join(names))
+    if not show_all:
+        return Message(USAGE + "\nCommon command list\n-------------------\n" + _wrapped(names))
+    hosts = [n for n in names if n.startswith("host-")]
+    vms = [n for n in names if n.startswith("vm-")]
+    rest = [n for n in names if n not in hosts and n not in vms]
+    body = "\n\n".join(_wrapped(group) for group in (hosts, vms, rest))
+    return Message(USAGE + "\nFull command list\n-----------------\n" + body)

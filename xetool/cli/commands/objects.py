@@ -1,0 +1,193 @@
+"""Making and removing what a pool definition holds: VMs, SRs, VDIs, networks, PIFs, VIFs, VBDs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Output, Value
+from xetool.cli.registry import Command
+from xetool.cli.selectors import require_count, select, split_filters
+from xetool.datamodel import get_class
+from xetool.errors import XeError
+from xetool.storage import file_sr
+from xetool.store import objects
+from xetool.store.codec import parse_cli
+from xetool.units import parse_size
+
+
+def _flag(args: Args, key: str, default: bool) -> bool:
+    return args.flag(key) if args.has(key) else default
+
+
+def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class("vm")
+    values: dict[str, Any] = {}
+    memory = args.pop("memory")
+    if memory is not None:
+        size = parse_size(memory, "memory")
+        values.update(memory_static_max=size, memory_dynamic_max=size, memory_dynamic_min=size,
+                      memory_static_min=min(size, 128 << 20))
+    for key, text in args.params.items():
+        base, colon, sub = key.partition(":")
+        f = spec.field(base)
+        if f is None or not f.settable:
+            raise XeError("FIELD_READ_ONLY" if f else "UNKNOWN_FIELD", *((f.cli_name,) if f else ("vm", key)))
+        if colon:
+            values.setdefault(f.name, {})[sub] = text
+        elif f.name.startswith("memory_"):
+            values[f.name] = parse_size(text, f.cli_name)
+        else:
+            values[f.name] = parse_cli(f, text)
+    with ctx.store.write() as txn:
+        uuid = objects.create_vm(txn, values)
+    return Value(uuid)
+
+
+def vm_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool import lifecycle
+
+    with ctx.store.write() as txn:
+        vm = txn.must("vm", args.params["uuid"])
+        lifecycle.assert_vm_operation_valid(txn, vm, "destroy")
+        objects.destroy_vm(txn, vm)
+    return None
+
+
+def sr_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    sr_type = args.get("type", "file")
+    if sr_type != "file":
+        raise XeError("VALUE_NOT_SUPPORTED", "type", sr_type, "xetool has the file SR driver only")
+    with ctx.store.write() as txn:
+        uuid = txn.insert("sr", {"name_label": args.params["name-label"], "type": "file",
+                                 "name_description": args.get("name-description", ""),
+                                 "content_type": args.get("content-type", "user"),
+                                 "shared": _flag(args, "shared", False)})
+        path = args.get("device-config:path") or str(ctx.state_dir / "srs" / uuid)
+        hosts = [args.params["host-uuid"]] if args.has("host-uuid") else txn.uuids("host")
+        for host in hosts:
+            txn.must("host", host, ["uuid"])
+            txn.insert("pbd", {"host": host, "SR": uuid, "device_config": {"path": path}})
+    return Value(uuid)
+
+
+def sr_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        sr = txn.must("sr", args.params["uuid"], ["uuid"])
+        if txn.uuids("vdi", {"SR": sr["uuid"]}):
+            raise XeError("OBJECT_IN_USE", "sr", sr["uuid"], "the SR still holds VDIs")
+        for pbd in txn.uuids("pbd", {"SR": sr["uuid"]}):
+            txn.delete("pbd", pbd)
+        txn.delete("sr", sr["uuid"])
+    return None
+
+
+def vdi_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class("vdi")
+    values = {"name_label": args.params["name-label"], "name_description": args.get("name-description", ""),
+              "virtual_size": parse_size(args.params["virtual-size"], "virtual-size")}
+    for key in ("type", "sharable", "read-only"):
+        if args.has(key):
+            f = spec.field(key)
+            values[f.name] = parse_cli(f, args.params[key])  # type: ignore[union-attr]
+    created: list[tuple[str, str, str]] = []
+    try:
+        with ctx.store.write() as txn:
+            uuid = objects.create_vdi(txn, args.params["sr-uuid"], values, created)
+    except BaseException:
+        for sr, path, location in created:
+            file_sr.destroy(sr, path, location)
+        raise
+    return Value(uuid)
+
+
+def vdi_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        vdi = txn.must("vdi", args.params["uuid"])
+        sr, path, location = objects.destroy_vdi(txn, vdi)
+    file_sr.destroy(sr, path, location)
+    return None
+
+
+def network_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    values: dict[str, Any] = {"name_label": args.params["name-label"],
+                              "name_description": args.get("name-description", "")}
+    if args.get("bridge"):
+        values["bridge"] = args.params["bridge"]
+    if args.has("MTU"):
+        values["MTU"] = parse_cli(get_class("network").field("MTU"), args.params["MTU"])  # type: ignore[arg-type]
+    with ctx.store.write() as txn:
+        return Value(objects.create_network(txn, values))
+
+
+def network_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        net = txn.must("network", args.params["uuid"], ["uuid"])
+        if txn.uuids("vif", {"network": net["uuid"]}):
+            raise XeError("OBJECT_IN_USE", "network", net["uuid"], "VIFs are still on the network")
+        for pif in txn.uuids("pif", {"network": net["uuid"]}):
+            txn.delete("pif", pif)
+        txn.delete("network", net["uuid"])
+    return None
+
+
+def pif_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        return Value(objects.create_pif(txn, args.params["host-uuid"], args.params["network-uuid"],
+                                        args.get("device", "") or "", args.get("MAC", "") or ""))
+
+
+def vif_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        return Value(objects.create_vif(txn, args.params["vm-uuid"], args.params["network-uuid"],
+                                        args.params["device"], args.get("mac")))
+
+
+def vif_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        vif = txn.must("vif", args.params["uuid"], ["uuid", "currently_attached", "current_operations"])
+        if vif["currently_attached"] or vif["current_operations"]:
+            raise XeError("OPERATION_NOT_ALLOWED", "the VIF is plugged or busy; unplug it first")
+        txn.delete("vif", vif["uuid"])
+    return None
+
+
+def vbd_create(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class("vbd")
+    values: dict[str, Any] = {"userdevice": args.params["device"]}
+    if args.get("vdi-uuid"):
+        values["VDI"] = parse_cli(spec.field("VDI"), args.params["vdi-uuid"])  # type: ignore[arg-type]
+    for key in ("bootable", "type", "mode", "unpluggable"):
+        if args.has(key):
+            values[key] = parse_cli(spec.field(key), args.params[key])  # type: ignore[arg-type]
+    with ctx.store.write() as txn:
+        return Value(objects.create_vbd(txn, args.params["vm-uuid"], values))
+
+
+def vbd_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    with ctx.store.write() as txn:
+        vbd = txn.must("vbd", args.params["uuid"], ["uuid", "currently_attached", "current_operations"])
+        if vbd["currently_attached"] or vbd["current_operations"]:
+            raise XeError("OPERATION_NOT_ALLOWED", "the VBD is plugged or busy; unplug it first")
+        txn.delete("vbd", vbd["uuid"])
+    return None
+
+
+def _set_hosts_enabled(ctx: Context, args: Args, enabled: bool) -> Output:
+    spec = get_class("host")
+    filters = split_filters(spec, args.params)
+    with ctx.store.write() as txn:
+        rows = require_count(spec, select(txn, spec, filters, ["uuid"]), args.flag("multiple"))
+        for row in rows:
+            txn.update("host", row["uuid"], {"enabled": enabled})
+    return None
+
+
+def host_enable(ctx: Context, cmd: Command, args: Args) -> Output:
+    return _set_hosts_enabled(ctx, args, True)
+
+
+def host_disable(ctx: Context, cmd: Command, args: Args) -> Output:
+    return _set_hosts_enabled(ctx, args, False)
+

@@ -1,0 +1,59 @@
+"""pool-import and pool-export: the pool as a TOML file people write by hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xetool import pooldef
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Message, Output
+from xetool.cli.registry import Command
+from xetool.errors import XeError
+from xetool.storage import file_sr
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction to roll a --dry-run import back."""
+
+
+def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
+    path = Path(args.params["file"])
+    doc = pooldef.load(path)
+    imp: pooldef.Importer | None = None
+    try:
+        with ctx.store.write() as txn:
+            imp = pooldef.import_pool(txn, doc, str(path), ctx.state_dir)
+            if args.flag("dry-run"):
+                raise _DryRun
+    except BaseException as err:
+        for sr, sr_path, location in imp.created_files if imp else []:
+            file_sr.destroy(sr, sr_path, location)
+        if not isinstance(err, _DryRun):
+            raise
+    assert imp is not None
+    if not imp.changes:
+        return Message("No changes: the pool already matches the definition.")
+    verb = "Would make" if args.flag("dry-run") else "Made"
+    return Message(f"{verb} {len(imp.changes)} changes:\n" + "\n".join("  " + c for c in imp.changes))
+
+
+def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
+    import tomli_w
+
+    with ctx.store.read() as txn:
+        doc = pooldef.export_pool(txn)
+    text = "# xetool pool definition (pool-export); import with: xetool pool-import file=THIS\n" + tomli_w.dumps(doc)
+    target = args.get("file")
+    if not target or target == "-":
+        ctx.out.write(text)
+        return None
+    tmp = Path(target).with_name(f".{Path(target).name}.tmp{os.getpid()}")
+    try:  # same-directory temporary file, then rename: never a half-written definition
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise XeError("FILE_NOT_READABLE", target, err.strerror) from None
+    return Message(f"Wrote {target}")

@@ -1,0 +1,66 @@
+"""The environment a command runs in, built once by the CLI and handed to every command.
+
+Tests build one with a temporary state directory and string streams; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from xetool import paths
+
+if TYPE_CHECKING:
+    from xetool.store.db import Store
+
+
+@dataclass
+class Context:
+    state_dir: Path
+    minimal: bool = False
+    fmt: str = "xe"  # xe | json
+    debug: bool = False
+    trace: bool = False
+    quiet: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    _store: Store | None = None
+
+    @classmethod
+    def from_options(cls, state_dir: str | None = None, **kw: object) -> Context:
+        return cls(paths.state_dir(state_dir), **kw)  # type: ignore[arg-type]
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from xetool.store.db import Store
+
+            self._store = Store(self.state_dir)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def warn(self, text: str) -> None:
+        """A note on stderr (suppressed by --quiet)."""
+        if not self.quiet:
+            self.err.write(f"Warning: {text}\n")
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self.err.write(text + "\n")
+
+    @property
+    def interactive(self) -> bool:
+        """True if stderr is a terminal and decoration is wanted."""
+        isatty = getattr(self.err, "isatty", None)
+        return bool(isatty and isatty()) and not self.quiet and self.fmt == "xe"
+
+    @property
+    def color(self) -> bool:
+        return self.interactive and "NO_COLOR" not in os.environ

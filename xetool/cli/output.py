@@ -1,0 +1,135 @@
+"""Commands return values; this module prints them.
+
+Renderers: xe's record text (the default), `--minimal` (the first field of each record, joined
+by commas with `\\,` escaping) and `--format json`. Nothing here imports rich: decoration lives
+in `progress.py` and only on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence, TextIO
+
+from xetool.datamodel.types import ClassSpec, Field, Kind
+from xetool.store.codec import escape_minimal, show
+
+
+@dataclass
+class Records:
+    """Objects of one class, with the fields to print in record order."""
+
+    spec: ClassSpec
+    rows: list[dict[str, Any]]
+    fields: Sequence[Field]
+
+
+@dataclass
+class Value:
+    """One value on one line (param-get, a new object's uuid)."""
+
+    text: str
+
+
+@dataclass
+class Message:
+    """Informational text; dropped under --minimal, as xe does."""
+
+    text: str
+
+
+@dataclass
+class Table:
+    """Rows of named columns (placement tables, simulated hosts)."""
+
+    columns: Sequence[str]
+    rows: list[Sequence[Any]]
+    title: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # more for --format json
+
+
+@dataclass
+class Many:
+    """Several outputs, printed in order (for --multiple)."""
+
+    parts: list[Any]
+
+
+Output = Records | Value | Message | Table | Many | None
+
+
+def xe_record(pairs: Sequence[tuple[str, str]]) -> str:
+    """xe's layout: the first key left-aligned, the rest right-aligned, then two blank lines."""
+    if not pairs:
+        return ""
+    width = 4 + max(len(k) for k, _ in pairs)
+    (k0, v0), rest = pairs[0], pairs[1:]
+    lines = [f"{k0.ljust(width + 1)}: {v0}"]
+    lines += [f"{k.rjust(width)}: {v}" for k, v in rest]
+    return "\n".join(lines) + "\n\n\n"
+
+
+def json_value(f: Field, value: Any) -> Any:
+    if f.kind is Kind.ENUM and f.name in ("power_state", "status"):
+        return str(value).lower()
+    return value
+
+
+def render(out: Output, stream: TextIO, *, minimal: bool = False, fmt: str = "xe") -> None:
+    if out is None:
+        return
+    if isinstance(out, Many):
+        if fmt == "json":
+            stream.write(json.dumps([_json(p) for p in out.parts], indent=2) + "\n")
+            return
+        for part in out.parts:
+            render(part, stream, minimal=minimal, fmt=fmt)
+        return
+    if fmt == "json":
+        stream.write(json.dumps(_json(out), indent=2) + "\n")
+        return
+    if isinstance(out, Records):
+        if minimal:
+            first = out.fields[0] if out.fields else None
+            vals = [escape_minimal(show(first, r.get(first.name))) for r in out.rows] if first else []
+            stream.write(",".join(vals) + "\n")
+            return
+        parts = []
+        for row in out.rows:
+            parts.append(xe_record([(f"{f.cli_name} {f.marker}", show(f, row.get(f.name))) for f in out.fields]))
+        stream.write("".join(parts))
+    elif isinstance(out, Value):
+        stream.write(out.text + "\n")
+    elif isinstance(out, Message):
+        if not minimal:
+            stream.write(out.text + ("" if out.text.endswith("\n") else "\n"))
+    elif isinstance(out, Table):
+        if minimal:
+            stream.write(",".join(escape_minimal(str(r[0])) for r in out.rows) + "\n")
+            return
+        stream.write(format_table(out))
+
+
+def format_table(t: Table) -> str:
+    cells = [list(map(str, t.columns))] + [[str(c) for c in r] for r in t.rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(t.columns))]
+    lines = [t.title] if t.title else []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _json(out: Output) -> Any:
+    if isinstance(out, Records):
+        return [{f.cli_name: json_value(f, r.get(f.name)) for f in out.fields} for r in out.rows]
+    if isinstance(out, Value):
+        return out.text
+    if isinstance(out, Message):
+        return {"message": out.text}
+    if isinstance(out, Table):
+        return {"columns": list(out.columns), "rows": [list(r) for r in out.rows], **out.extra}
+    if isinstance(out, Many):
+        return [_json(p) for p in out.parts]
+    return None

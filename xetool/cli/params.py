@@ -1,0 +1,161 @@
+"""The generic per-class commands, generated from the datamodel:
+<class>-list, -param-list, -param-get, -param-set, -param-add, -param-remove, -param-clear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xetool import constraints
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Output, Records, Value
+from xetool.cli.registry import Command
+from xetool.cli.selectors import select, split_filters
+from xetool.datamodel import get_class
+from xetool.datamodel.types import ClassSpec, Field, Kind
+from xetool.errors import XeError
+from xetool.store.codec import parse_cli, show, split_escaped
+
+
+def record_fields(spec: ClassSpec, params: str | None) -> list[Field]:
+    """Fields to print, in record order: params=a,b / params=all / the class's defaults."""
+    if params is None:
+        wanted = set(spec.list_params)
+        return [f for f in spec.fields if f.name in wanted]
+    if params.strip() == "all":
+        return [f for f in spec.fields if not f.hidden]
+    names = [n.strip() for n in split_escaped(params) if n.strip()]
+    picked = set()
+    for name in names:
+        f = spec.field(name)
+        if f is None:
+            raise XeError("UNKNOWN_FIELD", spec.name, name)
+        picked.add(f.name)
+    return [f for f in spec.fields if f.name in picked]
+
+
+def list_cmd(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    fields = record_fields(spec, args.get("params"))
+    filters = split_filters(spec, {k: v for k, v in args.params.items() if k != "params"})
+    for name, value in spec.list_filter:
+        f = spec.field(name)
+        if f is not None and f.cli_name not in filters:
+            filters[f.cli_name] = show(f, value)
+    with ctx.store.read() as txn:
+        rows = select(txn, spec, filters, [f.name for f in fields])
+    return Records(spec, rows, fields)
+
+
+def param_list(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    with ctx.store.read() as txn:
+        row = txn.must(spec.name, args.params["uuid"])
+    return Records(spec, [row], [f for f in spec.fields if not f.hidden])
+
+
+def _field(spec: ClassSpec, name: str) -> Field:
+    f = spec.field(name)
+    if f is None:
+        raise XeError("UNKNOWN_FIELD", spec.name, name)
+    return f
+
+
+def param_get(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    f = _field(spec, args.params["param-name"])
+    with ctx.store.read() as txn:
+        row = txn.must(spec.name, args.params["uuid"], ["uuid", f.name])
+    value = row[f.name]
+    key = args.get("param-key")
+    if key is not None:
+        if f.kind is not Kind.MAP:
+            raise XeError("FIELD_TYPE_ERROR", f.cli_name, key, "a map field for param-key")
+        if key not in value:
+            raise XeError("MAP_KEY_NOT_FOUND", f.cli_name, key)
+        return Value(value[key])
+    return Value(show(f, value))
+
+
+def _writable(spec: ClassSpec, name: str) -> Field:
+    f = _field(spec, name)
+    if not f.settable:
+        raise XeError("FIELD_READ_ONLY", f.cli_name)
+    return f
+
+
+def param_set(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    changes = {k: v for k, v in args.params.items() if k != "uuid"}
+    if not changes:
+        raise XeError("MISSING_PARAMETER", "field=value")
+    with ctx.store.write() as txn:
+        row = txn.must(spec.name, args.params["uuid"])
+        new: dict[str, Any] = {}
+        for key, text in changes.items():
+            base, colon, sub = key.partition(":")
+            f = _writable(spec, base)
+            if f.kind is Kind.MAP:
+                if not colon or not sub:
+                    raise XeError("SYNTAX_ERROR", f"set one key of a map with {f.cli_name}:KEY=VALUE")
+                new.setdefault(f.name, dict(row[f.name]))[sub] = text
+            elif f.kind is Kind.SET:
+                raise XeError("OPERATION_NOT_ALLOWED", f"cannot param-set the set field {f.cli_name}; use {cmd.group}-param-add")
+            else:
+                new[f.name] = parse_cli(f, text)
+        constraints.check_update(txn, spec.name, row, new)
+        txn.update(spec.name, row["uuid"], new)
+    return None
+
+
+def param_add(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    f = _writable(spec, args.params["param-name"])
+    extra = {k: v for k, v in args.params.items() if k not in ("uuid", "param-name", "param-key")}
+    with ctx.store.write() as txn:
+        row = txn.must(spec.name, args.params["uuid"], ["uuid", f.name])
+        if f.kind is Kind.MAP:
+            if not extra:
+                raise XeError("MISSING_PARAMETER", "key=value")
+            value = {**row[f.name], **extra}
+        elif f.kind is Kind.SET:
+            member = args.get("param-key")
+            if member is None:
+                raise XeError("MISSING_PARAMETER", "param-key")
+            value = list(row[f.name]) + ([member] if member not in row[f.name] else [])
+        else:
+            raise XeError("FIELD_TYPE_ERROR", f.cli_name, "", "a set or map field")
+        new = {f.name: value}
+        constraints.check_update(txn, spec.name, txn.must(spec.name, row["uuid"]), new)
+        txn.update(spec.name, row["uuid"], new)
+    return None
+
+
+def param_remove(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    f = _writable(spec, args.params["param-name"])
+    key = args.params["param-key"]
+    with ctx.store.write() as txn:
+        row = txn.must(spec.name, args.params["uuid"], ["uuid", f.name])
+        if f.kind is Kind.MAP:
+            if key not in row[f.name]:
+                raise XeError("MAP_KEY_NOT_FOUND", f.cli_name, key)
+            value: Any = {k: v for k, v in row[f.name].items() if k != key}
+        elif f.kind is Kind.SET:
+            value = [m for m in row[f.name] if m != key]
+        else:
+            raise XeError("FIELD_TYPE_ERROR", f.cli_name, key, "a set or map field")
+        txn.update(spec.name, row["uuid"], {f.name: value})
+    return None
+
+
+def param_clear(ctx: Context, cmd: Command, args: Args) -> Output:
+    spec = get_class(cmd.cls or "")
+    f = _writable(spec, args.params["param-name"])
+    with ctx.store.write() as txn:
+        row = txn.must(spec.name, args.params["uuid"])
+        new = {f.name: f.initial()}
+        constraints.check_update(txn, spec.name, row, new)
+        txn.update(spec.name, row["uuid"], new)
+    return None

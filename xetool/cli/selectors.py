@@ -1,0 +1,96 @@
+"""Selecting objects as xe does: `vm=<name-label or uuid>`, `uuid=`, and field filters.
+
+Scalar filters become SQL; map filters (`other-config:owner=ops`) and set filters
+(`tags:contains=x`) are applied to the rows read back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from xetool.datamodel.types import ClassSpec, Field, Kind
+from xetool.errors import XeError
+from xetool.store.codec import UUID_RE, parse_cli
+from xetool.store.db import Row, Txn
+
+
+def split_filters(spec: ClassSpec, params: dict[str, str]) -> dict[str, str]:
+    """The filter part of a command's parameters: the class pseudo-field and field names."""
+    out = {}
+    for key, value in params.items():
+        base = key.split(":", 1)[0]
+        if key == spec.name.replace("_", "-") or spec.field(base) is not None:
+            out[key] = value
+    return out
+
+
+def select(
+    txn: Txn,
+    spec: ClassSpec,
+    filters: dict[str, str],
+    fields: Sequence[str] | None = None,
+) -> list[Row]:
+    """Rows of `spec` matching every filter, with `fields` (plus those the filters need)."""
+    where: dict[str, Any] = {}
+    post: list[tuple[Field, str | None, str]] = []  # (field, map key or None, value)
+    by_name: str | None = None
+    for key, value in filters.items():
+        if key == spec.name.replace("_", "-"):
+            by_name = value
+            continue
+        base, _, sub = key.partition(":")
+        f = spec.field(base)
+        if f is None:
+            raise XeError("UNKNOWN_FIELD", spec.name, key)
+        if f.kind in (Kind.MAP, Kind.SET) or not f.persisted:
+            post.append((f, sub or None, value))
+        elif f.kind is Kind.REF and value and not UUID_RE.match(value):
+            raise XeError("UUID_INVALID", f.ref, value)
+        else:
+            where[f.name] = parse_cli(f, value)
+    want = None
+    if fields is not None:
+        want = list(dict.fromkeys(["uuid", *fields, *(f.name for f, _, _ in post)]))
+        if by_name is not None and spec.has_name_label:
+            want.append("name_label")
+    if by_name is not None:
+        if UUID_RE.match(by_name):
+            rows = txn.select(spec.name, want, {**where, "uuid": by_name.lower()})
+        elif spec.has_name_label:
+            rows = txn.select(spec.name, want, {**where, "name_label": by_name})
+        else:
+            raise XeError("UUID_INVALID", spec.name, by_name)
+    else:
+        rows = txn.select(spec.name, want, where or None)
+    for f, sub, value in post:
+        rows = [r for r in rows if _matches(f, sub, value, r.get(f.name))]
+    return rows
+
+
+def _matches(f: Field, sub: str | None, value: str, have: Any) -> bool:
+    if f.kind is Kind.MAP:
+        if sub is None:
+            raise XeError("SYNTAX_ERROR", f"filter on map {f.cli_name} needs a key: {f.cli_name}:KEY=VALUE")
+        return have.get(sub) == value
+    # sets: `tags:contains=x` (xe), or `tags=x` meaning "contains"
+    if sub not in (None, "contains"):
+        raise XeError("SYNTAX_ERROR", f"set filters are {f.cli_name}:contains=VALUE")
+    return value in have
+
+
+def resolve_one(txn: Txn, spec: ClassSpec, text: str, param: str) -> Row:
+    """A `host=`/`vm=`-style value (name-label or uuid) naming exactly one object."""
+    rows = select(txn, spec, {spec.name.replace("_", "-"): text}, ["uuid", "name_label"] if spec.has_name_label else ["uuid"])
+    if not rows:
+        raise XeError("NO_MATCHING_OBJECTS", f"{spec.name} ({param}={text})")
+    if len(rows) > 1:
+        raise XeError("MULTIPLE_MATCHES", f"{spec.name} ({param}={text}: use the uuid)", len(rows))
+    return rows[0]
+
+
+def require_count(spec: ClassSpec, rows: list[Row], multiple: bool) -> list[Row]:
+    if not rows:
+        raise XeError("NO_MATCHING_OBJECTS", spec.name)
+    if len(rows) > 1 and not multiple:
+        raise XeError("MULTIPLE_MATCHES", spec.name, len(rows))
+    return rows

@@ -1,0 +1,157 @@
+"""Allowed and current operations of VMs, VBDs, VIFs and hosts: check, then act.
+
+The tables are xapi's (Xapi_vm_lifecycle, Xapi_vbd_helpers, Xapi_vif_helpers), cut to the
+operations xetool has. `*_operation_error` returns the first error or None and changes nothing;
+`mark`/`unmark` record an operation in `current_operations` under the caller's write
+transaction and refresh `allowed_operations`, which is only advice derived from the same checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xetool.datamodel.classes import HOST_OPERATIONS, VBD_OPERATIONS, VIF_OPERATIONS, VM_OPERATIONS
+from xetool.errors import XeError
+from xetool.store.db import Row, Txn
+
+H, P, R, S = "Halted", "Paused", "Running", "Suspended"
+VM_POWER_STATES: dict[str, tuple[str, ...]] = {
+    "start": (H,), "start_on": (H,),
+    "unpause": (P,),
+    "clean_shutdown": (R,), "clean_reboot": (R,), "pause": (R,),
+    "hard_shutdown": (P, R, S), "hard_reboot": (P, R),
+    "destroy": (H, S),
+    "changing_dynamic_range": (H, R),
+    "changing_VCPUs": (H,), "changing_static_range": (H,), "changing_memory_limits": (H,),
+    "changing_shadow_memory": (H,), "make_into_template": (H,),
+    "snapshot": (H, P, R, S), "clone": (H, S),
+}
+# Operations a control domain may be asked for (xapi: start is allowed, destroy not on dom0).
+CONTROL_DOMAIN_OPS = frozenset({"changing_dynamic_range", "changing_memory_limits", "changing_static_range", "start", "start_on"})
+TEMPLATE_OPS = frozenset({"changing_dynamic_range", "changing_static_range", "changing_memory_limits",
+                          "changing_shadow_memory", "changing_VCPUs", "clone", "destroy"})
+
+
+def _busy(cls: str, obj: str, current: dict[str, str]) -> XeError:
+    tasks, ops = list(current), list(current.values())
+    op = ops[0] if len(ops) == 1 else "{" + ",".join(ops) + "}"
+    task = tasks[0] if len(tasks) == 1 else "{" + ",".join(tasks) + "}"
+    return XeError("OTHER_OPERATION_IN_PROGRESS", cls, obj, op, task)
+
+
+def _vm_concurrent_ok(op: str, current: dict[str, str]) -> bool:
+    ops = set(current.values())
+    if op == "hard_shutdown":
+        return "hard_shutdown" not in ops
+    if op == "hard_reboot":
+        return not ops & {"hard_shutdown", "hard_reboot"}
+    if op in ("snapshot", "clone"):
+        return ops <= {"snapshot", "clone"}
+    return False
+
+
+def vm_operation_error(vm: Row, op: str) -> XeError | None:
+    """xapi's check_operation_error, in its order; the first failing check wins."""
+    if op in vm["blocked_operations"]:
+        return XeError("OPERATION_BLOCKED", vm["uuid"], vm["blocked_operations"][op])
+    allowed = VM_POWER_STATES.get(op)
+    if allowed is None:
+        return XeError("OPERATION_NOT_ALLOWED", f"xetool does not know the VM operation {op}")
+    if vm["power_state"] not in allowed:
+        return XeError("VM_BAD_POWER_STATE", vm["uuid"], ", ".join(s.lower() for s in allowed), vm["power_state"].lower())
+    current = vm["current_operations"]
+    if current and not _vm_concurrent_ok(op, current):
+        return _busy("VM", vm["uuid"], current)
+    if vm["is_a_template"] and op not in TEMPLATE_OPS:
+        return XeError("VM_IS_TEMPLATE", vm["uuid"], op)
+    if vm["is_control_domain"] and op not in CONTROL_DOMAIN_OPS:
+        return XeError("OPERATION_NOT_ALLOWED", "This operation is not allowed on a control domain")
+    return None
+
+
+def vbd_operation_error(vbd: Row, vm: Row, op: str) -> XeError | None:
+    current = vbd["current_operations"]
+    if current and op not in ("pause", "unpause"):
+        return _busy("VBD", vbd["uuid"], current)
+    if op in ("unplug", "unplug_force") and not vbd["unpluggable"]:
+        return XeError("VBD_NOT_UNPLUGGABLE", vbd["uuid"])
+    if op in ("plug", "unplug", "unplug_force"):
+        if vm["power_state"] != R:
+            return XeError("VM_BAD_POWER_STATE", vm["uuid"], "running", vm["power_state"].lower())
+        if op == "plug" and vbd["currently_attached"]:
+            return XeError("DEVICE_ALREADY_ATTACHED", vbd["uuid"])
+        if op != "plug" and not vbd["currently_attached"]:
+            return XeError("DEVICE_ALREADY_DETACHED", vbd["uuid"])
+        busy = set(vm["current_operations"].values()) & {"clean_shutdown", "hard_shutdown", "pause"}
+        if busy:
+            return XeError("OPERATION_NOT_ALLOWED", f"Current operation on VM:{vm['uuid']} is {busy.pop()}")
+    return None
+
+
+def vif_operation_error(vif: Row, vm: Row, op: str) -> XeError | None:
+    current = vif["current_operations"]
+    if current:
+        return _busy("VIF", vif["uuid"], current)
+    if op in ("plug", "unplug"):
+        if vm["is_control_domain"] and op == "plug":
+            return XeError("OPERATION_NOT_ALLOWED", "Control domain does not support hotplug")
+        if vm["power_state"] != R:
+            return XeError("VM_BAD_POWER_STATE", vm["uuid"], "running", vm["power_state"].lower())
+        if op == "plug" and vif["currently_attached"]:
+            return XeError("DEVICE_ALREADY_ATTACHED", vif["uuid"])
+        if op == "unplug" and not vif["currently_attached"]:
+            return XeError("DEVICE_ALREADY_DETACHED", vif["uuid"])
+        busy = set(vm["current_operations"].values()) & {"clean_shutdown", "hard_shutdown", "pause"}
+        if busy:
+            return XeError("OPERATION_NOT_ALLOWED", f"Current operation on VM:{vm['uuid']} is {busy.pop()}")
+    return None
+
+
+def host_operation_error(host: Row, op: str) -> XeError | None:
+    """vm_start and friends may overlap each other but not evacuate/reboot/shutdown (xapi)."""
+    current = set(host["current_operations"].values())
+    exclusive = {"evacuate", "reboot", "shutdown"}
+    if op in exclusive and current:
+        return _busy("host", host["uuid"], host["current_operations"])
+    if current & exclusive:
+        return _busy("host", host["uuid"], host["current_operations"])
+    return None
+
+
+def assert_vm_operation_valid(txn: Txn, vm: Row, op: str) -> None:
+    err = vm_operation_error(vm, op)
+    if err is not None:
+        raise err
+
+
+# --- marks ---------------------------------------------------------------------------------------
+
+def _allowed(cls: str, row: Row, txn: Txn) -> list[str]:
+    if cls == "vm":
+        return [op for op in VM_OPERATIONS if vm_operation_error(row, op) is None]
+    if cls == "host":
+        return [op for op in HOST_OPERATIONS if host_operation_error(row, op) is None]
+    vm = txn.must("vm", row["VM"])
+    check = vbd_operation_error if cls == "vbd" else vif_operation_error
+    ops = VBD_OPERATIONS if cls == "vbd" else VIF_OPERATIONS
+    return [op for op in ops if check(row, vm, op) is None]  # type: ignore[operator]
+
+
+def update_allowed_operations(txn: Txn, cls: str, uuid: str) -> None:
+    row = txn.must(cls, uuid)
+    txn.update(cls, uuid, {"allowed_operations": _allowed(cls, row, txn)})
+
+
+def mark(txn: Txn, cls: str, uuid: str, task: str, op: str) -> None:
+    row = txn.must(cls, uuid, ["uuid", "current_operations"])
+    txn.update(cls, uuid, {"current_operations": {**row["current_operations"], task: op}})
+    update_allowed_operations(txn, cls, uuid)
+
+
+def unmark(txn: Txn, cls: str, uuid: str, task: str) -> None:
+    row = txn.get(cls, uuid, ["uuid", "current_operations"])
+    if row is None or task not in row["current_operations"]:
+        return
+    current: dict[str, Any] = {k: v for k, v in row["current_operations"].items() if k != task}
+    txn.update(cls, uuid, {"current_operations": current})
+    update_allowed_operations(txn, cls, uuid)
