@@ -1,0 +1,70 @@
+"""Choosing the kernel (Vmops.create_kernel): the PV kernel from dom0, a bootloader that reads it
+from the guest's disk (pygrub's role), or the HVM firmware.
+
+On the simulator the guest's disk carries a small boot description (the VDI's
+other-config:boot-kernel, boot-ramdisk, boot-args, as pool definitions write it). On Xen, pygrub
+itself reads the disk image."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from xetool.errors import XeError
+
+HVMLOADER = "/usr/lib/xen-4.17/boot/hvmloader"
+KNOWN_BOOTLOADERS = ("pygrub",)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    kernel: str
+    ramdisk: str
+    args: str
+    source: str  # what chose it: PV-kernel, pygrub, hvmloader
+
+
+def choose(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool, work_dir: Path) -> Kernel:
+    """`boot_disk` is (the bootable disk's file, its VDI other-config) or None."""
+    if hvm:
+        return Kernel(HVMLOADER, "", "", "hvmloader")
+    loader = vm["PV_bootloader"]
+    if not loader:
+        if not vm["PV_kernel"]:
+            raise XeError("INVALID_VALUE", "PV-kernel", "(empty: a PV VM needs PV-kernel or PV-bootloader)")
+        return Kernel(vm["PV_kernel"], vm["PV_ramdisk"], vm["PV_args"], "PV-kernel")
+    name = Path(loader).name
+    if name not in KNOWN_BOOTLOADERS:
+        raise XeError("UNKNOWN_BOOTLOADER", vm["uuid"], loader)
+    if boot_disk is None:
+        raise XeError("BOOTLOADER_FAILED", vm["uuid"], "the VM has no bootable disk for pygrub to read")
+    path, other = boot_disk
+    if simulated:
+        if "boot-kernel" not in other:
+            raise XeError("BOOTLOADER_FAILED", vm["uuid"], f"no boot description on the disk {path.name} (VDI other-config:boot-kernel)")
+        args = " ".join(filter(None, (other.get("boot-args", ""), vm["PV_args"])))
+        return Kernel(other["boot-kernel"], other.get("boot-ramdisk", ""), args, "pygrub")
+    return _pygrub(vm, str(path), work_dir)
+
+
+_SIMPLE = re.compile(r"^(kernel|ramdisk|args) (.*)$", re.M)
+
+
+def _pygrub(vm: dict, disk: str, work_dir: Path) -> Kernel:
+    exe = shutil.which("pygrub") or "/usr/lib/xen-4.17/bin/pygrub"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    argv = [exe, "--output-format=simple", f"--output-directory={work_dir}", *vm["PV_bootloader_args"].split(), disk]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise XeError("BOOTLOADER_FAILED", vm["uuid"], str(err)) from None
+    if out.returncode != 0:
+        raise XeError("BOOTLOADER_FAILED", vm["uuid"], (out.stderr or out.stdout).strip()[-300:])
+    found = dict(_SIMPLE.findall(out.stdout))
+    if "kernel" not in found:
+        raise XeError("BOOTLOADER_FAILED", vm["uuid"], "pygrub named no kernel")
+    args = " ".join(filter(None, (found.get("args", ""), vm["PV_args"])))
+    return Kernel(found["kernel"], found.get("ramdisk", ""), args, "pygrub")

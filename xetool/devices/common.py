@@ -1,0 +1,80 @@
+"""What VBDs and VIFs share: the frontend/backend pair in xenstore, the wait for the backend's
+hotplug, and the Closing/Closed handshake on unplug (libxl's device add/remove, xenopsd's
+Device.add / Device.clean_shutdown).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from xetool.backends.base import Backend
+from xetool.devices.domain import home
+from xetool.errors import XeError
+from xetool.xenstore.client import XsClient
+
+CLOSING, CLOSED = "5", "6"
+
+
+def hotplug_timeout() -> float:
+    return float(os.environ.get("XETOOL_HOTPLUG_TIMEOUT", "10"))
+
+
+@dataclass(frozen=True)
+class DevicePaths:
+    kind: str  # vbd | vif
+    domid: int
+    devid: int
+
+    @property
+    def frontend(self) -> str:
+        return f"{home(self.domid)}/device/{self.kind}/{self.devid}"
+
+    @property
+    def backend(self) -> str:
+        return f"/local/domain/0/backend/{self.kind}/{self.domid}/{self.devid}"
+
+
+def add(xs: XsClient, backend: Backend, dev: DevicePaths, front: Mapping[str, str], back: Mapping[str, str],
+        name: str) -> None:
+    """Write both halves in one transaction, run the hotplug where dom0 needs it, and wait for
+    hotplug-status: `connected`, or `error` with hotplug-error, or DEVICE_ATTACH_TIMEOUT."""
+    values = {dev.frontend: "", dev.backend: ""}
+    values |= {f"{dev.frontend}/{k}": v for k, v in {"backend": dev.backend, "backend-id": "0", "state": "1", **front}.items()}
+    values |= {f"{dev.backend}/{k}": v for k, v in
+               {"frontend": dev.frontend, "frontend-id": str(dev.domid), "online": "1", "state": "1", **back}.items()}
+    perms = {dev.frontend: [f"n{dev.domid}", "r0"], dev.backend: ["n0", f"r{dev.domid}"]}
+    xs.write_many(values, perms)
+    backend.hotplug(dev.kind, dev.domid, dev.devid, "add" if dev.kind == "vbd" else "online")
+    timeout = hotplug_timeout()
+    try:
+        status = xs.wait_until(f"{dev.backend}/hotplug-status", lambda v: v in ("connected", "error"), timeout)
+    except XeError as err:
+        if err.code == "EVENT_WAIT_TIMEOUT":
+            raise XeError("DEVICE_ATTACH_TIMEOUT", dev.kind, name, timeout) from None
+        raise
+    if status == "error":
+        reason = xs.read_or(f"{dev.backend}/hotplug-error") or "the hotplug script failed"
+        raise XeError("HOTPLUG_FAILED", dev.kind, name, reason)
+
+
+def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: bool = False) -> None:
+    """Ask the backend to close (online=0, state Closing), wait for Closed, then remove both
+    halves. With `force`, or when the domain is gone, just remove them."""
+    if not xs.exists(dev.backend):
+        if xs.exists(dev.frontend):
+            xs.rm(dev.frontend)
+        return
+    if not force:
+        xs.write_many({f"{dev.backend}/online": "0", f"{dev.backend}/state": CLOSING})
+        try:
+            xs.wait_until(f"{dev.backend}/state", lambda v: v in (CLOSED, None), hotplug_timeout())
+        except XeError as err:
+            if err.code == "EVENT_WAIT_TIMEOUT":
+                raise XeError("DEVICE_DETACH_TIMEOUT", dev.kind, name, hotplug_timeout()) from None
+            raise
+    backend.hotplug(dev.kind, dev.domid, dev.devid, "remove" if dev.kind == "vbd" else "offline")
+    for path in (dev.frontend, dev.backend):
+        if xs.exists(path):
+            xs.rm(path)

@@ -1,0 +1,102 @@
+"""The per-domain xenstore entries the toolstack writes (xapi reference section 8, libxl's
+domain make): the domain's home with its permissions, platform flags and BIOS strings, the
+guest-writable directories, vCPU availability and the memory range.
+
+Permission lists follow libxl: "ro" = n0 then r<domid> (readable by the guest), "rw" = n<domid>
+(owned by the guest).
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from typing import Mapping
+
+from xetool.xenstore.client import XsClient
+
+GUEST_RW_DIRS = ("data", "drivers", "feature", "attr", "error", "vm-data", "messages", "control", "device/vbd", "device/vif")
+GENERIC_BIOS_STRINGS = {
+    "bios-vendor": "Xen", "bios-version": "", "system-manufacturer": "Xen", "system-product-name": "HVM domU",
+    "system-version": "", "system-serial-number": "", "baseboard-manufacturer": "", "baseboard-product-name": "",
+    "baseboard-version": "", "baseboard-serial-number": "", "baseboard-asset-tag": "", "baseboard-location-in-chassis": "",
+    "enclosure-asset-tag": "", "hp-rombios": "", "oem-1": "Xen", "oem-2": "MS_VM_CERT/SHA1/bdbeb6e0a816d43fa6d3fe8aaef04c2bad9d3e3d",
+}
+
+
+def home(domid: int) -> str:
+    return f"/local/domain/{domid}"
+
+
+def ro(domid: int) -> list[str]:
+    return ["n0", f"r{domid}"]
+
+
+def rw(domid: int) -> list[str]:
+    return [f"n{domid}"]
+
+
+def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm: bool,
+                         platform: Mapping[str, str], bios_strings: Mapping[str, str],
+                         xenstore_data: Mapping[str, str], vcpus: int, weight: int, cap: int) -> None:
+    """Domain make: everything before any device, in one transaction, retried on EAGAIN."""
+    h = home(domid)
+    values: dict[str, str] = {
+        h: "", f"{h}/vm": f"/vm/{vm_uuid}", f"{h}/name": name, f"{h}/unique-domain-id": str(uuidlib.uuid4()),
+        f"{h}/domain-type": "hvm" if hvm else "pv", f"{h}/action-request": "poweroff",
+        f"{h}/cpu": "", f"{h}/memory": "", f"{h}/device": "",
+        f"{h}/control/shutdown": "", f"{h}/control/platform-feature-multiprocessor-suspend": "1",
+        f"{h}/control/platform-feature-xs_reset_watches": "1",
+        f"/vm/{vm_uuid}/uuid": vm_uuid, f"/vm/{vm_uuid}/name": name, f"/vm/{vm_uuid}/domains/{domid}": h,
+        f"{h}/platform/vcpu/number": str(vcpus), f"{h}/platform/vcpu/current": str(vcpus),
+        f"{h}/platform/vcpu/weight": str(weight), f"{h}/platform/vcpu/cap": str(cap),
+        f"{h}/platform/acpi_s3": platform.get("acpi_s3", "0"), f"{h}/platform/acpi_s4": platform.get("acpi_s4", "0"),
+    }
+    for key, value in platform.items():
+        values[f"{h}/platform/{key}"] = value
+    if hvm:
+        values[f"{h}/hvmloader"] = ""
+        for key, value in bios_strings.items():
+            values[f"{h}/bios-strings/{key}"] = value
+    for key, value in xenstore_data.items():
+        if key.startswith(("vm-data/", "FIST/")):
+            values[f"{h}/{key}"] = value
+    perms: dict[str, list[str]] = {h: ro(domid), f"{h}/cpu": ro(domid), f"{h}/memory": ro(domid), f"{h}/device": ro(domid)}
+    for d in GUEST_RW_DIRS:
+        values.setdefault(f"{h}/{d}", "")
+        perms[f"{h}/{d}"] = rw(domid)
+    perms[f"{h}/control/shutdown"] = rw(domid)
+
+    def make(t):  # type: ignore[no-untyped-def]
+        t.rm(h) if t.exists(h) else None
+        for path, value in values.items():
+            t.write(path, value)
+        for path, plist in perms.items():
+            t.set_perms(path, plist)
+
+    xs.transaction(make)
+
+
+def write_vcpu_availability(xs: XsClient, domid: int, vcpus_max: int) -> None:
+    """cpu/N/availability for every possible vCPU, offline until marked online."""
+    h = home(domid)
+    xs.write_many({f"{h}/cpu/{n}/availability": "offline" for n in range(vcpus_max)})
+
+
+def set_cpus_online(xs: XsClient, domid: int, vcpus_at_startup: int, vcpus_max: int) -> None:
+    h = home(domid)
+    xs.write_many({f"{h}/cpu/{n}/availability": "online" if n < vcpus_at_startup else "offline" for n in range(vcpus_max)})
+
+
+def write_memory_range(xs: XsClient, domid: int, dynamic_min_kib: int, dynamic_max_kib: int) -> None:
+    h = home(domid)
+    xs.write_many({f"{h}/memory/dynamic-min": str(dynamic_min_kib), f"{h}/memory/dynamic-max": str(dynamic_max_kib)})
+
+
+def finish_build(xs: XsClient, domid: int) -> None:
+    """The last step of a start: the domain is no longer half-built (xenopsd's action-request)."""
+    xs.rm(f"{home(domid)}/action-request")
+
+
+def remove_domain_entries(xs: XsClient, domid: int, vm_uuid: str) -> None:
+    for path in (home(domid), f"/vm/{vm_uuid}/domains/{domid}"):
+        if xs.exists(path):
+            xs.rm(path)

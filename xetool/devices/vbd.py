@@ -1,0 +1,56 @@
+"""Virtual block devices: names, Xen device numbers and the xenstore layout of a disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xetool.backends.base import Backend
+from xetool.devices import common
+from xetool.xenstore.client import XsClient
+
+HVM_IDE = {0: ("hda", 768), 1: ("hdb", 832), 2: ("hdc", 5632), 3: ("hdd", 5696)}
+
+
+def device_name(userdevice: int, hvm: bool) -> str:
+    """xvda.. for PV guests; the first four disks of an HVM guest are IDE (hda..hdd)."""
+    if hvm and userdevice in HVM_IDE:
+        return HVM_IDE[userdevice][0]
+    return "xvd" + _letters(userdevice)
+
+
+def devid(userdevice: int, hvm: bool) -> int:
+    """Xen's virtual-device number: 202<<8 | n<<4 for xvd (n < 16), the extended form above."""
+    if hvm and userdevice in HVM_IDE:
+        return HVM_IDE[userdevice][1]
+    if userdevice < 16:
+        return (202 << 8) | (userdevice << 4)
+    return (1 << 28) | (userdevice << 8)
+
+
+def _letters(n: int) -> str:
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out
+
+
+def plug(xs: XsClient, backend: Backend, domid: int, userdevice: int, hvm: bool, path: Path | None,
+         mode: str, vbd_type: str, bootable: bool, name: str) -> str:
+    """Connect one disk (path None: an empty CD drive). Returns the guest's device name."""
+    dev = common.DevicePaths("vbd", domid, devid(userdevice, hvm))
+    dname = device_name(userdevice, hvm)
+    device_type = {"CD": "cdrom", "Floppy": "floppy"}.get(vbd_type, "disk")
+    front = {"virtual-device": str(dev.devid), "device-type": device_type, "protocol": "x86_64-abi"}
+    back = {
+        "params": str(path) if path else "", "script": "/etc/xen/scripts/block", "type": "phy",
+        "mode": "w" if mode == "RW" else "r", "dev": dname, "device-type": device_type,
+        "removable": "1" if vbd_type == "CD" else "0", "bootable": "1" if bootable else "0",
+    }
+    common.add(xs, backend, dev, front, back, name)
+    return dname
+
+
+def unplug(xs: XsClient, backend: Backend, domid: int, userdevice: int, hvm: bool, name: str, force: bool = False) -> None:
+    common.remove(xs, backend, common.DevicePaths("vbd", domid, devid(userdevice, hvm)), name, force)

@@ -1,0 +1,70 @@
+"""Virtual network interfaces: the xenstore layout of a NIC, and the guest installer network's
+DHCP leases, kept as a dnsmasq hosts file (`dhcp-hostsfile`) per bridge on the host."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+
+from xetool.backends.base import Backend
+from xetool.devices import common
+from xetool.host.locks import FileLock
+from xetool.xenstore.client import XsClient
+
+INSTALLER_SUBNET = ipaddress.ip_network("192.168.128.0/24")  # xapi's guest installer network range
+
+
+def plug(xs: XsClient, backend: Backend, domid: int, device: int, mac: str, bridge: str, mtu: int, name: str) -> None:
+    dev = common.DevicePaths("vif", domid, device)
+    front = {"handle": str(device), "mac": mac, "disconnect": "0", "mtu": str(mtu)}
+    back = {"script": "/etc/xen/scripts/vif-bridge", "mac": mac, "bridge": bridge, "handle": str(device),
+            "type": "vif", "mtu": str(mtu), "vifname": f"vif{domid}.{device}"}
+    common.add(xs, backend, dev, front, back, name)
+
+
+def unplug(xs: XsClient, backend: Backend, domid: int, device: int, name: str, force: bool = False) -> None:
+    common.remove(xs, backend, common.DevicePaths("vif", domid, device), name, force)
+
+
+def leases_file(host_dir: Path, bridge: str) -> Path:
+    return host_dir / "dnsmasq" / f"{bridge}.hosts"
+
+
+def add_lease(host_dir: Path, bridge: str, mac: str, hostname: str) -> str:
+    """Give `mac` an address on the installer network; returns it. Idempotent per MAC."""
+    path = leases_file(host_dir, bridge)
+    with FileLock(path.with_suffix(".lock"), f"DHCP leases of {bridge}"):
+        lines = path.read_text().splitlines() if path.exists() else []
+        taken = set()
+        for line in lines:
+            parts = line.split(",")
+            if parts[0] == mac:
+                return parts[1]
+            taken.add(parts[1])
+        for ip in list(INSTALLER_SUBNET.hosts())[9:]:  # .10 upwards; the host keeps the low ones
+            if str(ip) not in taken:
+                break
+        else:
+            raise OSError("no free address on the guest installer network")
+        _write(path, lines + [f"{mac},{ip},{hostname}"])
+    return str(ip)
+
+
+def remove_lease(host_dir: Path, bridge: str, mac: str) -> bool:
+    path = leases_file(host_dir, bridge)
+    if not path.exists():
+        return False
+    with FileLock(path.with_suffix(".lock"), f"DHCP leases of {bridge}"):
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if line.split(",")[0] != mac]
+        _write(path, kept)
+    return len(kept) != len(lines)
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    """Same-directory temporary file and rename: dnsmasq never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    os.replace(tmp, path)

@@ -1,0 +1,61 @@
+"""What a running VM holds on its host, beside the store: the domain, its devices, processes,
+leases and memory reservation. Written as the start proceeds, so that a stop, a failed start's
+undo, or the janitor after a crash knows exactly what to release."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Runtime:
+    vm: str
+    host: str
+    task: str = ""
+    domid: int = -1
+    hvm: bool = False
+    reservation: str = ""
+    vbds: dict[str, int] = field(default_factory=dict)  # vbd uuid -> userdevice
+    vifs: dict[str, int] = field(default_factory=dict)  # vif uuid -> device
+    leases: list[tuple[str, str]] = field(default_factory=list)  # (bridge, mac)
+    dm_pid: int = 0
+    console_pid: int = 0
+    vnc_port: int = 0
+    started: bool = False  # the start completed: the janitor must leave this VM alone
+
+
+def path(state_dir: Path, host: str, vm: str) -> Path:
+    return state_dir / "hosts" / host / "run" / f"{vm}.json"
+
+
+def load(state_dir: Path, host: str, vm: str) -> Runtime | None:
+    try:
+        data = json.loads(path(state_dir, host, vm).read_text())
+    except (OSError, ValueError):
+        return None
+    data["leases"] = [tuple(x) for x in data.get("leases", [])]
+    return Runtime(**data)
+
+
+def save(state_dir: Path, rt: Runtime) -> None:
+    target = path(state_dir, rt.host, rt.vm)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(asdict(rt)))
+    os.replace(tmp, target)
+
+
+def remove(state_dir: Path, host: str, vm: str) -> None:
+    path(state_dir, host, vm).unlink(missing_ok=True)
+
+
+def all_on(state_dir: Path, host: str) -> list[Runtime]:
+    out = []
+    for p in (state_dir / "hosts" / host / "run").glob("*.json"):
+        rt = load(state_dir, host, p.stem)
+        if rt is not None:
+            out.append(rt)
+    return out

@@ -1,0 +1,453 @@
+"""vm-start, the host's half: the seed's "On the pool slave" steps, in its order, each with its
+undo. The master hands over (vm, host, task, paused) and nothing else; everything else is read
+here, from the store and the host itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xetool import lifecycle, tasks
+from xetool.backends.base import Backend, DomainConfig
+from xetool.devices import bootloader, console, domain, vbd, vif
+from xetool.errors import XeError
+from xetool.host import memory, runtime, teardown
+from xetool.host.backend import HOST_FIELDS, backend_for
+from xetool.host.locks import FileLock, host_queue, vm_lock
+from xetool.host.runtime import Runtime
+from xetool.master.snapshot import is_hvm
+from xetool.placement.memory import vm_compute_memory_overhead
+from xetool.master.snapshot import read_vm
+from xetool.steps import Observer, Runner, Step
+from xetool.storage import file_sr
+from xetool.store.db import Row, Store
+from xetool.store.objects import now_iso, sr_path
+from xetool.xenstore.client import XsClient
+
+MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum
+MAX_VCPUS = 64
+
+
+@dataclass
+class _Disk:
+    vbd: Row
+    path: Path | None
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+class HostStart:
+    def __init__(self, store: Store, state_dir: Path, vm: str, host: str, task: str, paused: bool,
+                 observer: Observer | None = None) -> None:
+        self.store, self.state_dir = store, state_dir
+        self.vm_uuid, self.host_uuid, self.task, self.paused = vm, host, task, paused
+        self.runner = Runner(observer)
+        self.locks: list[FileLock] = []
+        with store.read() as txn:
+            self.host = txn.must("host", host, HOST_FIELDS)
+        self.backend: Backend = backend_for(state_dir, self.host)
+        self.rt = Runtime(vm, host, task)
+        self.vm: Row = {}
+        self.record: dict[str, Any] = {}
+        self.hvm = False
+        self.disks: list[_Disk] = []
+        self.config: DomainConfig | None = None
+        self.kernel: bootloader.Kernel | None = None
+        self._xs: XsClient | None = None
+
+    @property
+    def xs(self) -> XsClient:
+        if self._xs is None:
+            self._xs = XsClient(self.backend.xenstore_socket())
+        return self._xs
+
+    def _save(self) -> None:
+        runtime.save(self.state_dir, self.rt)
+
+    # --- serialisation ----------------------------------------------------------------------------
+    def acquire_host_queue(self) -> str:
+        self.locks.append(host_queue(self.state_dir, self.host_uuid).acquire())
+        self.backend.ensure_running()
+        return f"host {self.host['name_label']}"
+
+    def lock_vm(self) -> str:
+        self.locks.append(vm_lock(self.state_dir, self.vm_uuid).acquire())
+        return None  # type: ignore[return-value]
+
+    def unlock(self) -> str:
+        while self.locks:
+            self.locks.pop().release()
+        if self._xs is not None:
+            self._xs.close()
+            self._xs = None
+        return "VM unlocked, host queue released"
+
+    def check_power_state(self) -> str:
+        with self.store.read() as txn:
+            self.vm = txn.must("vm", self.vm_uuid)
+        if self.vm["power_state"] != "Halted":
+            raise XeError("VM_BAD_POWER_STATE", self.vm_uuid, "halted", self.vm["power_state"].lower())
+        self.hvm = is_hvm(self.vm)
+        self.rt.hvm = self.hvm
+        return None  # type: ignore[return-value]
+
+    def get_boot_record(self) -> str:
+        text = self.vm["last_booted_record"]
+        self.record = json.loads(text) if text else dict(self.vm)
+        return "from the master's allocation" if text else "none: using the current record"
+
+    def set_ha_always_run(self) -> str:
+        if self.vm["ha_restart_priority"] != "restart":
+            return "no HA restart priority: nothing to do"
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"ha_always_run": True})
+        return "ha-always-run set"
+
+    def set_generic_bios_strings(self) -> str:
+        if self.vm["bios_strings"]:
+            return "the VM has BIOS strings"
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"bios_strings": dict(domain.GENERIC_BIOS_STRINGS)})
+        self.vm["bios_strings"] = dict(domain.GENERIC_BIOS_STRINGS)
+        return "generic whitebox strings set"
+
+    # --- start paused ------------------------------------------------------------------------------
+    def check_vm_parameters(self) -> str:
+        vm = self.record
+        if not 0 < vm["VCPUs_max"] < MAX_VCPUS:
+            raise XeError("INVALID_VALUE", "VCPUs_max", f"{vm['VCPUs_max']} (must be more than 0 and fewer than {MAX_VCPUS})")
+        with self.store.read() as txn:
+            vbds = txn.select("vbd", None, {"VM": self.vm_uuid})
+        names = [v["userdevice"] for v in vbds]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise XeError("DEVICE_ALREADY_EXISTS", ", ".join(sorted(dupes)))
+        if vm["memory_static_max"] < MIN_MEMORY:
+            raise XeError("INVALID_VALUE", "memory_static_max", f"{vm['memory_static_max']} (at least {MIN_MEMORY} bytes)")
+        return f"{vm['VCPUs_max']} vCPUs, {len(vbds)} VBDs"
+
+    def get_marked_vbds(self) -> str:
+        with self.store.read() as txn:
+            rows = [v for v in txn.select("vbd", None, {"VM": self.vm_uuid}) if self.task in v["current_operations"]]
+            self.disks = []
+            for v in rows:
+                path, other = None, {}
+                if v["VDI"]:
+                    vdi = txn.get("vdi", v["VDI"])
+                    if vdi is not None:
+                        other = vdi["other_config"]
+                        path = Path(sr_path(txn, vdi["SR"])) / vdi["location"]
+                self.disks.append(_Disk(v, path, other))
+        return f"{len(self.disks)} VBDs marked by the master"
+
+    def reserve_memory(self) -> str:
+        vm = self.record
+        overhead = vm_compute_memory_overhead(read_vm_view(self.store, self.vm_uuid))
+        lo = (vm["memory_dynamic_min"] + overhead) // 1024
+        hi = (vm["memory_dynamic_max"] + overhead) // 1024
+        self.rt.reservation, kib = memory.reserve(self.store, self.state_dir, self.backend, self.host_uuid,
+                                                  self.vm_uuid, self.task, lo, hi)
+        self._save()
+        target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
+        self.config = DomainConfig(
+            uuid=self.vm_uuid, name=vm["name_label"], hvm=self.hvm, memory_static_max_kib=vm["memory_static_max"] // 1024,
+            memory_target_kib=target, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
+            shadow_multiplier=vm["HVM_shadow_multiplier"], platform=dict(vm["platform"]),
+        )
+        return f"{kib} KiB reserved (range {lo}..{hi} KiB)"
+
+    def release_reservation(self) -> None:
+        if self.rt.reservation:
+            memory.release(self.store, self.rt.reservation)
+            self.rt.reservation = ""
+            self._save()
+
+    def check_hvm_support(self) -> str:
+        if not self.hvm:
+            return "PV guest: no HVM needed"
+        if "hvm" not in self.backend.physinfo().capabilities:
+            raise XeError("VM_HVM_REQUIRED", self.vm_uuid)
+        return "the host supports HVM"
+
+    def create_domain(self) -> str:
+        assert self.config is not None
+        self.rt.domid = self.backend.create_domain(self.config)
+        self._save()
+        tasks.note(self.store, self.task, host=self.host_uuid, domid=str(self.rt.domid))
+        return f"domid {self.rt.domid}"
+
+    def destroy_domain(self) -> None:
+        teardown.release_on_host(self.state_dir, self.backend, self.rt)
+        self.rt.domid, self.rt.vbds, self.rt.vifs, self.rt.leases = -1, {}, {}, []
+        self.rt.dm_pid = self.rt.console_pid = 0
+        self._save()
+
+    def write_domain_xenstore(self) -> str:
+        vm = self.record
+        params = vm["VCPUs_params"]
+        domain.write_domain_entries(
+            self.xs, self.rt.domid, self.vm_uuid, vm["name_label"], self.hvm, vm["platform"], self.vm["bios_strings"],
+            vm["xenstore_data"], vm["VCPUs_at_startup"], int(params.get("weight", 256)), int(params.get("cap", 0)))
+        return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, no devices yet"
+
+    def set_domid(self) -> str:
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"domid": self.rt.domid})
+        return None  # type: ignore[return-value]
+
+    def unset_domid(self) -> None:
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"domid": -1})
+
+    def clear_device_status(self) -> str:
+        with self.store.write() as txn:
+            for cls in ("vbd", "vif"):
+                for uuid in txn.uuids(cls, {"VM": self.vm_uuid}):
+                    txn.update(cls, uuid, {"currently_attached": False, "status_code": 0, "status_detail": ""})
+        return None  # type: ignore[return-value]
+
+    def check_vdis_exist(self) -> str:
+        with self.store.read() as txn:
+            for d in self.disks:
+                if d.vbd["VDI"] and txn.get("vdi", d.vbd["VDI"], ["uuid"]) is None:
+                    raise XeError("HANDLE_INVALID", "vdi", d.vbd["VDI"])
+        return f"{sum(1 for d in self.disks if d.vbd['VDI'])} VDIs"
+
+    def set_machine_address_size(self) -> str:
+        size = self.record["other_config"].get("machine-address-size")
+        if not size:
+            return "not set in other-config"
+        if not size.isdigit():
+            raise XeError("INVALID_VALUE", "other-config:machine-address-size", size)
+        assert self.config is not None
+        self.config = _replace(self.config, address_size=int(size))
+        return f"{size} bits"
+
+    def create_kernel(self) -> str:
+        boot = next(((d.path, d.other_config) for d in self.disks if d.vbd["bootable"] and d.path), None)
+        self.kernel = bootloader.choose(self.record, self.hvm, boot, self.host["backend"] == "simulator",
+                                        self.state_dir / "hosts" / self.host_uuid / "boot" / self.vm_uuid)
+        assert self.config is not None
+        self.config = _replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
+        return f"{self.kernel.source}: {self.kernel.kernel}"
+
+    def build_domain(self) -> str:
+        assert self.config is not None
+        self.backend.build_domain(self.rt.domid, self.config)
+        params = self.record["VCPUs_params"]
+        mask = [int(c) for c in params.get("mask", "").split(",") if c.strip().isdigit()]
+        if mask:
+            for n in range(self.config.vcpus_max):
+                self.backend.set_vcpu_affinity(self.rt.domid, n, mask)
+        self.backend.set_sched_params(self.rt.domid, int(params.get("weight", 256)), int(params.get("cap", 0)))
+        memory.transfer_to_domain(self.store, self.rt.reservation)
+        self.rt.reservation = ""
+        self._save()
+        flags = ", ".join(f"{k}={self.config.platform[k]}" for k in ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
+                          if k in self.config.platform)
+        return f"built; affinity {mask or 'all'}; weight {params.get('weight', 256)} cap {params.get('cap', 0)}; {flags or 'default flags'}"
+
+    def attach_vdis(self) -> str:
+        done = []
+        for d in self.disks:
+            path = None
+            if d.vbd["VDI"]:
+                with self.store.read() as txn:
+                    vdi = txn.must("vdi", d.vbd["VDI"])
+                    path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
+            userdevice = int(d.vbd["userdevice"])
+            name = vbd.plug(self.xs, self.backend, self.rt.domid, userdevice, self.hvm, path, d.vbd["mode"],
+                            d.vbd["type"], d.vbd["bootable"], d.vbd["uuid"])
+            self.rt.vbds[d.vbd["uuid"]] = userdevice
+            self._save()
+            with self.store.write() as txn:
+                txn.update("vbd", d.vbd["uuid"], {"device": name})
+            done.append(name)
+        return ", ".join(done) or "no disks"
+
+    def create_vcpu_entries(self) -> str:
+        domain.write_vcpu_availability(self.xs, self.rt.domid, self.record["VCPUs_max"])
+        return f"cpu/0..{self.record['VCPUs_max'] - 1}/availability"
+
+    def create_vifs(self) -> str:
+        with self.store.read() as txn:
+            vifs = [(v, txn.must("network", v["network"])) for v in txn.select("vif", None, {"VM": self.vm_uuid})
+                    if self.task in v["current_operations"]]
+        done = []
+        host_dir = self.state_dir / "hosts" / self.host_uuid
+        for v, net in sorted(vifs, key=lambda p: int(p[0]["device"])):
+            self.backend.ensure_bridge(net["bridge"])  # Xapi_network.attach_internal
+            if net["other_config"].get("is_guest_installer_network") == "true":
+                ip = vif.add_lease(host_dir, net["bridge"], v["MAC"], self.record["name_label"])
+                self.rt.leases.append((net["bridge"], v["MAC"]))
+                self._save()
+                done.append(f"lease {ip}")
+            vif.plug(self.xs, self.backend, self.rt.domid, int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"])
+            self.rt.vifs[v["uuid"]] = int(v["device"])
+            self._save()
+            done.append(f"vif{self.rt.domid}.{v['device']} on {net['bridge']}")
+        return ", ".join(done) or "no VIFs"
+
+    def plug_pci_devices(self) -> str:
+        pci = self.record["other_config"].get("pci", "")
+        if not pci:
+            return "no PCI devices"
+        if self.hvm:
+            return "HVM guest: PCI devices go through the device model"
+        h = f"/local/domain/0/backend/pci/{self.rt.domid}/0"
+        devs = [p.split("/")[-1] for p in pci.split(",") if p]
+        values = {f"{h}/frontend": f"/local/domain/{self.rt.domid}/device/pci/0", f"{h}/frontend-id": str(self.rt.domid),
+                  f"{h}/online": "1", f"{h}/state": "1", f"{h}/num_devs": str(len(devs)),
+                  f"/local/domain/{self.rt.domid}/device/pci/0/backend": h,
+                  f"/local/domain/{self.rt.domid}/device/pci/0/backend-id": "0",
+                  f"/local/domain/{self.rt.domid}/device/pci/0/state": "1"}
+        for n, dev in enumerate(devs):
+            values[f"{h}/dev-{n}"] = dev
+        self.xs.write_many(values)
+        return f"pcifront/pciback for {', '.join(devs)}"
+
+    def set_cpus_online(self) -> str:
+        domain.set_cpus_online(self.xs, self.rt.domid, self.record["VCPUs_at_startup"], self.record["VCPUs_max"])
+        if self.hvm:
+            return f"{self.record['VCPUs_at_startup']} online (HVM guests do not hotplug)"
+        return f"{self.record['VCPUs_at_startup']} of {self.record['VCPUs_max']} online"
+
+    def start_device_model(self) -> str:
+        if not self.hvm:
+            return "PV guest: no device model"
+        with self.store.read() as txn:
+            nics = [(v["MAC"], txn.must("network", v["network"], ["bridge"])["bridge"])
+                    for v in sorted(txn.select("vif", ["device", "MAC", "network"], {"VM": self.vm_uuid}),
+                                    key=lambda v: int(v["device"]))][:8]
+        argv = self.backend.device_model_argv(self.rt.domid, 0, nics)
+        log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"qemu-dm-{self.rt.domid}.log"
+        self.rt.dm_pid, self.rt.vnc_port = console.spawn(argv, log, self.vm_uuid, "qemu-dm", self.xs, self.rt.domid,
+                                                         "image/device-model-pid")
+        self._save()
+        return f"pid {self.rt.dm_pid}, VNC 127.0.0.1:{self.rt.vnc_port}, {len(nics)} RTL8139 NICs"
+
+    def start_console_server(self) -> str:
+        if self.hvm:
+            return "HVM guest: the device model serves the console"
+        argv = self.backend.console_server_argv(self.rt.domid)
+        log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"vncterm-{self.rt.domid}.log"
+        self.rt.console_pid, self.rt.vnc_port = console.spawn(argv, log, self.vm_uuid, "vncterm", self.xs, self.rt.domid,
+                                                              "vncterm-pid")
+        self._save()
+        return f"pid {self.rt.console_pid}, VNC 127.0.0.1:{self.rt.vnc_port}"
+
+    def write_memory_dynamic_range(self) -> str:
+        lo, hi = self.record["memory_dynamic_min"] // 1024, self.record["memory_dynamic_max"] // 1024
+        domain.write_memory_range(self.xs, self.rt.domid, lo, hi)
+        return f"{lo}..{hi} KiB"
+
+    def set_start_time(self) -> str:
+        with self.store.write() as txn:
+            metrics = self.vm["metrics"]
+            values = {"start_time": now_iso(), "last_updated": now_iso(), "VCPUs_number": self.record["VCPUs_at_startup"],
+                      "memory_actual": (self.config.memory_target_kib if self.config else 0) * 1024}
+            if metrics and txn.get("vm_metrics", metrics, ["uuid"]):
+                txn.update("vm_metrics", metrics, values)
+            else:
+                txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
+        return None  # type: ignore[return-value]
+
+    def set_boot_record(self) -> str:
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"last_booted_record": json.dumps(self.record, sort_keys=True)})
+        return None  # type: ignore[return-value]
+
+    def delete_guest_metrics(self) -> str:
+        with self.store.write() as txn:
+            gone = txn.uuids("vm_guest_metrics", {"VM": self.vm_uuid})
+            for uuid in gone:
+                txn.delete("vm_guest_metrics", uuid)
+            txn.update("vm", self.vm_uuid, {"guest_metrics": None})
+        return f"{len(gone)} deleted"
+
+    def set_resident_on(self) -> str:
+        """Atomically clear scheduled_to_be_resident_on and set resident_on (and Paused)."""
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"scheduled_to_be_resident_on": None, "resident_on": self.host_uuid,
+                                            "power_state": "Paused"})
+            for cls, attached in (("vbd", self.rt.vbds), ("vif", self.rt.vifs)):
+                for uuid in attached:
+                    txn.update(cls, uuid, {"currently_attached": True})
+            lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
+        return f"resident on {self.host['name_label']}"
+
+    def unset_resident_on(self) -> None:
+        teardown.halt_in_store(self.store, self.vm_uuid)
+
+    def unpause(self) -> str:
+        domain.finish_build(self.xs, self.rt.domid)
+        self.rt.started = self.paused
+        if self.paused:
+            self._save()
+            return "left paused (paused=true)"
+        self.backend.unpause(self.rt.domid)
+        with self.store.write() as txn:
+            txn.update("vm", self.vm_uuid, {"power_state": "Running"})
+            lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
+        self.rt.started = True
+        self._save()
+        return "running"
+
+    # ---------------------------------------------------------------------------------------------
+    def steps(self) -> list[Step]:
+        s = Step
+        return [
+            s("acquire_host_queue", self.acquire_host_queue, self.unlock),
+            s("lock_vm", self.lock_vm, self.unlock),
+            s("check_power_state", self.check_power_state),
+            s("get_boot_record", self.get_boot_record),
+            s("set_ha_always_run", self.set_ha_always_run),
+            s("set_generic_bios_strings", self.set_generic_bios_strings),
+            s("check_vm_parameters", self.check_vm_parameters),
+            s("get_marked_vbds", self.get_marked_vbds),
+            s("reserve_memory", self.reserve_memory, self.release_reservation),
+            s("check_hvm_support", self.check_hvm_support),
+            s("create_domain", self.create_domain, self.destroy_domain),
+            s("write_domain_xenstore", self.write_domain_xenstore),
+            s("set_domid", self.set_domid, self.unset_domid),
+            s("clear_device_status", self.clear_device_status),
+            s("check_vdis_exist", self.check_vdis_exist),
+            s("set_machine_address_size", self.set_machine_address_size),
+            s("create_kernel", self.create_kernel),
+            s("build_domain", self.build_domain),
+            s("attach_vdis", self.attach_vdis),
+            s("create_vcpu_entries", self.create_vcpu_entries),
+            s("create_vifs", self.create_vifs),
+            s("plug_pci_devices", self.plug_pci_devices),
+            s("set_cpus_online", self.set_cpus_online),
+            s("start_device_model", self.start_device_model),
+            s("start_console_server", self.start_console_server),
+            s("write_memory_dynamic_range", self.write_memory_dynamic_range),
+            s("set_start_time", self.set_start_time),
+            s("set_boot_record", self.set_boot_record),
+            s("delete_guest_metrics", self.delete_guest_metrics),
+            s("set_resident_on", self.set_resident_on, self.unset_resident_on),
+            s("unpause", self.unpause),
+            s("unlock_vm", self.unlock),
+        ]
+
+    def run(self) -> None:
+        try:
+            self.runner.run(self.steps())
+        except BaseException:
+            runtime.remove(self.state_dir, self.host_uuid, self.vm_uuid) if self.rt.domid < 0 else None
+            self.unlock()
+            raise
+
+
+def read_vm_view(store: Store, vm: str):  # type: ignore[no-untyped-def]
+    with store.read() as txn:
+        return read_vm(txn, vm)
+
+
+def _replace(config: DomainConfig, **changes: Any) -> DomainConfig:
+    from dataclasses import replace
+
+    return replace(config, **changes)

@@ -1,0 +1,113 @@
+"""The placement snapshot, read from the store inside the caller's transaction.
+
+Per-host memory sums come from one SQL aggregate over the VMs resident on or scheduled to each
+host, so a pool of 20,000 VMs is not read row by row; only HA-protected guests are read one by
+one, since the HA planner needs them individually.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from xetool.placement.snapshot import HostLoad, HostView, PoolView, VmView, WlbConfig
+from xetool.store.db import Row, Txn
+
+_VM_FIELDS = (
+    "uuid", "name_label", "power_state", "is_control_domain", "HVM_boot_policy", "domain_type",
+    "memory_static_min", "memory_static_max", "memory_dynamic_min", "memory_dynamic_max", "memory_overhead",
+    "VCPUs_max", "VCPUs_at_startup", "HVM_shadow_multiplier", "actions_after_crash", "platform", "affinity",
+    "ha_restart_priority", "ha_always_run", "resident_on", "scheduled_to_be_resident_on", "suspend_VDI",
+)
+
+_LOADS = """
+SELECT h, COUNT(*), SUM(memory_overhead), SUM(memory_static_min), SUM(memory_dynamic_min),
+       SUM(memory_dynamic_max), SUM(memory_static_max)
+FROM (SELECT resident_on AS h, * FROM vm WHERE resident_on IS NOT NULL
+      UNION ALL
+      SELECT scheduled_to_be_resident_on AS h, * FROM vm
+      WHERE scheduled_to_be_resident_on IS NOT NULL
+        AND (resident_on IS NULL OR resident_on != scheduled_to_be_resident_on))
+GROUP BY h
+"""
+
+
+def is_hvm(vm: Row) -> bool:
+    if vm.get("domain_type") in ("hvm", "pv"):
+        return vm["domain_type"] == "hvm"
+    return bool(vm.get("HVM_boot_policy"))
+
+
+def vm_view(txn: Txn, vm: Row, with_devices: bool = True) -> VmView:
+    srs: list[str] = []
+    nets: list[str] = []
+    if with_devices:
+        for vbd in txn.select("vbd", ["VDI", "empty"], {"VM": vm["uuid"]}):
+            if vbd["VDI"] and not vbd["empty"]:
+                sr = txn.must("vdi", vbd["VDI"], ["SR"])["SR"]
+                if sr not in srs:
+                    srs.append(sr)
+        if vm.get("suspend_VDI") and vm["power_state"] == "Suspended":
+            srs.append(txn.must("vdi", vm["suspend_VDI"], ["SR"])["SR"])
+        nets = list(dict.fromkeys(v["network"] for v in txn.select("vif", ["network"], {"VM": vm["uuid"]})))
+    return VmView(
+        uuid=vm["uuid"], name_label=vm["name_label"], power_state=vm["power_state"].lower(),
+        memory_static_min=vm["memory_static_min"], memory_static_max=vm["memory_static_max"],
+        memory_dynamic_min=vm["memory_dynamic_min"], memory_dynamic_max=vm["memory_dynamic_max"],
+        memory_overhead=vm["memory_overhead"] or None, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
+        is_control_domain=vm["is_control_domain"], hvm=is_hvm(vm), hvm_shadow_multiplier=vm["HVM_shadow_multiplier"],
+        actions_after_crash=vm["actions_after_crash"], platform=vm["platform"], affinity=vm["affinity"],
+        required_srs=tuple(srs), required_networks=tuple(nets), ha_restart_priority=vm["ha_restart_priority"],
+        ha_always_run=vm["ha_always_run"], resident_on=vm["resident_on"],
+        scheduled_to_be_resident_on=vm["scheduled_to_be_resident_on"],
+    )
+
+
+def read_vm(txn: Txn, uuid: str) -> VmView:
+    return vm_view(txn, txn.must("vm", uuid, _VM_FIELDS))
+
+
+def pool_view(txn: Txn) -> PoolView:
+    pool = txn.pool()
+    master = pool["master"]
+    srs: dict[str, set[str]] = {}
+    for pbd in txn.select("pbd", ["host", "SR", "currently_attached"]):
+        if pbd["currently_attached"]:
+            srs.setdefault(pbd["host"], set()).add(pbd["SR"])
+    nets: dict[str, set[str]] = {}
+    for pif in txn.select("pif", ["host", "network"]):
+        nets.setdefault(pif["host"], set()).add(pif["network"])
+    hosts = tuple(
+        HostView(
+            uuid=h["uuid"], name_label=h["name_label"], memory_total=h["memory_total"],
+            memory_overhead=h["memory_overhead"], cpus=h["cpu_count"], enabled=h["enabled"], live=h["live"],
+            capabilities=frozenset(h["capabilities"]), srs=frozenset(srs.get(h["uuid"], ())),
+            networks=frozenset(nets.get(h["uuid"], ())), current_operations=frozenset(h["current_operations"].values()),
+            is_master=h["uuid"] == master,
+        )
+        for h in txn.select("host", ["uuid", "name_label", "memory_total", "memory_overhead", "cpu_count", "enabled",
+                                     "live", "capabilities", "current_operations"])
+    )
+    loads = {row[0]: HostLoad(*(int(v or 0) for v in row[1:])) for row in txn.db.execute(_LOADS)}
+    guests: dict[str, VmView] = {}
+    for vm in txn.select("vm", _VM_FIELDS, {"ha_restart_priority": "restart"}):
+        if vm["resident_on"] or vm["scheduled_to_be_resident_on"]:
+            guests[vm["uuid"]] = vm_view(txn, vm, with_devices=False)
+    shared = frozenset(n["uuid"] for n in txn.select("network", ["uuid", "other_config"])
+                       if n["other_config"].get("assume_network_is_shared") == "true")
+    return PoolView(
+        hosts=hosts, loads=loads, guests=guests, ha_enabled=pool["ha_enabled"],
+        ha_host_failures_to_tolerate=pool["ha_host_failures_to_tolerate"],
+        ha_allow_overcommit=pool["ha_allow_overcommit"], coordinator_bias=pool["coordinator_bias"],
+        shared_networks=shared, wlb=wlb_config(pool),
+    )
+
+
+def wlb_config(pool: Row) -> WlbConfig | None:
+    if not (pool["wlb_url"] or pool["wlb_command"]):
+        return None
+    other: dict[str, Any] = pool["other_config"]
+    return WlbConfig(
+        command=tuple(shlex.split(pool["wlb_command"])), url=pool["wlb_url"], timeout=float(pool["wlb_timeout"]),
+        enabled=pool["wlb_enabled"], choose_host_disable=other.get("wlb_choose_host_disable") == "true",
+    )

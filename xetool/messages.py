@@ -1,0 +1,15 @@
+"""Messages for the operator (VM_STARTED, WLB_CONSULTATION_FAILED, ...), kept in the store."""
+
+from __future__ import annotations
+
+from xetool.store.db import Txn
+from xetool.store.objects import now_iso
+
+KEEP = 10_000  # oldest messages beyond this are dropped, so the table stays small
+
+
+def create(txn: Txn, name: str, priority: int, cls: str, obj_uuid: str, body: str) -> str:
+    uuid = txn.insert("message", {"name": name, "priority": priority, "cls": cls, "obj_uuid": obj_uuid,
+                                  "timestamp": now_iso(), "body": body})
+    txn.db.execute("DELETE FROM message WHERE rowid <= (SELECT MAX(rowid) FROM message) - ?", (KEEP,))
+    return uuid

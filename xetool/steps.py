@@ -1,0 +1,97 @@
+"""Operations as ordered, named steps, each with its undo.
+
+The runner does the steps in order, records what was done, and on any failure (an error, Ctrl-C)
+undoes the done steps in reverse before re-raising: the seed's "failure paths involve attempts to
+reverse previous steps". Each step may return a note saying what it did, or why it did nothing
+(a step the seed names but that does not apply is still a step).
+
+Fault injection, for the fault tests: XETOOL_FIST is a comma-separated list of `STEP` (fail
+before the step), `STEP:fail-after` (fail once the step is done), `STEP:kill` (SIGKILL this
+process before the step) or `STEP:kill-after`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from xetool.errors import XeError
+
+Note = str | None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    do: Callable[[], Note]
+    undo: Callable[[], None] | None = None
+
+
+class Observer(Protocol):
+    def step_started(self, index: int, total: int, name: str) -> None: ...
+
+    def step_done(self, name: str, seconds: float, note: Note) -> None: ...
+
+    def step_undone(self, name: str, error: BaseException | None) -> None: ...
+
+
+def _fist() -> dict[str, str]:
+    spec = os.environ.get("XETOOL_FIST", "")
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, how = item.partition(":")
+        out[name] = how or "fail"
+    return out
+
+
+def _inject(name: str, when: str, plan: dict[str, str]) -> None:
+    how = plan.get(name)
+    if how is None:
+        return
+    if how == f"kill{when}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == f"fail{when}":
+        raise XeError("FIST", name)
+
+
+@dataclass
+class Runner:
+    observer: Observer | None = None
+    done: list[Step] = field(default_factory=list)
+    timings: list[tuple[str, float, Note]] = field(default_factory=list)
+
+    def run(self, steps: Sequence[Step]) -> None:
+        plan = _fist()
+        try:
+            for index, step in enumerate(steps):
+                if self.observer:
+                    self.observer.step_started(index, len(steps), step.name)
+                _inject(step.name, "", plan)
+                started = time.perf_counter()
+                note = step.do()
+                self.done.append(step)
+                seconds = time.perf_counter() - started
+                self.timings.append((step.name, seconds, note))
+                if self.observer:
+                    self.observer.step_done(step.name, seconds, note)
+                _inject(step.name, "-after", plan)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def rollback(self) -> None:
+        """Undo what was done, newest first; an undo that fails does not stop the others."""
+        while self.done:
+            step = self.done.pop()
+            if step.undo is None:
+                continue
+            error: BaseException | None = None
+            try:
+                step.undo()
+            except Exception as err:  # keep undoing; the original error is what the user sees
+                error = err
+            if self.observer:
+                self.observer.step_undone(step.name, error)

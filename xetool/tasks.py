@@ -1,0 +1,102 @@
+"""Tasks: every long operation records the process that runs it, so that a later command can tell
+a mark left by a live operation from one left by a process that died (SIGKILL, a crash, a reboot).
+
+A process is identified by its pid and its start time (from /proc), so a reused pid is not
+mistaken for the original. `reap_dead_tasks` is the janitor: it undoes what a dead task left
+(its marks, its reservations, a half-built domain) before the command that found it goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+from xetool.errors import XeError
+from xetool.store.db import Row, Store, Txn
+from xetool.store.objects import now_iso
+
+_HOSTNAME = socket.gethostname()
+# Host-half cleanups, registered by xetool.host: each gets (store, task row) and undoes what
+# that dead task built on a host (domains, reservations, processes, leases).
+CLEANUPS: list[Callable[[Store, Row], None]] = []
+MARKED_CLASSES = ("vm", "vbd", "vif", "host", "vdi")
+
+
+def process_start(pid: int) -> str:
+    """The start time of a process in clock ticks since boot, or "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def task_alive(task: Row) -> bool:
+    if task.get("hostname") and task["hostname"] != _HOSTNAME:
+        return True  # another machine's process: not ours to judge
+    pid = task.get("pid") or 0
+    return pid > 0 and process_start(pid) == task.get("process_start")
+
+
+def create(txn: Txn, name: str, description: str = "", **other: str) -> str:
+    pid = os.getpid()
+    return txn.insert("task", {
+        "name_label": name, "name_description": description, "created": now_iso(), "pid": pid,
+        "process_start": process_start(pid), "hostname": _HOSTNAME, "other_config": other,
+    })
+
+
+def finish(store: Store, task: str, error: BaseException | None = None, result: str = "") -> None:
+    values: dict[str, Any] = {"finished": now_iso(), "progress": 1.0}
+    if error is None:
+        values |= {"status": "success", "result": result}
+    else:
+        info = [error.code, *error.params.values()] if isinstance(error, XeError) else ["INTERNAL_ERROR", repr(error)]
+        values |= {"status": "failure", "error_info": info}
+    with store.write() as txn:
+        if txn.get("task", task, ["uuid"]) is not None:
+            txn.update("task", task, values)
+
+
+def note(store: Store, task: str, **other: str) -> None:
+    """Record host-side facts a janitor would need (domid, pids, the host) on the task."""
+    with store.write() as txn:
+        row = txn.must("task", task, ["uuid", "other_config"])
+        txn.update("task", task, {"other_config": {**row["other_config"], **other}})
+
+
+def set_step(store: Store, task: str, step: str, progress: float) -> None:
+    with store.write() as txn:
+        txn.update("task", task, {"current_step": step, "progress": round(progress, 3)})
+
+
+def reap_dead_tasks(store: Store) -> list[str]:
+    """Clean up after every pending task whose process is gone; return their uuids."""
+    with store.read() as txn:
+        pending = txn.select("task", None, {"status": "pending"})
+    dead = [t for t in pending if not task_alive(t)]
+    for task in dead:
+        for cleanup in CLEANUPS:
+            cleanup(store, task)
+        with store.write() as txn:
+            _unmark_everything(txn, task["uuid"])
+            txn.update("task", task["uuid"], {
+                "status": "failure", "finished": now_iso(),
+                "error_info": ["TASK_CANCELLED", task["uuid"], f"process {task['pid']} died during {task['current_step'] or task['name_label']}"],
+            })
+    return [t["uuid"] for t in dead]
+
+
+def _unmark_everything(txn: Txn, task: str) -> None:
+    from xetool import lifecycle
+
+    for cls in MARKED_CLASSES:
+        for row in txn.select(cls, ["uuid", "current_operations"]):
+            if task in row["current_operations"]:
+                if cls == "vm":
+                    vm = txn.must("vm", row["uuid"], ["uuid", "scheduled_to_be_resident_on"])
+                    if vm["scheduled_to_be_resident_on"]:
+                        txn.update("vm", row["uuid"], {"scheduled_to_be_resident_on": None})
+                lifecycle.unmark(txn, cls, row["uuid"], task)
