@@ -137,12 +137,17 @@ CHECKS: Tuple[Tuple[str, Check], ...] = (
     ("ha-plan", _ha_plan),
 )
 CHECK_NAMES: Tuple[str, ...] = tuple(name for name, _ in CHECKS)
+_PASSED = {name: CheckResult(name, True) for name in CHECK_NAMES}  # immutable: shared by every row
 
 
-def _selected(do_memory_check: bool, evacuate: bool) -> List[Tuple[str, Check]]:
-    return [
-        (n, c) for n, c in CHECKS if (do_memory_check or n != "memory") and (evacuate or n != "evacuate")
-    ]
+_SELECTED = {
+    (mem, evac): tuple((n, c) for n, c in CHECKS if (mem or n != "memory") and (evac or n != "evacuate"))
+    for mem in (False, True) for evac in (False, True)
+}
+
+
+def _selected(do_memory_check: bool, evacuate: bool) -> Tuple[Tuple[str, Check], ...]:
+    return _SELECTED[(do_memory_check, evacuate)]
 
 
 def first_failure(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_check: bool = True,
@@ -174,7 +179,7 @@ def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_ch
         if name == "control-domain" and not facts.vm.is_control_domain:
             continue  # says nothing for an ordinary VM; keep the table short
         err = check(facts, host, pool)
-        out.append(CheckResult(name, True) if err is None else CheckResult(name, False, describe(err, pool), err))
+        out.append(_PASSED[name] if err is None else CheckResult(name, False, describe(err, pool), err))
     return tuple(out)
 
 

@@ -12,7 +12,7 @@ HA-protected VMs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xetool.placement.memory import guest_footprint, stored_overhead
 
@@ -68,15 +68,16 @@ class HostView:
     name_label: str = ""
     enabled: bool = True
     live: bool = True  # host_metrics.live
-    capabilities: frozenset = frozenset({"hvm"})
-    srs: frozenset = frozenset()  # SRs with a currently-attached PBD on this host
-    networks: frozenset = frozenset()  # networks with a PIF on this host
-    current_operations: frozenset = frozenset()  # e.g. {"evacuate", "vm_start"}
+    capabilities: FrozenSet[str] = frozenset({"hvm"})
+    srs: FrozenSet[str] = frozenset()  # SRs with a currently-attached PBD on this host
+    networks: FrozenSet[str] = frozenset()  # networks with a PIF on this host
+    current_operations: FrozenSet[str] = frozenset()  # e.g. {"evacuate", "vm_start"}
     is_master: bool = False
 
     @property
     def supports_hvm(self) -> bool:
-        return any(c == "hvm" or c.startswith("hvm-") for c in self.capabilities)
+        caps = self.capabilities
+        return "hvm" in caps or any(c.startswith("hvm-") for c in caps)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class PoolView:
     ha_host_failures_to_tolerate: int = 0
     ha_allow_overcommit: bool = False
     coordinator_bias: bool = True
-    shared_networks: frozenset = frozenset()  # other_config:assume_network_is_shared=true
+    shared_networks: FrozenSet[str] = frozenset()  # other_config:assume_network_is_shared=true
     wlb: Optional[WlbConfig] = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
@@ -148,20 +149,26 @@ class PoolView:
         acc: dict[str, list[int]] = {}
         kept: dict[str, VmView] = {}
         for vm in guests:
-            on = vm.hosts_charged()
-            if not on:
+            r, sch = vm.resident_on, vm.scheduled_to_be_resident_on
+            if not (r or sch):
                 continue
-            ovh = stored_overhead(vm)
-            row = (1, ovh, vm.memory_static_min, vm.memory_dynamic_min,
-                   vm.memory_dynamic_max, vm.memory_static_max)
-            for h in on:
+            ovh = vm.memory_overhead
+            if ovh is None:
+                ovh = stored_overhead(vm)
+            smin, dmin, dmax, smax = (vm.memory_static_min, vm.memory_dynamic_min,
+                                      vm.memory_dynamic_max, vm.memory_static_max)
+            for h in ((r,) if not sch or sch == r else ((sch,) if not r else (r, sch))):
                 a = acc.get(h)
                 if a is None:
-                    acc[h] = list(row)
-                else:
-                    for i in range(6):
-                        a[i] += row[i]
-            if keep_all or vm.ha_protected:
+                    acc[h] = [1, ovh, smin, dmin, dmax, smax]
+                else:  # unrolled: this loop runs once per guest of the pool
+                    a[0] += 1
+                    a[1] += ovh
+                    a[2] += smin
+                    a[3] += dmin
+                    a[4] += dmax
+                    a[5] += smax
+            if keep_all or vm.ha_restart_priority == RESTART:
                 kept[vm.uuid] = vm
         loads = {h: HostLoad(*a) for h, a in acc.items()}
         return cls(hosts=tuple(hosts), loads=loads, guests=kept, **config)
