@@ -28,6 +28,7 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 from xetool.errors import XeError
+from xetool.placement.memory import host_compute_free_memory_with_maximum_compression as free_of
 from xetool.placement.memory import vm_compute_start_memory
 from xetool.placement.snapshot import HostView, PoolView, VmView, protected_footprint
 
@@ -71,8 +72,6 @@ class HaState:
 
 
 def ha_state(pool: PoolView, exclude: Optional[VmView] = None) -> HaState:
-    from xetool.placement.memory import host_compute_free_memory_with_maximum_compression as free_of
-
     live = [h for h in pool.hosts if h.live]
     free = {}
     for h in live:
