@@ -1,0 +1,160 @@
+"""choose_host_for_vm without WLB (xapi vm_placement.ml, xapi_vm_helpers.ml), and start_on.
+
+Hosts are tried in categories — the affinity host, then definite, probable, possible — each
+sorted by its memory value, highest first, and drawn from at index floor(n·u²), which favours
+the roomiest. A host that fails validation is removed and never drawn again. The draws depend
+only on how many hosts remain, so the order is a pure function of (snapshot, VM, RNG state):
+`placement_order` shows the whole of it and `choose_host_for_vm` walks the same one.
+
+Unlike xapi there is no second pass without the memory check. xapi's retry trusts squeezed on
+the chosen host to have the last word; xetool's host half would refuse the same memory the
+master computed, and a NO_HOSTS_AVAILABLE with the per-host table is clearer than a late
+HOST_NOT_ENOUGH_FREE_MEMORY from one arbitrary host.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Protocol, Tuple
+
+from xetool.errors import XeError
+from xetool.placement.checks import VmFacts, explain_host, first_failure
+from xetool.placement.memory import stored_overhead
+from xetool.placement.report import HostReport, PlacementReport, TryStep
+from xetool.placement.snapshot import HostView, PoolView, VmView
+
+POSSIBLE_SCALE = 1000
+
+
+class RandomSource(Protocol):
+    def random(self) -> float: ...
+
+
+class FirstChoice:
+    """A RandomSource that always draws 0: the best host of each category (xapi's
+    fist_deterministic_host_selection), for tests and for operators who want no randomness."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    host: HostView
+    category: str  # affinity | definite | probable | possible | start_on | wlb
+    tried: Tuple[TryStep, ...]  # the hosts tried, in order, ending with the chosen one
+
+
+def _half_towards_zero(v: int) -> int:
+    # OCaml's (v - 1) / 2 truncates towards zero: a master at 0 stays at 0, in the category.
+    x = v - 1
+    return x // 2 if x >= 0 else -((-x) // 2)
+
+
+def host_values(vm: VmView, pool: PoolView) -> List[Tuple[HostView, int, int, int]]:
+    """(host, definite, probable, possible) for each host, counting `vm` among its guests."""
+    own_ovh = stored_overhead(vm)
+    smax, dmax, dmin = vm.memory_static_max, vm.memory_dynamic_max, vm.memory_dynamic_min
+    known = pool.guests.get(vm.uuid, vm)
+    charged = known.hosts_charged()
+    bias = pool.coordinator_bias
+    loads = pool.loads
+    out = []
+    for h in pool.hosts:
+        ld = loads.get(h.uuid)
+        if ld is not None and h.uuid in charged:
+            ld = ld.plus(known, -1)
+        if ld is None:
+            avail = h.memory_total - h.memory_overhead - own_ovh
+            s_smax, s_dmax, s_dmin = smax, dmax, dmin
+        else:
+            avail = h.memory_total - h.memory_overhead - ld.overhead - own_ovh
+            s_smax, s_dmax, s_dmin = ld.static_max + smax, ld.dynamic_max + dmax, ld.dynamic_min + dmin
+        definite = avail - s_smax
+        probable = avail - s_dmax
+        if avail >= s_dmax:
+            possible = POSSIBLE_SCALE
+        elif avail < s_dmin:
+            possible = -1
+        else:
+            possible = POSSIBLE_SCALE * (avail - s_dmin) // (s_dmax - s_dmin)
+        if bias and h.is_master:
+            definite, probable = _half_towards_zero(definite), _half_towards_zero(probable)
+        out.append((h, definite, probable, possible))
+    return out
+
+
+def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[Tuple[HostView, str]]:
+    """The hosts in the order the chooser tries them, supposing each one tried fails.
+    Consumes one `rng.random()` per host yielded."""
+    values = host_values(vm, pool)
+    tried: set = set()
+    categories: List[Tuple[str, List[Tuple[int, HostView]]]] = []
+    if vm.affinity:
+        categories.append(("affinity", [(p, h) for h, _, _, p in values if h.uuid == vm.affinity]))
+    categories.append(("definite", [(d, h) for h, d, _, _ in values]))
+    categories.append(("probable", [(p, h) for h, _, p, _ in values]))
+    categories.append(("possible", [(p, h) for h, _, _, p in values]))
+    for name, scored in categories:
+        # Highest value first; ties by uuid so the order does not depend on the store's.
+        cand = sorted((vh for vh in scored if vh[0] >= 0 and vh[1].uuid not in tried),
+                      key=lambda vh: (-vh[0], vh[1].uuid))
+        while cand:
+            u = rng.random()
+            _, host = cand.pop(int(len(cand) * u * u))
+            tried.add(host.uuid)
+            yield host, name
+
+
+def placement_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Tuple[TryStep, ...]:
+    return tuple(TryStep(h.uuid, cat) for h, cat in host_order(vm, pool, rng))
+
+
+def explain_placement(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = None) -> PlacementReport:
+    """Every check on every host, and the chooser's order with the host it would pick.
+    Given an RNG in the same state, `chosen` is what choose_host_for_vm returns."""
+    facts = VmFacts.of(vm)
+    reports = tuple(HostReport(h.uuid, h.name_label, explain_host(facts, h, pool)) for h in pool.hosts)
+    order = placement_order(vm, pool, rng if rng is not None else random.Random())
+    ok = {r.uuid for r in reports if r.ok}
+    chosen = next((s.host for s in order if s.host in ok), None)
+    return PlacementReport(vm.uuid, reports, order, chosen)
+
+
+def no_hosts_available(vm: VmView, pool: PoolView, tried: Tuple[TryStep, ...] = ()) -> XeError:
+    """NO_HOSTS_AVAILABLE (no parameters, as xapi) carrying `.report`, the explain table."""
+    err = XeError("NO_HOSTS_AVAILABLE")
+    facts = VmFacts.of(vm)
+    err.report = PlacementReport(  # type: ignore[attr-defined]
+        vm.uuid, tuple(HostReport(h.uuid, h.name_label, explain_host(facts, h, pool)) for h in pool.hosts), tried
+    )
+    return err
+
+
+def choose_host_for_vm(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = None) -> Placement:
+    """The first host in `host_order` that passes every check.
+
+    A VM whose own parameters are invalid gets that error (INVALID_VALUE, ...) at once rather
+    than xapi's bare NO_HOSTS_AVAILABLE: no host could differ, and the parameters say why."""
+    facts = VmFacts.of(vm)
+    if facts.invalid is not None:
+        raise facts.invalid
+    tried: List[TryStep] = []
+    for host, category in host_order(vm, pool, rng if rng is not None else random.Random()):
+        tried.append(TryStep(host.uuid, category))
+        if first_failure(facts, host, pool) is None:
+            return Placement(host, category, tuple(tried))
+    raise no_hosts_available(vm, pool, tuple(tried))
+
+
+def start_on(vm: VmView, host_uuid: str, pool: PoolView) -> Placement:
+    """`vm-start on=HOST`: every check strictly on that host, evacuation included; the first
+    failure is raised with its parameters."""
+    host = pool.host(host_uuid)
+    if host is None:
+        raise XeError("HANDLE_INVALID", "host", host_uuid)
+    err = first_failure(VmFacts.of(vm), host, pool)
+    if err is not None:
+        raise err
+    return Placement(host, "start_on", (TryStep(host.uuid, "start_on"),))
