@@ -1,0 +1,258 @@
+"""vm-start and the rest of the VM lifecycle on the command line."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Message, Output, Table, Value
+from xetool.cli.registry import Command
+from xetool.cli.selectors import require_count, resolve_one, select, split_filters
+from xetool.datamodel import get_class
+from xetool.errors import XeError
+from xetool.store.db import Row
+
+VM_DEFAULTS = {"is-a-template": "false"}
+
+
+def selected_vms(ctx: Context, args: Args, fields: tuple[str, ...] = ("uuid", "name_label")) -> list[Row]:
+    spec = get_class("vm")
+    filters = {**VM_DEFAULTS, **split_filters(spec, args.params)}
+    with ctx.store.read() as txn:
+        return require_count(spec, select(txn, spec, filters, list(fields)), args.flag("multiple"))
+
+
+def housekeeping(ctx: Context) -> None:
+    """Before a lifecycle command: clean after dead commands and notice crashed hosts."""
+    from xetool import tasks
+    from xetool.host import janitor
+
+    janitor.reconcile_hosts(ctx.store)
+    tasks.reap_dead_tasks(ctx.store)
+
+
+def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None]) -> Output:
+    """Run `action` per VM; with several, a failure on one does not stop the others."""
+    failures: list[tuple[Row, XeError]] = []
+    notes = []
+    for vm in vms:
+        try:
+            note = action(vm)
+            if note:
+                notes.append(note)
+        except XeError as err:
+            if len(vms) == 1:
+                raise
+            failures.append((vm, err))
+            ctx.err.write(f"operation failed on {vm['uuid']} ({vm['name_label']}):\n{err.render()}\n")
+    if failures:
+        raise failures[0][1]
+    return Message("\n".join(notes)) if notes else None
+
+
+def _timeout(args: Args, default: float) -> float:
+    text = args.get("timeout")
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise XeError("FIELD_TYPE_ERROR", "timeout", text, "seconds") from None
+    if value < 0:
+        raise XeError("INVALID_VALUE", "timeout", text)
+    return value
+
+
+def _wait(args: Args) -> float:
+    """`--wait` waits up to 30 s for another operation on the VM; `wait=SECONDS` sets the bound."""
+    text = args.get("wait")
+    if text is None or text.lower() == "false":
+        return 0.0
+    return 30.0 if text.lower() == "true" else _timeout(Args({"timeout": text}), 0.0)
+
+
+# --- vm-start -------------------------------------------------------------------------------------
+
+def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.cli.steps_view import StepView
+    from xetool.host import LocalHostHalf
+    from xetool.master.vm_start import MasterStart, StartRequest
+
+    housekeeping(ctx)
+    vms = selected_vms(ctx, args)
+    on = None
+    if args.get("on"):
+        with ctx.store.read() as txn:
+            on = resolve_one(txn, get_class("host"), args.params["on"], "on")["uuid"]
+    seed = None
+    if args.get("seed"):
+        try:
+            seed = int(args.params["seed"])
+        except ValueError:
+            raise XeError("FIELD_TYPE_ERROR", "seed", args.params["seed"], "an integer") from None
+    if args.flag("dry-run"):
+        return _dry_run(ctx, vms, on, seed)
+    paused, wait = args.flag("paused"), _wait(args)
+
+    def start(vm: Row) -> str | None:
+        view = StepView(ctx, f"Starting {vm['name_label']}")
+        req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), wait=wait, seed=seed)
+        try:
+            with view:
+                result = MasterStart(ctx.store, ctx.state_dir, req, LocalHostHalf(ctx.store, ctx.state_dir, view), view).run()
+        except XeError as err:
+            if err.code == "NO_HOSTS_AVAILABLE":
+                _print_no_hosts(ctx, vm, err)
+            raise
+        for warning in result.warnings:
+            ctx.warn(warning)
+        return None
+
+    return for_each(ctx, vms, start)
+
+
+def _print_no_hosts(ctx: Context, vm: Row, err: XeError) -> None:
+    report = getattr(err, "report", None)
+    if report is None or ctx.quiet:
+        return
+    ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(report.no_hosts_lines()) + "\n")
+
+
+def _placement_report(ctx: Context, vm_uuid: str, seed: int | None):  # type: ignore[no-untyped-def]
+    from xetool.master.snapshot import pool_view, read_vm
+    from xetool.master.vm_start import rng_for
+    from xetool.placement import choose
+
+    with ctx.store.read() as txn:
+        view, pool = read_vm(txn, vm_uuid), pool_view(txn)
+        names = {h.uuid: h.name_label for h in pool.hosts}
+    return choose.explain_placement(view, pool, rng_for(seed)), names
+
+
+def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> Output:
+    parts = []
+    for vm in vms:
+        report, names = _placement_report(ctx, vm["uuid"], seed)
+        rows = []
+        order = {s.host: (i, s.category) for i, s in enumerate(report.order, 1)}
+        for h in report.hosts:
+            if on and h.uuid != on:
+                continue
+            position, category = order.get(h.uuid, ("-", "not tried"))
+            for c in h.checks:
+                rows.append((h.name_label or h.uuid, position, category, c.name, "pass" if c.passed else c.reason))
+        chosen = on if on and all(c.passed for h in report.hosts if h.uuid == on for c in h.checks) else (None if on else report.chosen)
+        title = (f"Placement of VM {vm['name_label']} ({vm['uuid']}): "
+                 + (f"would start on {names.get(chosen, chosen)}" if chosen else "no host can start it"))
+        parts.append(Table(("host", "try", "category", "check", "result"), rows, title,
+                           {"vm": vm["uuid"], "chosen": chosen, "report": report.to_json()}))
+    from xetool.cli.output import Many
+
+    return parts[0] if len(parts) == 1 else Many(parts)
+
+
+def vm_assert_can_boot_here(ctx: Context, cmd: Command, args: Args) -> Output:
+    vms = selected_vms(ctx, args)
+    with ctx.store.read() as txn:
+        host = resolve_one(txn, get_class("host"), args.params["host"], "host")
+    params = {k: v for k, v in args.params.items() if k != "host"}
+    out = _dry_run(ctx, vms, host["uuid"], None)
+    tables = out.parts if hasattr(out, "parts") else [out]
+    failed = [t for t in tables if t.extra.get("chosen") is None]  # type: ignore[union-attr]
+    if failed:
+        from xetool.cli.output import render
+
+        render(out, ctx.err, fmt=ctx.fmt)
+        report, _ = _placement_report(ctx, vms[0]["uuid"], None)
+        first = next(c for h in report.hosts if h.uuid == host["uuid"] for c in h.checks if not c.passed)
+        raise first.error or XeError("NO_HOSTS_AVAILABLE")
+    del params
+    return out
+
+
+# --- the rest of the lifecycle --------------------------------------------------------------------
+
+def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import operations
+
+    housekeeping(ctx)
+    timeout, force = _timeout(args, 60.0), args.flag("force")
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.shutdown(
+        ctx.store, ctx.state_dir, vm["uuid"], force, timeout) or None)
+
+
+def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import operations
+    from xetool.host import LocalHostHalf
+    from xetool.master.vm_start import MasterStart, StartRequest
+
+    housekeeping(ctx)
+    timeout, force = _timeout(args, 60.0), args.flag("force")
+
+    def reboot(vm: Row) -> str | None:
+        with ctx.store.read() as txn:
+            host = txn.must("vm", vm["uuid"], ["resident_on"])["resident_on"]
+        operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout, reason="reboot")
+        MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host),
+                    LocalHostHalf(ctx.store, ctx.state_dir)).run()
+        return None
+
+    return for_each(ctx, selected_vms(ctx, args), reboot)
+
+
+def vm_pause(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import operations
+
+    housekeeping(ctx)
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], True))
+
+
+def vm_unpause(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import operations
+
+    housekeeping(ctx)
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], False))
+
+
+def vm_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.master.snapshot import read_vm
+    from xetool.placement.memory import vm_compute_memory_overhead as overhead
+
+    vms = selected_vms(ctx, args)
+    with ctx.store.read() as txn:
+        return Value(str(overhead(read_vm(txn, vms[0]["uuid"]))))
+
+
+def vm_retrieve_wlb_recommendations(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.master.snapshot import pool_view, read_vm
+    from xetool.placement import wlb
+
+    vm = selected_vms(ctx, args)[0]
+    with ctx.store.read() as txn:
+        view, pool = read_vm(txn, vm["uuid"]), pool_view(txn)
+        names = {h.uuid: h.name_label for h in pool.hosts}
+    recs = wlb.retrieve_wlb_recommendations(view, pool)
+    rows = [(f"{names.get(r.host, '?')}({r.host})", "WLB", f"{r.score:g}", "impossible" if r.impossible else "",
+             r.reason or "") for r in recs]
+    return Table(("Host(Uuid)", "Source", "Stars", "", "Reason"), rows, extra={"recommendations": [r.to_json() for r in recs]})
+
+
+def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import runtime
+
+    vm = selected_vms(ctx, args, ("uuid", "name_label", "resident_on", "power_state"))[0]
+    if not vm["resident_on"]:
+        raise XeError("VM_BAD_POWER_STATE", vm["uuid"], "running, paused", vm["power_state"].lower())
+    rt = runtime.load(ctx.state_dir, vm["resident_on"], vm["uuid"])
+    if rt is None or not rt.vnc_port:
+        raise XeError("OPERATION_NOT_ALLOWED", "the VM has no console server")
+    with ctx.store.read() as txn:
+        host = txn.must("host", vm["resident_on"], ["name_label", "address", "hostname"])
+    where = host["address"] or host["hostname"] or host["name_label"]
+    text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']} "
+            f"(display :{rt.vnc_port - 5900})" if rt.vnc_port >= 5900 else
+            f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']}")
+    if ctx.minimal:
+        return Value(str(rt.vnc_port))
+    return Message(text + f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to localhost:5900")
