@@ -11,8 +11,7 @@ Semantics follow C xenstored (tools/xenstored/{core,transaction,watch,domain}.c)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, NamedTuple, Protocol
 
 from xetool.xenstore.wire import SPECIAL_PATHS, XsError
 
@@ -34,34 +33,38 @@ def format_perms(perms: tuple[Perm, ...]) -> list[str]:
     return [f"{letter}{domid}" for letter, domid in perms]
 
 
-@dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sends a request: dom0 (privileged, as every socket client by default) or domain N."""
+    """Who sends a request: dom0 (privileged, as every socket client by default) or domain N.
+    `target` (SET_TARGET): the domain also acts with that domain's rights."""
 
-    domid: int = 0
-    target: int | None = None  # SET_TARGET: acts with this domain's rights as well
+    __slots__ = ("domid", "target", "privileged")
 
-    @property
-    def privileged(self) -> bool:
-        return self.domid == 0
+    def __init__(self, domid: int = 0, target: int | None = None) -> None:
+        self.domid = domid
+        self.target = target
+        self.privileged = domid == 0
+
+    def __repr__(self) -> str:
+        return f"Caller({self.domid}, {self.target})"
 
 
 DOM0 = Caller(0)
 
 
-@dataclass(slots=True)
 class Node:
-    value: bytes
-    perms: tuple[Perm, ...]
-    children: dict[str, None]
-    gen: int = 0
+    __slots__ = ("value", "perms", "children", "gen")
+
+    def __init__(self, value: bytes, perms: tuple[Perm, ...], children: dict[str, None], gen: int = 0) -> None:
+        self.value = value
+        self.perms = perms
+        self.children = children
+        self.gen = gen
 
     def copy(self) -> Node:
         return Node(self.value, self.perms, dict(self.children), self.gen)
 
 
-@dataclass(frozen=True, slots=True)
-class Quotas:
+class Quotas(NamedTuple):
     """C xenstored's defaults (domain.c `quotas[]`); they apply to unprivileged domains only."""
 
     nodes_per_domain: int = 1000
@@ -76,24 +79,30 @@ class WatchOwner(Protocol):
     def deliver(self, path: str, token: str) -> None: ...
 
 
-@dataclass(eq=False, slots=True)
 class Watch:
-    owner: WatchOwner
-    caller: Caller
-    given: str  # the path as registered (relative or absolute)
-    path: str  # absolute (or special)
-    token: str
-    depth: int | None
-    strip: int  # how many leading characters to remove for a relative watch
+    """`given` is the path as registered (relative or absolute), `path` the absolute (or
+    special) one; `strip` is how many leading characters a relative watch's events lose."""
+
+    __slots__ = ("owner", "caller", "given", "path", "token", "depth", "strip")
+
+    def __init__(self, owner: WatchOwner, caller: Caller, given: str, path: str, token: str,
+                 depth: int | None, strip: int) -> None:
+        self.owner, self.caller, self.given, self.path = owner, caller, given, path
+        self.token, self.depth, self.strip = token, depth, strip
 
 
-@dataclass(eq=False)
 class Transaction:
-    caller: Caller
-    overlay: dict[str, Node | None] = field(default_factory=dict)
-    reads: dict[str, int] = field(default_factory=dict)  # path -> generation seen (-1: absent)
-    events: list[tuple[str, tuple[Perm, ...], tuple[str, ...]]] = field(default_factory=list)
-    created: int = 0  # nodes created by an unprivileged caller (quota)
+    """A private copy-on-write view: `overlay` holds changed nodes (None: removed), `reads`
+    the generation of every node read (-1: absent), `events` what fires at commit."""
+
+    __slots__ = ("caller", "overlay", "reads", "events", "created")
+
+    def __init__(self, caller: Caller) -> None:
+        self.caller = caller
+        self.overlay: dict[str, Node | None] = {}
+        self.reads: dict[str, int] = {}
+        self.events: list[tuple[str, tuple[Perm, ...], tuple[str, ...]]] = []
+        self.created = 0  # nodes created by an unprivileged caller (quota)
 
 
 def parent_of(path: str) -> str:
