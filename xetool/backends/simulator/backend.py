@@ -1,0 +1,298 @@
+"""SimulatorBackend: xetool.backends.base.Backend over a simulated host process, plus the
+operator's helpers (list_hosts, stop_host, xenstore_socket_path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import xetool
+from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
+from xetool.backends.simulator import control
+from xetool.backends.simulator.layout import HostFiles, host_files
+from xetool.errors import XeError
+
+START_TIMEOUT = 10.0  # seconds for a new host process to answer
+LOCK_TIMEOUT = 15.0  # seconds to wait for another process that is starting the same host
+CALL_TIMEOUT = 10.0  # seconds for one control request
+PING_TIMEOUT = 1.0
+
+
+def _pid_alive(pid: int) -> bool:
+    """True for a running process; a zombie (killed, not yet reaped) counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _read_pid(files: HostFiles) -> int | None:
+    try:
+        return int(files.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _flock(path: Path, timeout: float, host_uuid: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise XeError("SIMULATOR_FAILED", host_uuid, f"another process holds {path} (starting the host?)") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+class SimulatorBackend(Backend):
+    """A simulated Xen host, one long-lived process per host uuid under `state_dir`.
+
+    The host parameters are used when this call starts the host process; a host that already
+    runs keeps the ones it was started with (physinfo() tells them)."""
+
+    name = "simulator"
+
+    def __init__(self, state_dir: Path, host_uuid: str, *, memory_total_kib: int, dom0_memory_kib: int,
+                 cpus: int, capabilities: frozenset[str], hostname: str = "simulated-host",
+                 eagain_probability: float = 0.0) -> None:
+        self.state_dir = Path(state_dir)
+        self.host_uuid = host_uuid
+        self.memory_total_kib = memory_total_kib
+        self.dom0_memory_kib = dom0_memory_kib
+        self.cpus = cpus
+        self.capabilities = frozenset(capabilities)
+        self.hostname = hostname
+        self.eagain_probability = eagain_probability
+        self.files = host_files(self.state_dir, host_uuid)
+
+    # --- the host process ------------------------------------------------------------------------
+
+    def xenstore_socket(self) -> str:
+        return str(self.files.xenstored_socket)
+
+    def is_live(self) -> bool:
+        try:
+            control.call(str(self.files.control_socket), "ping", timeout=PING_TIMEOUT)
+            return True
+        except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
+            return False
+
+    def ensure_running(self) -> None:
+        if self.is_live():
+            return
+        try:
+            self.files.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise XeError("STATE_DIR_NOT_WRITABLE", self.files.dir, e.strerror) from None
+        with _flock(self.files.lock_file, LOCK_TIMEOUT, self.host_uuid):
+            if self.is_live():  # someone else started it while we waited for the lock
+                return
+            self._spawn()
+
+    def _spawn(self) -> None:
+        files = self.files
+        old = _read_pid(files)
+        if old is not None and _pid_alive(old):  # alive but not answering: a wedged host
+            os.kill(old, signal.SIGKILL)
+        # -S: the host needs only the standard library and xetool (on PYTHONPATH below), and
+        # site-packages .pth hooks can cost more than the whole start-up budget.
+        argv = [sys.executable, "-S", "-m", "xetool.backends.simulator.hostd",
+                "--state-dir", str(self.state_dir.absolute()), "--host-uuid", self.host_uuid,
+                "--memory-total-kib", str(self.memory_total_kib), "--dom0-memory-kib", str(self.dom0_memory_kib),
+                "--cpus", str(self.cpus), "--capabilities", ",".join(sorted(self.capabilities)),
+                "--hostname", self.hostname, "--eagain", str(self.eagain_probability)]
+        env = dict(os.environ)
+        root = str(Path(xetool.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        r, w = os.pipe()
+        try:
+            with open(files.log_file, "ab") as log:
+                proc = subprocess.Popen(argv + ["--ready-fd", str(w)], stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=log, pass_fds=(w,), start_new_session=True, cwd="/", env=env)
+            os.close(w)
+            w = -1
+            proc.wait(START_TIMEOUT)  # the first process forks the daemon and exits at once
+            line = b""
+            deadline = time.monotonic() + START_TIMEOUT
+            while not line.endswith(b"\n"):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([r], [], [], remaining)[0]:
+                    raise XeError("SIMULATOR_FAILED", self.host_uuid, f"no answer within {START_TIMEOUT} s; see {files.log_file}")
+                chunk = os.read(r, 256)
+                if not chunk:
+                    break
+                line += chunk
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise XeError("SIMULATOR_FAILED", self.host_uuid, f"cannot start the host process: {e}") from None
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        if not line.startswith(b"ready"):
+            reason = line.decode(errors="replace").strip() or f"the host process exited; see {files.log_file}"
+            raise XeError("SIMULATOR_FAILED", self.host_uuid, reason)
+
+    def _call(self, op: str, **args: Any) -> Any:
+        try:
+            return control.call(str(self.files.control_socket), op, args, timeout=CALL_TIMEOUT)
+        except control.HostUnreachable:
+            raise XeError("HOST_OFFLINE", self.host_uuid) from None
+        except TimeoutError as e:
+            raise XeError("SIMULATOR_FAILED", self.host_uuid, str(e)) from None
+        except (OSError, ValueError) as e:
+            raise XeError("SIMULATOR_FAILED", self.host_uuid, f"control request {op} failed: {e}") from None
+
+    # --- the hypervisor ----------------------------------------------------------------------------
+
+    def physinfo(self) -> PhysInfo:
+        p = self._call("physinfo")
+        return PhysInfo(p["total_memory_kib"], p["free_memory_kib"], p["nr_cpus"], frozenset(p["capabilities"]),
+                        p["xen_version"])
+
+    @staticmethod
+    def _config(config: DomainConfig) -> dict[str, Any]:
+        d = dataclasses.asdict(config)
+        d["platform"] = dict(config.platform)
+        return d
+
+    def create_domain(self, config: DomainConfig) -> int:
+        return int(self._call("create", config=self._config(config)))
+
+    def build_domain(self, domid: int, config: DomainConfig) -> None:
+        self._call("build", domid=domid, config=self._config(config))
+
+    def set_vcpu_affinity(self, domid: int, vcpu: int, cpus: Sequence[int]) -> None:
+        self._call("set_vcpu_affinity", domid=domid, vcpu=vcpu, cpus=list(cpus))
+
+    def set_sched_params(self, domid: int, weight: int, cap: int) -> None:
+        self._call("set_sched_params", domid=domid, weight=weight, cap=cap)
+
+    def set_memory_target(self, domid: int, target_kib: int) -> None:
+        self._call("set_memory_target", domid=domid, target_kib=target_kib)
+
+    def pause(self, domid: int) -> None:
+        self._call("pause", domid=domid)
+
+    def unpause(self, domid: int) -> None:
+        self._call("unpause", domid=domid)
+
+    def shutdown(self, domid: int, reason: str) -> None:
+        self._call("shutdown", domid=domid, reason=reason)
+
+    def destroy(self, domid: int) -> None:
+        self._call("destroy", domid=domid)
+
+    def list_domains(self) -> list[DomainInfo]:
+        return [DomainInfo(**d) for d in self._call("list")]
+
+    def domain_details(self, domid: int) -> dict[str, Any] | None:
+        """Optional (simulator only): every recorded field of a domain (affinity, weight, cap,
+        kernel, platform, ...), for tests and operators."""
+        return next((d for d in self._call("list", details=True) if d["domid"] == domid), None)
+
+    def ensure_bridge(self, bridge: str) -> None:
+        self._call("ensure_bridge", bridge=bridge)
+
+    def bridges(self) -> list[str]:
+        """Optional (simulator only): the bridges created with ensure_bridge."""
+        return list(self._call("bridges"))
+
+    def hotplug(self, kind: str, domid: int, devid: int, action: str) -> None:
+        """A no-op: the simulated dom0 backends run their "hotplug scripts" themselves, when the
+        backend directory appears, and report in hotplug-status."""
+        if kind not in ("vbd", "vif") or action not in ("add", "remove", "online", "offline"):
+            raise XeError("HYPERVISOR_ERROR", f"hotplug {kind} {action}", domid, "unknown device kind or action")
+
+    def device_model_argv(self, domid: int, vnc_display_base: int, nics: Sequence[tuple[str, str]]) -> list[str]:
+        argv = [sys.executable, "-m", "xetool.backends.simulator.vnc", "--kind", "qemu", "--domid", str(domid),
+                "--xenstore", self.xenstore_socket(), "--display-base", str(vnc_display_base)]
+        for mac, bridge in nics:
+            argv += ["--nic", f"{mac},{bridge}"]
+        return argv
+
+    def console_server_argv(self, domid: int) -> list[str]:
+        return [sys.executable, "-m", "xetool.backends.simulator.vnc", "--kind", "vncterm", "--domid", str(domid),
+                "--xenstore", self.xenstore_socket()]
+
+
+# --- operators' helpers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    uuid: str
+    pid: int | None
+    live: bool
+    xenstore_socket: str
+    control_socket: str
+    log_file: str
+
+
+def xenstore_socket_path(state_dir: Path, host_uuid: str) -> str:
+    """The simulated host's xenstored socket (for XENSTORED_PATH=... xenstore-ls)."""
+    return str(host_files(Path(state_dir), host_uuid).xenstored_socket)
+
+
+def list_hosts(state_dir: Path) -> list[HostStatus]:
+    """Every simulated host known under state_dir (started at least once), live or not."""
+    root = Path(state_dir) / "hosts"
+    out = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (d / "hostd.lock").exists() and not (d / "hostd.log").exists():
+            continue
+        files = host_files(Path(state_dir), d.name)
+        try:
+            control.call(str(files.control_socket), "ping", timeout=PING_TIMEOUT)
+            live = True
+        except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
+            live = False
+        pid = _read_pid(files)
+        out.append(HostStatus(d.name, pid if pid is not None and _pid_alive(pid) else None, live,
+                              str(files.xenstored_socket), str(files.control_socket), str(files.log_file)))
+    return out
+
+
+def stop_host(state_dir: Path, host_uuid: str, timeout: float = 5.0) -> bool:
+    """Stop a simulated host (its domains are gone). True if one was running.
+    Asks politely over the control socket, then SIGTERM, then SIGKILL."""
+    files = host_files(Path(state_dir), host_uuid)
+    pid = _read_pid(files)
+    was_running = False
+    try:
+        control.call(str(files.control_socket), "stop", timeout=PING_TIMEOUT)
+        was_running = True
+    except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
+        pass
+    if pid is None or not _pid_alive(pid):
+        return was_running
+    deadline = time.monotonic() + timeout
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return True
+        step_deadline = min(deadline, time.monotonic() + timeout / 2)
+        while time.monotonic() < step_deadline:
+            if not _pid_alive(pid):
+                return True
+            time.sleep(0.01)
+    return True

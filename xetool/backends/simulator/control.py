@@ -1,0 +1,141 @@
+"""The host process's control interface: one JSON object per line over a Unix socket.
+
+Request:  {"op": "create", "args": {...}}
+Reply:    {"ok": true, "result": ...}  or  {"ok": false, "error": {"code": ..., "params": {...}}}
+
+The server side runs on the host's loop (non-blocking, like the xenstore server); the client
+side is a short blocking call with a deadline, used by SimulatorBackend.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import selectors
+import socket
+import time
+from typing import Any, Callable
+
+from xetool.errors import XeError
+from xetool.xenstore.server import Loop
+
+log = logging.getLogger("xetool.simulator")
+
+MAX_LINE = 1 << 20
+Dispatch = Callable[[str, dict[str, Any]], Any]
+
+
+class ControlServer:
+    def __init__(self, loop: Loop, path: str, dispatch: Dispatch) -> None:
+        self.loop = loop
+        self.dispatch = dispatch
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        loop.selector.register(self.listener, selectors.EVENT_READ, self._accept)
+        self.clients: dict[socket.socket, bytearray] = {}
+
+    def _accept(self, _mask: int) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(False)
+        self.clients[sock] = bytearray()
+        self.loop.selector.register(sock, selectors.EVENT_READ, lambda m, s=sock: self._read(s))
+
+    def _read(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        buf = self.clients.get(sock)
+        if not data or buf is None:
+            self._close(sock)
+            return
+        buf += data
+        if len(buf) > MAX_LINE:
+            self._close(sock)
+            return
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            reply = self._handle(line)
+            try:
+                sock.setblocking(True)
+                sock.settimeout(2.0)  # replies are small; a client that never reads is dropped
+                sock.sendall(json.dumps(reply).encode() + b"\n")
+                sock.setblocking(False)
+            except OSError:
+                self._close(sock)
+                return
+
+    def _handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            op, args = req["op"], req.get("args") or {}
+            return {"ok": True, "result": self.dispatch(op, args)}
+        except XeError as e:
+            return {"ok": False, "error": {"code": e.code, "params": e.params}}
+        except (ValueError, KeyError, TypeError) as e:
+            return {"ok": False, "error": {"code": "INTERNAL_ERROR", "params": {"message": f"bad request: {e}"}}}
+        except Exception as e:  # a simulator bug: report it, keep the host up
+            log.exception("control request failed")
+            return {"ok": False, "error": {"code": "INTERNAL_ERROR", "params": {"message": repr(e)}}}
+
+    def _close(self, sock: socket.socket) -> None:
+        self.clients.pop(sock, None)
+        try:
+            self.loop.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
+    def close(self) -> None:
+        for sock in list(self.clients):
+            self._close(sock)
+        try:
+            self.loop.selector.unregister(self.listener)
+        except (KeyError, ValueError):
+            pass
+        self.listener.close()
+
+
+class HostUnreachable(Exception):
+    """Nobody answers on the control socket (not started, or crashed)."""
+
+
+def call(path: str, op: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
+    """One request. HostUnreachable if nothing listens; TimeoutError if it does not answer."""
+    deadline = time.monotonic() + timeout
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK, errno.EACCES):
+                raise HostUnreachable(str(e)) from None
+            raise
+        sock.sendall(json.dumps({"op": op, "args": args or {}}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                raise TimeoutError(f"no answer to {op} within {timeout} s") from None
+            if not chunk:
+                raise HostUnreachable("the host closed the connection")
+            buf += chunk
+    finally:
+        sock.close()
+    reply = json.loads(buf)
+    if reply["ok"]:
+        return reply["result"]
+    err = reply["error"]
+    raise XeError(err["code"], **err["params"])

@@ -1,0 +1,147 @@
+"""The simulated host process: `python -m xetool.backends.simulator.hostd --state-dir D --host-uuid U ...`.
+
+One per simulated host. It detaches like ssh-agent (forks, the parent exits at once, the child
+has its own session, no terminal, logs to hostd.log), then serves on one thread:
+the xenstored socket, the control socket, the hypervisor, dom0's backends and xenconsoled, and
+the guests. When it is ready it writes "ready <pid>" to --ready-fd. SIGTERM (or the control
+op "stop") stops it cleanly; SIGKILL is a host crash, and its domains are simply gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
+from xetool.backends.simulator.control import ControlServer
+from xetool.backends.simulator.hypervisor import Hypervisor
+from xetool.backends.simulator.layout import host_files
+from xetool.xenstore.server import Loop, XenstoreServer
+from xetool.xenstore.tree import Tree
+
+log = logging.getLogger("xetool.simulator")
+
+
+class Host:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.files = host_files(args.state_dir, args.host_uuid)
+        self.files.xenstored_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.host_uuid = args.host_uuid
+        self.loop = Loop()
+        self.tree = Tree(eagain_probability=args.eagain)
+        self.xenstored = XenstoreServer(self.tree, self.loop, self.files.xenstored_socket)
+        self.hv = Hypervisor(self.tree, self.loop, memory_total_kib=args.memory_total_kib,
+                             dom0_memory_kib=args.dom0_memory_kib, cpus=args.cpus,
+                             capabilities=frozenset(c for c in args.capabilities.split(",") if c),
+                             hostname=args.hostname)
+        self.backends = Dom0Backends(self.hv)
+        self.consoled = Xenconsoled(self.hv)
+        try:
+            os.unlink(self.files.control_socket)
+        except FileNotFoundError:
+            pass
+        self.control = ControlServer(self.loop, str(self.files.control_socket), self.dispatch)
+
+    def dispatch(self, op: str, a: dict[str, Any]) -> Any:
+        hv = self.hv
+        if op == "ping":
+            return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket)}
+        if op == "physinfo":
+            return hv.physinfo()
+        if op == "create":
+            return hv.create(a["config"])
+        if op == "build":
+            return hv.build(int(a["domid"]), a["config"])
+        if op == "set_vcpu_affinity":
+            return hv.set_vcpu_affinity(int(a["domid"]), int(a["vcpu"]), [int(c) for c in a["cpus"]])
+        if op == "set_sched_params":
+            return hv.set_sched_params(int(a["domid"]), int(a["weight"]), int(a["cap"]))
+        if op == "set_memory_target":
+            return hv.set_memory_target(int(a["domid"]), int(a["target_kib"]))
+        if op in ("pause", "unpause", "destroy"):
+            return getattr(hv, op)(int(a["domid"]))
+        if op == "shutdown":
+            return hv.shutdown(int(a["domid"]), str(a["reason"]))
+        if op == "list":
+            return hv.list(details=bool(a.get("details")))
+        if op == "ensure_bridge":
+            return hv.ensure_bridge(str(a["bridge"]))
+        if op == "bridges":
+            return sorted(hv.bridges)
+        if op == "eagain":
+            self.tree.eagain_probability = float(a["probability"])
+            return None
+        if op == "stop":
+            self.loop.call_soon(self.loop.stop)
+            return None
+        raise KeyError(f"unknown control op {op!r}")
+
+    def run(self) -> None:
+        try:
+            self.loop.run()
+        finally:
+            self.hv.stop_all()
+            self.backends.close()
+            self.consoled.close()
+            self.control.close()
+            self.xenstored.shutdown()
+            for path in (self.files.control_socket, self.files.pid_file):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+            log.info("host %s stopped", self.host_uuid)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="xetool-hostd")
+    ap.add_argument("--state-dir", required=True, type=Path)
+    ap.add_argument("--host-uuid", required=True)
+    ap.add_argument("--memory-total-kib", type=int, required=True)
+    ap.add_argument("--dom0-memory-kib", type=int, required=True)
+    ap.add_argument("--cpus", type=int, required=True)
+    ap.add_argument("--capabilities", default="pv,hvm")
+    ap.add_argument("--hostname", default="simulated-host")
+    ap.add_argument("--eagain", type=float, default=0.0)
+    ap.add_argument("--ready-fd", type=int, default=-1)
+    ap.add_argument("--foreground", action="store_true", help="do not detach")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.foreground and os.fork() > 0:
+        os._exit(0)  # the starter reaps this parent at once; the child is reparented
+    if not args.foreground:
+        try:
+            os.setsid()
+        except OSError:
+            pass  # already a session leader
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s hostd[{os.getpid()}] %(levelname)s %(message)s")
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        host = Host(args)
+    except Exception as e:
+        log.exception("the host could not start")
+        if args.ready_fd >= 0:
+            os.write(args.ready_fd, f"error {e}\n".encode())
+        return 1
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: host.loop.call_threadsafe(host.loop.stop))
+    host.files.pid_file.write_text(f"{os.getpid()}\n")
+    log.info("host %s serving xenstored on %s", args.host_uuid, host.files.xenstored_socket)
+    if args.ready_fd >= 0:
+        os.write(args.ready_fd, f"ready {os.getpid()}\n".encode())
+        os.close(args.ready_fd)
+    host.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

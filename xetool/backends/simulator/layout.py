@@ -1,0 +1,36 @@
+"""Where a simulated host's runtime files live: paths.host_dir(state, uuid) holds the pid file,
+the start lock and the log; the two sockets live there too unless the path would pass the
+108-byte limit of a Unix socket address, in which case they go to a short per-user directory
+under /tmp named after the host directory (both sides compute the same name)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from xetool.paths import host_dir
+
+SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
+
+
+@dataclass(frozen=True)
+class HostFiles:
+    dir: Path
+    xenstored_socket: Path
+    control_socket: Path
+    pid_file: Path
+    lock_file: Path
+    log_file: Path
+
+
+def host_files(state_dir: Path, host_uuid: str) -> HostFiles:
+    hd = host_dir(Path(state_dir), host_uuid).absolute()
+    sock_dir = hd
+    if len(str(hd / "xenstored.sock")) > SUN_PATH_MAX:
+        import hashlib  # only here: the host process's start-up time counts
+
+        digest = hashlib.sha256(str(hd).encode()).hexdigest()[:16]
+        sock_dir = Path(os.environ.get("TMPDIR") or "/tmp") / f"xetool-{os.getuid()}" / digest
+    return HostFiles(hd, sock_dir / "xenstored.sock", sock_dir / "control.sock", hd / "hostd.pid",
+                     hd / "hostd.lock", hd / "hostd.log")
