@@ -1,0 +1,84 @@
+"""Host commands beyond the generated ones: free memory, overhead, and the simulated hosts."""
+
+from __future__ import annotations
+
+from xetool.cli.context import Context
+from xetool.cli.grammar import Args
+from xetool.cli.output import Message, Output, Table, Value
+from xetool.cli.registry import Command
+from xetool.cli.selectors import require_count, select, split_filters
+from xetool.datamodel import get_class
+from xetool.errors import XeError
+from xetool.host.backend import HOST_FIELDS, backend_for
+from xetool.store.db import Row
+
+
+def selected_hosts(ctx: Context, args: Args, one: bool = False) -> list[Row]:
+    spec = get_class("host")
+    with ctx.store.read() as txn:
+        rows = select(txn, spec, split_filters(spec, args.params), list(HOST_FIELDS) + ["backend", "live"])
+    return require_count(spec, rows, args.flag("multiple") and not one)
+
+
+def host_compute_free_memory(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import memory
+
+    host = selected_hosts(ctx, args, one=True)[0]
+    backend = backend_for(ctx.state_dir, host)
+    backend.ensure_running()
+    return Message(str(memory.free_kib(ctx.store, backend, host["uuid"]) * 1024))
+
+
+def host_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:
+    host = selected_hosts(ctx, args, one=True)[0]
+    with ctx.store.read() as txn:
+        return Message(str(txn.must("host", host["uuid"], ["memory_overhead"])["memory_overhead"]))
+
+
+def _simulated(host: Row) -> None:
+    if host["backend"] != "simulator":
+        raise XeError("OPERATION_NOT_ALLOWED", f"host {host['name_label']} is a real Xen host, not a simulated one")
+
+
+def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.backends import simulator
+    from xetool.host import janitor
+
+    janitor.reconcile_hosts(ctx.store)
+    status = {s.uuid: s for s in simulator.list_hosts(ctx.state_dir)}
+    with ctx.store.read() as txn:
+        hosts = txn.select("host", ["uuid", "name_label", "backend"], {"backend": "simulator"})
+    rows = []
+    for h in hosts:
+        s = status.get(h["uuid"])
+        state = "running" if s and s.live else ("crashed or stopped" if s else "not started (starts on demand)")
+        rows.append((h["uuid"], h["name_label"], state, s.pid if s and s.pid else "-",
+                     simulator.xenstore_socket_path(ctx.state_dir, h["uuid"])))
+    return Table(("uuid", "name-label", "state", "pid", "xenstore-socket"), rows)
+
+
+def host_sim_start(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import janitor
+
+    for host in selected_hosts(ctx, args):
+        _simulated(host)
+        janitor.reconcile_hosts(ctx.store)  # a crashed host comes back empty: settle its VMs first
+        backend_for(ctx.state_dir, host).ensure_running()
+        janitor.mark_live(ctx.store, host["uuid"])
+    return None
+
+
+def host_sim_stop(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.backends import simulator
+    from xetool.host import janitor
+
+    for host in selected_hosts(ctx, args):
+        _simulated(host)
+        simulator.stop_host(ctx.state_dir, host["uuid"])
+    janitor.reconcile_hosts(ctx.store)
+    return None
+
+
+def host_xenstore_socket(ctx: Context, cmd: Command, args: Args) -> Output:
+    host = selected_hosts(ctx, args, one=True)[0]
+    return Value(backend_for(ctx.state_dir, host).xenstore_socket())
