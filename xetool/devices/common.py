@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from xetool.backends.base import Backend
-from xetool.devices.domain import home
+from xetool.devices.domain import home, write_tree
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 
@@ -40,12 +40,12 @@ def add(xs: XsClient, backend: Backend, dev: DevicePaths, front: Mapping[str, st
         name: str) -> None:
     """Write both halves in one transaction, run the hotplug where dom0 needs it, and wait for
     hotplug-status: `connected`, or `error` with hotplug-error, or DEVICE_ATTACH_TIMEOUT."""
-    values = {dev.frontend: "", dev.backend: ""}
-    values |= {f"{dev.frontend}/{k}": v for k, v in {"backend": dev.backend, "backend-id": "0", "state": "1", **front}.items()}
+    values = {f"{dev.frontend}/{k}": v for k, v in {"backend": dev.backend, "backend-id": "0", "state": "1", **front}.items()}
     values |= {f"{dev.backend}/{k}": v for k, v in
                {"frontend": dev.frontend, "frontend-id": str(dev.domid), "online": "1", "state": "1", **back}.items()}
-    perms = {dev.frontend: [f"n{dev.domid}", "r0"], dev.backend: ["n0", f"r{dev.domid}"]}
-    xs.write_many(values, perms)
+    # The guest owns its frontend and may read the backend (libxl's device add).
+    dirs = [(dev.frontend, [f"n{dev.domid}", "r0"]), (dev.backend, ["n0", f"r{dev.domid}"])]
+    xs.transaction(lambda t: write_tree(t, dirs, values))
     backend.hotplug(dev.kind, dev.domid, dev.devid, "add" if dev.kind == "vbd" else "online")
     timeout = hotplug_timeout()
     try:

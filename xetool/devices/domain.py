@@ -40,9 +40,8 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
     """Domain make: everything before any device, in one transaction, retried on EAGAIN."""
     h = home(domid)
     values: dict[str, str] = {
-        h: "", f"{h}/vm": f"/vm/{vm_uuid}", f"{h}/name": name, f"{h}/unique-domain-id": str(uuidlib.uuid4()),
+        f"{h}/vm": f"/vm/{vm_uuid}", f"{h}/name": name, f"{h}/unique-domain-id": str(uuidlib.uuid4()),
         f"{h}/domain-type": "hvm" if hvm else "pv", f"{h}/action-request": "poweroff",
-        f"{h}/cpu": "", f"{h}/memory": "", f"{h}/device": "",
         f"{h}/control/shutdown": "", f"{h}/control/platform-feature-multiprocessor-suspend": "1",
         f"{h}/control/platform-feature-xs_reset_watches": "1",
         f"/vm/{vm_uuid}/uuid": vm_uuid, f"/vm/{vm_uuid}/name": name, f"/vm/{vm_uuid}/domains/{domid}": h,
@@ -59,20 +58,27 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
     for key, value in xenstore_data.items():
         if key.startswith(("vm-data/", "FIST/")):
             values[f"{h}/{key}"] = value
-    perms: dict[str, list[str]] = {h: ro(domid), f"{h}/cpu": ro(domid), f"{h}/memory": ro(domid), f"{h}/device": ro(domid)}
-    for d in GUEST_RW_DIRS:
-        values.setdefault(f"{h}/{d}", "")
-        perms[f"{h}/{d}"] = rw(domid)
-    perms[f"{h}/control/shutdown"] = rw(domid)
+    # Directories first, each with its permissions, so that what is written below them
+    # inherits those permissions (xenstored copies a parent's list to a new child).
+    dirs: list[tuple[str, list[str]]] = [(h, ro(domid)), (f"{h}/cpu", ro(domid)), (f"{h}/memory", ro(domid)),
+                                         (f"{h}/device", ro(domid))]
+    dirs += [(f"{h}/{d}", rw(domid)) for d in GUEST_RW_DIRS]
 
     def make(t):  # type: ignore[no-untyped-def]
-        t.rm(h) if t.exists(h) else None
-        for path, value in values.items():
-            t.write(path, value)
-        for path, plist in perms.items():
-            t.set_perms(path, plist)
+        if t.exists(h):
+            t.rm(h)
+        write_tree(t, dirs, values)
 
     xs.transaction(make)
+
+
+def write_tree(t, dirs: list[tuple[str, list[str]]], values: Mapping[str, str]) -> None:  # type: ignore[no-untyped-def]
+    """Inside a transaction: make each directory and set its permissions, then the values."""
+    for path, perms in dirs:
+        t.write(path, "")
+        t.set_perms(path, perms)
+    for path, value in values.items():
+        t.write(path, value)
 
 
 def write_vcpu_availability(xs: XsClient, domid: int, vcpus_max: int) -> None:

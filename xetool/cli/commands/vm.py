@@ -251,7 +251,7 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
         host = txn.must("host", vm["resident_on"], ["name_label", "address", "hostname"])
     where = host["address"] or host["hostname"] or host["name_label"]
     text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']} "
-            f"(display :{rt.vnc_port - 5900})" if rt.vnc_port >= 5900 else
+            f"(display :{rt.vnc_port - 5900})" if 5900 <= rt.vnc_port < 6000 else
             f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']}")
     if ctx.minimal:
         return Value(str(rt.vnc_port))
