@@ -40,6 +40,8 @@ COMMANDS: tuple[Command, ...] = (
             _HOST + "host_sim_stop", selector="host"),
     Command("host-xenstore-socket", "Print the host's xenstore socket, for XENSTORED_PATH=... xenstore-ls.",
             _HOST + "host_xenstore_socket", selector="host"),
+    Command("host-xenstore-ls", "List the host's xenstore tree under path= (default /local/domain), with values.",
+            _HOST + "host_xenstore_ls", optn=("path",), selector="host"),
     Command("vbd-attach", "Create a VBD joining a VDI to a VM and, if the VM runs, plug it.", _DEV + "vbd_attach",
             reqd=("vm-uuid", "vdi-uuid", "device"), optn=("bootable", "mode", "type", "unpluggable")),
     Command("vbd-plug", "Plug a VBD into its running VM.", _DEV + "vbd_plug", reqd=("uuid",)),

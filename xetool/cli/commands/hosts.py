@@ -82,3 +82,22 @@ def host_sim_stop(ctx: Context, cmd: Command, args: Args) -> Output:
 def host_xenstore_socket(ctx: Context, cmd: Command, args: Args) -> Output:
     host = selected_hosts(ctx, args, one=True)[0]
     return Value(backend_for(ctx.state_dir, host).xenstore_socket())
+
+
+def host_xenstore_ls(ctx: Context, cmd: Command, args: Args) -> Output:
+    """What `xenstore-ls -f` prints, through xetool's own client (no xenstore-utils needed)."""
+    from xetool.xenstore.client import XsClient
+
+    host = selected_hosts(ctx, args, one=True)[0]
+    backend = backend_for(ctx.state_dir, host)
+    if not backend.is_live():
+        raise XeError("HOST_OFFLINE", host["uuid"])
+    lines: list[str] = []
+    with XsClient(backend.xenstore_socket()) as xs:
+        def walk(path: str) -> None:
+            for child in xs.ls(path):
+                sub = f"{path.rstrip('/')}/{child}"
+                lines.append(f'{sub} = "{xs.read_or(sub) or ""}"')
+                walk(sub)
+        walk(args.get("path") or "/local/domain")
+    return Message("\n".join(lines))
