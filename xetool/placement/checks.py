@@ -8,10 +8,10 @@ strict form (stop at the first failure), the chooser (a yes/no per host) and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from xetool.errors import XeError
-from xetool.placement.ha import assert_vm_placement_preserves_ha_plan, ha_check_active
+from xetool.placement.ha import placement_preserves_ha_plan
 from xetool.placement.memory import MIB, host_compute_free_memory_with_maximum_compression, vm_compute_start_memory
 from xetool.placement.snapshot import HostView, PoolView, VmView
 from xetool.placement.validate import validate_basic_parameters
@@ -55,69 +55,72 @@ class CheckResult:
         return out
 
 
-Check = Callable[[VmFacts, HostView, PoolView], Optional[XeError]]
+# A failed check: an XeError, or (code, params) to build one only if anyone asks (the
+# chooser only needs yes or no, and a refused host costs no error object).
+Failure = Union[XeError, Tuple[str, Tuple[object, ...]]]
+Check = Callable[[VmFacts, HostView, PoolView], Optional[Failure]]
 
 
-def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def as_error(failure: Failure) -> XeError:
+    return failure if isinstance(failure, XeError) else XeError(failure[0], *failure[1])
+
+
+def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     return f.invalid
 
 
-def _live(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
-    return None if host.live else XeError("HOST_NOT_LIVE")
+def _live(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+    return None if host.live else ("HOST_NOT_LIVE", ())
 
 
-def _control_domain(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _control_domain(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     if f.vm.is_control_domain and f.vm.affinity != host.uuid:
-        return XeError("OPERATION_NOT_ALLOWED", "Cannot boot a control domain on a host different from its affinity")
+        return ("OPERATION_NOT_ALLOWED", ("Cannot boot a control domain on a host different from its affinity",))
     return None
 
 
-def _enabled(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _enabled(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     # A control domain boots on its own host even when that host is disabled (xapi).
-    return None if host.enabled or f.vm.is_control_domain else XeError("HOST_DISABLED", host.uuid)
+    return None if host.enabled or f.vm.is_control_domain else ("HOST_DISABLED", (host.uuid,))
 
 
-def _not_evacuating(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
-    return XeError("HOST_EVACUATE_IN_PROGRESS", host.uuid) if EVACUATE in host.current_operations else None
+def _not_evacuating(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+    return ("HOST_EVACUATE_IN_PROGRESS", (host.uuid,)) if EVACUATE in host.current_operations else None
 
 
-def _srs(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _srs(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     for sr in f.vm.required_srs:
         if sr not in host.srs:
-            return XeError("VM_REQUIRES_SR", f.vm.uuid, sr)
+            return ("VM_REQUIRES_SR", (f.vm.uuid, sr))
     return None
 
 
-def _networks(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _networks(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     for net in f.vm.required_networks:
         if net not in host.networks and net not in pool.shared_networks:
-            return XeError("VM_REQUIRES_NETWORK", f.vm.uuid, net)
+            return ("VM_REQUIRES_NETWORK", (f.vm.uuid, net))
     return None
 
 
-def _hvm(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
-    return XeError("VM_HVM_REQUIRED", f.vm.uuid) if f.vm.hvm and not host.supports_hvm else None
+def _hvm(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+    return ("VM_HVM_REQUIRED", (f.vm.uuid,)) if f.vm.hvm and not host.supports_hvm else None
 
 
-def _memory(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _memory(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     free = host_compute_free_memory_with_maximum_compression(host, pool.load_without(host.uuid, f.vm))
-    return XeError("HOST_NOT_ENOUGH_FREE_MEMORY", f.start_memory, free) if f.start_memory > free else None
+    return ("HOST_NOT_ENOUGH_FREE_MEMORY", (f.start_memory, free)) if f.start_memory > free else None
 
 
-def _pcpus(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
+def _pcpus(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
     if f.vcpus_unrestricted or host.cpus >= f.vm.vcpus_max:
         return None
-    return XeError("HOST_NOT_ENOUGH_PCPUS", f.vm.vcpus_max, host.cpus)
+    return ("HOST_NOT_ENOUGH_PCPUS", (f.vm.vcpus_max, host.cpus))
 
 
-def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Optional[XeError]:
-    if not ha_check_active(pool):
+def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+    if placement_preserves_ha_plan(f.vm, host, pool):
         return None
-    try:
-        assert_vm_placement_preserves_ha_plan(f.vm, host, pool)
-    except XeError as e:
-        return e
-    return None
+    return ("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", ())
 
 
 # The seed's order (xapi's, less the vGPU/USB/SR-IOV/CPUID checks xetool has no model for).
@@ -153,9 +156,9 @@ def _selected(do_memory_check: bool, evacuate: bool) -> Tuple[Tuple[str, Check],
 def first_failure(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_check: bool = True,
                   evacuate: bool = True) -> Optional[XeError]:
     for _, check in _selected(do_memory_check, evacuate):
-        err = check(facts, host, pool)
-        if err is not None:
-            return err
+        failure = check(facts, host, pool)
+        if failure is not None:
+            return as_error(failure)
     return None
 
 
@@ -168,7 +171,10 @@ def assert_can_boot_here(vm: VmView, host: HostView, pool: PoolView, do_memory_c
 
 def vm_can_run_on_host(facts: VmFacts, host: HostView, pool: PoolView) -> bool:
     """The chooser's validator: every check, the memory check included, and not evacuating."""
-    return first_failure(facts, host, pool) is None
+    for _, check in _SELECTED[(True, True)]:
+        if check(facts, host, pool) is not None:
+            return False
+    return True
 
 
 def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_check: bool = True,
@@ -178,8 +184,12 @@ def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_ch
     for name, check in _selected(do_memory_check, evacuate):
         if name == "control-domain" and not facts.vm.is_control_domain:
             continue  # says nothing for an ordinary VM; keep the table short
-        err = check(facts, host, pool)
-        out.append(_PASSED[name] if err is None else CheckResult(name, False, describe(err, pool), err))
+        failure = check(facts, host, pool)
+        if failure is None:
+            out.append(_PASSED[name])
+        else:
+            err = as_error(failure)
+            out.append(CheckResult(name, False, describe(err, pool), err))
     return tuple(out)
 
 

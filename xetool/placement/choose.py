@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Protocol, Tuple
 
 from xetool.errors import XeError
-from xetool.placement.checks import VmFacts, explain_host, first_failure
+from xetool.placement.checks import VmFacts, explain_host, first_failure, vm_can_run_on_host
 from xetool.placement.memory import stored_overhead
 from xetool.placement.report import HostReport, PlacementReport, TryStep
 from xetool.placement.snapshot import HostView, PoolView, VmView
@@ -52,25 +52,36 @@ def _half_towards_zero(v: int) -> int:
     return x // 2 if x >= 0 else -((-x) // 2)
 
 
+def _host_rows(pool: PoolView) -> List[Tuple[HostView, int, int, int, int]]:
+    """Per host, once per snapshot: (host, total − host overhead − Σ guest overhead, Σ static_max,
+    Σ dynamic_max, Σ dynamic_min) over its guests."""
+    rows = pool._cache.get("placement_rows")
+    if rows is None:
+        rows = []
+        for h in pool.hosts:
+            ld = pool.load(h.uuid)
+            rows.append((h, h.memory_total - h.memory_overhead - ld.overhead,
+                         ld.static_max, ld.dynamic_max, ld.dynamic_min))
+        pool._cache["placement_rows"] = rows
+    return rows
+
+
 def host_values(vm: VmView, pool: PoolView) -> List[Tuple[HostView, int, int, int]]:
     """(host, definite, probable, possible) for each host, counting `vm` among its guests."""
     own_ovh = stored_overhead(vm)
     smax, dmax, dmin = vm.memory_static_max, vm.memory_dynamic_max, vm.memory_dynamic_min
     known = pool.guests.get(vm.uuid, vm)
-    charged = known.hosts_charged()
+    charged = known.hosts_charged()  # almost always empty: the VM is halted
     bias = pool.coordinator_bias
-    loads = pool.loads
     out = []
-    for h in pool.hosts:
-        ld = loads.get(h.uuid)
-        if ld is not None and h.uuid in charged:
-            ld = ld.plus(known, -1)
-        if ld is None:
-            avail = h.memory_total - h.memory_overhead - own_ovh
-            s_smax, s_dmax, s_dmin = smax, dmax, dmin
-        else:
-            avail = h.memory_total - h.memory_overhead - ld.overhead - own_ovh
-            s_smax, s_dmax, s_dmin = ld.static_max + smax, ld.dynamic_max + dmax, ld.dynamic_min + dmin
+    for h, base, l_smax, l_dmax, l_dmin in _host_rows(pool):
+        avail = base - own_ovh
+        s_smax, s_dmax, s_dmin = l_smax + smax, l_dmax + dmax, l_dmin + dmin
+        if charged and h.uuid in charged:  # its own share is already in the sums
+            avail += stored_overhead(known)
+            s_smax -= known.memory_static_max
+            s_dmax -= known.memory_dynamic_max
+            s_dmin -= known.memory_dynamic_min
         definite = avail - s_smax
         probable = avail - s_dmax
         if avail >= s_dmax:
@@ -85,24 +96,26 @@ def host_values(vm: VmView, pool: PoolView) -> List[Tuple[HostView, int, int, in
     return out
 
 
+_CATEGORY_COLUMN = (("definite", 1), ("probable", 2), ("possible", 3))
+
+
 def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[Tuple[HostView, str]]:
     """The hosts in the order the chooser tries them, supposing each one tried fails.
     Consumes one `rng.random()` per host yielded."""
     values = host_values(vm, pool)
     tried: set = set()
-    categories: List[Tuple[str, List[Tuple[int, HostView]]]] = []
+    categories: List[Tuple[str, int, List[Tuple[HostView, int, int, int]]]] = []
     if vm.affinity:
-        categories.append(("affinity", [(p, h) for h, _, _, p in values if h.uuid == vm.affinity]))
-    categories.append(("definite", [(d, h) for h, d, _, _ in values]))
-    categories.append(("probable", [(p, h) for h, _, p, _ in values]))
-    categories.append(("possible", [(p, h) for h, _, _, p in values]))
-    for name, scored in categories:
-        # Highest value first; ties by uuid so the order does not depend on the store's.
-        cand = sorted((vh for vh in scored if vh[0] >= 0 and vh[1].uuid not in tried),
-                      key=lambda vh: (-vh[0], vh[1].uuid))
+        categories.append(("affinity", 3, [row for row in values if row[0].uuid == vm.affinity]))
+    categories += [(name, col, values) for name, col in _CATEGORY_COLUMN]
+    for name, col, rows in categories:
+        # Highest value first; ties by uuid (unique) so the order does not depend on the
+        # store's, and hosts themselves are never compared. Built only when reached.
+        cand = sorted((-row[col], row[0].uuid, row[0]) for row in rows
+                      if row[col] >= 0 and row[0].uuid not in tried)
         while cand:
             u = rng.random()
-            _, host = cand.pop(int(len(cand) * u * u))
+            host = cand.pop(int(len(cand) * u * u))[2]
             tried.add(host.uuid)
             yield host, name
 
@@ -143,7 +156,7 @@ def choose_host_for_vm(vm: VmView, pool: PoolView, rng: Optional[RandomSource] =
     tried: List[TryStep] = []
     for host, category in host_order(vm, pool, rng if rng is not None else random.Random()):
         tried.append(TryStep(host.uuid, category))
-        if first_failure(facts, host, pool) is None:
+        if vm_can_run_on_host(facts, host, pool):
             return Placement(host, category, tuple(tried))
     raise no_hosts_available(vm, pool, tuple(tried))
 

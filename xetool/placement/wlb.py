@@ -174,6 +174,7 @@ def _call_url(url: str, payload: bytes, timeout: float) -> bytes:
                     raise _internal(f"answer larger than {MAX_ANSWER} bytes")
                 chunks.append(chunk)
     except urllib.error.HTTPError as e:
+        e.close()  # it holds the response's socket
         raise _internal(f"HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, (socket.timeout, TimeoutError)):
