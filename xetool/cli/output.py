@@ -64,7 +64,7 @@ def xe_record(pairs: Sequence[tuple[str, str]]) -> str:
         return ""
     width = 4 + max(len(k) for k, _ in pairs)
     (k0, v0), rest = pairs[0], pairs[1:]
-    lines = [f"{k0.ljust(width + 1)}: {v0}"]
+    lines = [f"{k0.ljust(width)}: {v0}"]
     lines += [f"{k.rjust(width)}: {v}" for k, v in rest]
     return "\n".join(lines) + "\n\n\n"
 
