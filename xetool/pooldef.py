@@ -166,8 +166,11 @@ def _host_names(imp: Importer, table: str, data: dict[str, Any]) -> list[str]:
     return [imp.ref(table, get_class("pif").field("host"), str(h)) for h in hosts]  # type: ignore[misc]
 
 
-def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path) -> Importer:
-    imp = Importer(txn, file, state_dir)
+def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
+                created_files: list[tuple[str, str, str]] | None = None) -> Importer:
+    """Import `doc`; the disk files made are appended to `created_files` as they are made, so
+    that the caller can remove them if the transaction fails."""
+    imp = Importer(txn, file, state_dir, created_files if created_files is not None else [])
     known = {"pool", "host", "sr", "network", "vm"}
     for key in doc:
         if key not in known:
