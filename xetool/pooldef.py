@@ -364,7 +364,15 @@ def _export_fields(cls: str, row: Row, skip: set[str] = frozenset()) -> dict[str
     return out
 
 
-def export_pool(txn: Txn) -> dict[str, Any]:
+def _export_path(path: str, state_dir: Path | None) -> str:
+    """An SR directory inside the state directory is written relative to it, so that the file
+    imports into another state directory without sharing (and colliding on) its disk files."""
+    if state_dir is not None and Path(path).is_relative_to(state_dir):
+        return str(Path(path).relative_to(state_dir))
+    return path
+
+
+def export_pool(txn: Txn, state_dir: Path | None = None) -> dict[str, Any]:
     pool = txn.pool()
     doc: dict[str, Any] = {"pool": _export_fields("pool", pool)}
     if pool["master"]:
@@ -379,7 +387,7 @@ def export_pool(txn: Txn) -> dict[str, Any]:
     for s in txn.select("sr"):
         pbds = txn.select("pbd", ["host", "device_config"], {"SR": s["uuid"]})
         doc["sr"].append(_export_fields("sr", s) | {"type": s["type"], "shared": s["shared"],
-                         "hosts": [p["host"] for p in pbds], "path": pbds[0]["device_config"].get("path", "") if pbds else ""})
+                         "hosts": [p["host"] for p in pbds], "path": _export_path(pbds[0]["device_config"].get("path", ""), state_dir) if pbds else ""})
     doc["network"] = []
     for n in txn.select("network"):
         doc["network"].append(_export_fields("network", n) | {

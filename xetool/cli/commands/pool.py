@@ -44,7 +44,7 @@ def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
     import tomli_w
 
     with ctx.store.read() as txn:
-        doc = pooldef.export_pool(txn)
+        doc = pooldef.export_pool(txn, ctx.state_dir)
     text = "# xetool pool definition (pool-export); import with: xetool pool-import file=THIS\n" + tomli_w.dumps(doc)
     target = args.get("file")
     if not target or target == "-":
