@@ -71,6 +71,10 @@ def main() -> int:
     installed = None if opts.module else shutil.which("xetool")
     xetool = [installed] if installed else [sys.executable, "-m", "xetool"]
     env = dict(os.environ)
+    if env.pop("PYTHONDONTWRITEBYTECODE", None):
+        # An installed package has its bytecode compiled; without it every run would compile
+        # xetool's sources. The warm-up import below writes __pycache__ for the source tree.
+        print("note: PYTHONDONTWRITEBYTECODE is set here; unset for the measured commands")
     if not installed:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     print(f"python: {sys.executable} ({sys.version.split()[0]})")

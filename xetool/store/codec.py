@@ -34,6 +34,11 @@ def from_column(f: Field, raw: Any) -> Any:
     return raw
 
 
+def needs_decoding(f: Field) -> bool:
+    """False if from_column returns the column's value unchanged for this field."""
+    return f.kind in (Kind.SET, Kind.MAP, Kind.BOOL)
+
+
 def parse_bool(text: str) -> bool | None:
     low = text.strip().lower()
     return True if low in _TRUE else False if low in _FALSE else None
