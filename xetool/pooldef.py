@@ -83,7 +83,13 @@ class Importer:
                 raise
             raise self.bad(table, f.cli_name, err.spec.doc + " " + ", ".join(f"{k}={v}" for k, v in err.params.items())) from None
 
-    def ref(self, table: str, f: Field, text: str) -> str | None:
+    def size(self, table: str, key: str, raw: Any) -> int:
+        try:
+            return parse_size(raw, key)
+        except XeError as err:
+            raise self.bad(table, key, f"{err.spec.doc} {err.params.get('expected', '')}".strip()) from None
+
+    def ref(self, table: str, f: Field, text: str, key: str | None = None) -> str | None:
         if not text:
             return None
         if UUID_RE.match(text):
@@ -93,7 +99,7 @@ class Importer:
         if found is None:
             rows = self.txn.select(f.ref, ["uuid"], {"name_label": text})
             if len(rows) != 1:
-                raise self.bad(table, f.cli_name, f"no single {f.ref} is named {text!r}")
+                raise self.bad(table, key or f.cli_name, f"no single {f.ref} is named {text!r}")
             found = rows[0]["uuid"]
         return found
 
@@ -163,11 +169,14 @@ def _host_names(imp: Importer, table: str, data: dict[str, Any]) -> list[str]:
         return list(imp.names.get("host", {}).values()) or imp.txn.uuids("host")
     if not isinstance(hosts, list):
         raise imp.bad(table, "hosts", "expected a list of host names")
-    return [imp.ref(table, get_class("pif").field("host"), str(h)) for h in hosts]  # type: ignore[misc]
+    return [imp.ref(table, get_class("pif").field("host"), str(h), "hosts") for h in hosts]  # type: ignore[misc]
 
 
-def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path) -> Importer:
-    imp = Importer(txn, file, state_dir)
+def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
+                created_files: list[tuple[str, str, str]] | None = None) -> Importer:
+    """Import `doc`; the disk files made are appended to `created_files` as they are made, so
+    that the caller can remove them if the transaction fails."""
+    imp = Importer(txn, file, state_dir, created_files if created_files is not None else [])
     known = {"pool", "host", "sr", "network", "vm"}
     for key in doc:
         if key not in known:
@@ -178,7 +187,7 @@ def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path) -> Im
     for n, h in enumerate(_tables(doc, "host", file)):
         _import_host(imp, f"host[{n}]", h)
     if pool.get("master"):
-        master = imp.ref("pool", get_class("pool").field("master"), str(pool["master"]))  # type: ignore[arg-type]
+        master = imp.ref("pool", get_class("pool").field("master"), str(pool["master"]), "master")  # type: ignore[arg-type]
         imp.upsert("pool", "pool", {"uuid": txn.pool()["uuid"], "master": master})
     elif txn.pool()["master"] is None and txn.uuids("host"):
         txn.update("pool", txn.pool()["uuid"], {"master": txn.uuids("host")[0]})
@@ -195,8 +204,8 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
     special = {"memory", "dom0-memory", "cpus", "capabilities", "backend", "hostname", "address"}
     values = imp.fields("host", table, data, special)
-    total = parse_size(data.get("memory", "16GiB"), "memory")
-    dom0 = parse_size(data.get("dom0-memory", "1GiB"), "dom0-memory")
+    total = imp.size(table, "memory", data.get("memory", "16GiB"))
+    dom0 = imp.size(table, "dom0-memory", data.get("dom0-memory", "1GiB"))
     if dom0 >= total:
         raise imp.bad(table, "dom0-memory", "must be less than memory")
     caps = data.get("capabilities", ["pv", "hvm"])
@@ -257,7 +266,7 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
     values = imp.fields("vm", table, data, {"memory", "vcpus", "hvm", "disk", "vif"})
     if "memory" in data:
-        size = parse_size(data["memory"], "memory")
+        size = imp.size(table, "memory", data["memory"])
         for key in ("memory_static_max", "memory_dynamic_max", "memory_dynamic_min"):
             values.setdefault(key, size)
         values.setdefault("memory_static_min", min(size, values["memory_dynamic_min"], 128 << 20))
@@ -304,12 +313,12 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
     else:
         vdi = str(vdi).lower() if vdi else None
     if vdi is not None and imp.txn.get("vdi", vdi.lower(), ["uuid"]) is None or vdi is None and data.get("type") != "CD":
-        sr = imp.ref(table, get_class("vdi").field("SR"), str(data.get("sr", "")))  # type: ignore[arg-type]
+        sr = imp.ref(table, get_class("vdi").field("SR"), str(data.get("sr", "")), "sr")  # type: ignore[arg-type]
         if sr is None:
             sr = imp.txn.pool()["default_SR"] or next(iter(imp.names.get("sr", {}).values()), None)
         if sr is None:
             raise imp.bad(table, "sr", "no SR given and the pool has no default SR")
-        size = parse_size(data.get("size", "1GiB"), "size")
+        size = imp.size(table, "size", data.get("size", "1GiB"))
         vdi_values = {"name_label": str(data.get("name-label", f"{vm_name} disk {device}")), "virtual_size": size,
                       "read_only": bool(data.get("read-only", False))}
         if isinstance(data.get("boot"), dict):
@@ -329,7 +338,7 @@ def _import_vif(imp: Importer, table: str, vm: str, data: dict[str, Any]) -> Non
         if key not in ("device", "network", "mac", "uuid"):
             raise imp.bad(table, key, "unknown key (device, network, mac, uuid)")
     device = str(data.get("device", "autodetect"))
-    net = imp.ref(table, get_class("vif").field("network"), str(data.get("network", "")))  # type: ignore[arg-type]
+    net = imp.ref(table, get_class("vif").field("network"), str(data.get("network", "")), "network")  # type: ignore[arg-type]
     if net is None:
         raise imp.bad(table, "network", "every VIF needs a network")
     if device != "autodetect" and imp.txn.select("vif", ["uuid"], {"VM": vm, "device": device}):
@@ -355,7 +364,15 @@ def _export_fields(cls: str, row: Row, skip: set[str] = frozenset()) -> dict[str
     return out
 
 
-def export_pool(txn: Txn) -> dict[str, Any]:
+def _export_path(path: str, state_dir: Path | None) -> str:
+    """An SR directory inside the state directory is written relative to it, so that the file
+    imports into another state directory without sharing (and colliding on) its disk files."""
+    if state_dir is not None and Path(path).is_relative_to(state_dir):
+        return str(Path(path).relative_to(state_dir))
+    return path
+
+
+def export_pool(txn: Txn, state_dir: Path | None = None) -> dict[str, Any]:
     pool = txn.pool()
     doc: dict[str, Any] = {"pool": _export_fields("pool", pool)}
     if pool["master"]:
@@ -370,7 +387,7 @@ def export_pool(txn: Txn) -> dict[str, Any]:
     for s in txn.select("sr"):
         pbds = txn.select("pbd", ["host", "device_config"], {"SR": s["uuid"]})
         doc["sr"].append(_export_fields("sr", s) | {"type": s["type"], "shared": s["shared"],
-                         "hosts": [p["host"] for p in pbds], "path": pbds[0]["device_config"].get("path", "") if pbds else ""})
+                         "hosts": [p["host"] for p in pbds], "path": _export_path(pbds[0]["device_config"].get("path", ""), state_dir) if pbds else ""})
     doc["network"] = []
     for n in txn.select("network"):
         doc["network"].append(_export_fields("network", n) | {

@@ -111,7 +111,7 @@ def check_params(cmd: Command, args: Args) -> None:
 
         spec = get_class(cmd.selector or cmd.cls or "")
     for key in args.params:
-        if key in allowed:
+        if key in allowed or cmd.free_keys:
             continue
         base = key.split(":", 1)[0]
         if spec is not None and (key == spec.name.replace("_", "-") or spec.field(base) is not None):

@@ -7,7 +7,6 @@ in `progress.py` and only on a terminal.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TextIO
 
@@ -64,7 +63,7 @@ def xe_record(pairs: Sequence[tuple[str, str]]) -> str:
         return ""
     width = 4 + max(len(k) for k, _ in pairs)
     (k0, v0), rest = pairs[0], pairs[1:]
-    lines = [f"{k0.ljust(width + 1)}: {v0}"]
+    lines = [f"{k0.ljust(width)}: {v0}"]
     lines += [f"{k.rjust(width)}: {v}" for k, v in rest]
     return "\n".join(lines) + "\n\n\n"
 
@@ -80,12 +79,16 @@ def render(out: Output, stream: TextIO, *, minimal: bool = False, fmt: str = "xe
         return
     if isinstance(out, Many):
         if fmt == "json":
+            import json
+
             stream.write(json.dumps([_json(p) for p in out.parts], indent=2) + "\n")
             return
         for part in out.parts:
             render(part, stream, minimal=minimal, fmt=fmt)
         return
     if fmt == "json":
+        import json
+
         stream.write(json.dumps(_json(out), indent=2) + "\n")
         return
     if isinstance(out, Records):
@@ -94,10 +97,13 @@ def render(out: Output, stream: TextIO, *, minimal: bool = False, fmt: str = "xe
             vals = [escape_minimal(show(first, r.get(first.name))) for r in out.rows] if first else []
             stream.write(",".join(vals) + "\n")
             return
-        parts = []
-        for row in out.rows:
-            parts.append(xe_record([(f"{f.cli_name} {f.marker}", show(f, row.get(f.name))) for f in out.fields]))
-        stream.write("".join(parts))
+        if not out.rows or not out.fields:
+            return
+        # Every record of a listing has the same keys: lay them out once (xe_record's layout).
+        prefixes = xe_record([(f"{f.cli_name} {f.marker}", "") for f in out.fields]).split("\n")[:len(out.fields)]
+        cols = [(p, f, f.name) for p, f in zip(prefixes, out.fields)]
+        stream.write("".join(
+            "\n".join(p + show(f, row.get(name)) for p, f, name in cols) + "\n\n\n" for row in out.rows))
     elif isinstance(out, Value):
         stream.write(out.text + "\n")
     elif isinstance(out, Message):

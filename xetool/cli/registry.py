@@ -29,6 +29,7 @@ class Command:
     standard: bool = False  # listed by plain `xetool help`
     any_field: bool = False  # accepts any field of `cls` as key=value (filters, creation)
     lists: bool = False  # prints records (so --minimal, params= and --format json apply)
+    free_keys: bool = False  # takes arbitrary key=value pairs (the entries of a map: -param-add)
 
     @property
     def group(self) -> str:
@@ -104,7 +105,8 @@ def _generated(spec_name: str) -> tuple[Command, ...]:
     if any(f.settable and f.kind in (Kind.SET, Kind.MAP) for f in spec.fields):
         cmds += [
             _c(f"{c}-param-add", f"Add to a set or map field of one {c} (map: key=value pairs).",
-               impl + "param_add", reqd=("uuid", "param-name"), optn=("param-key",), cls=spec.name, any_field=True),
+               impl + "param_add", reqd=("uuid", "param-name"), optn=("param-key",), cls=spec.name, any_field=True,
+               free_keys=True),
             _c(f"{c}-param-remove", f"Remove a key (or member) from a set or map field of one {c}.",
                impl + "param_remove", reqd=("uuid", "param-name", "param-key"), cls=spec.name),
             _c(f"{c}-param-clear", f"Empty a set or map field of one {c} (or reset a scalar).",

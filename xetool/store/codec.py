@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -20,6 +19,8 @@ _FALSE = {"false", "no", "off", "0"}
 
 def to_column(f: Field, value: Any) -> Any:
     if f.kind in (Kind.SET, Kind.MAP):
+        import json  # imported on first use: listings of scalar fields never need it
+
         return json.dumps(value, separators=(",", ":"))
     if f.kind is Kind.BOOL:
         return int(bool(value))
@@ -28,10 +29,17 @@ def to_column(f: Field, value: Any) -> Any:
 
 def from_column(f: Field, raw: Any) -> Any:
     if f.kind in (Kind.SET, Kind.MAP):
+        import json
+
         return json.loads(raw) if raw else f.initial()
     if f.kind is Kind.BOOL:
         return bool(raw)
     return raw
+
+
+def needs_decoding(f: Field) -> bool:
+    """False if from_column returns the column's value unchanged for this field."""
+    return f.kind in (Kind.SET, Kind.MAP, Kind.BOOL)
 
 
 def parse_bool(text: str) -> bool | None:

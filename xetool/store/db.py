@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import uuid as uuidlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -18,14 +17,16 @@ from xetool.datamodel import CLASSES, get_class
 from xetool.datamodel.types import ClassSpec, Field
 from xetool.errors import XeError
 from xetool.store import schema
-from xetool.store.codec import UUID_RE, from_column, to_column
+from xetool.store.codec import UUID_RE, from_column, needs_decoding, to_column
 
 DB_NAME = "pool.db"
 Row = dict[str, Any]
 
 
 def new_uuid() -> str:
-    return str(uuidlib.uuid4())
+    import uuid  # not needed by commands that only read
+
+    return str(uuid.uuid4())
 
 
 class Txn:
@@ -73,9 +74,14 @@ class Txn:
                     args.append(to_column(f, value))  # type: ignore[arg-type]
             sql += " WHERE " + " AND ".join(clauses)
         sql += f' ORDER BY "{order}"' if order else " ORDER BY rowid"
+        names = [f.name for f in stored]
+        convert = [(f.name, f) for f in stored if needs_decoding(f)]  # the rest are stored as is
         out = []
         for raw in self.db.execute(sql, args):
-            out.append({f.name: from_column(f, v) for f, v in zip(stored, raw)})
+            row = dict(zip(names, raw))
+            for name, f in convert:
+                row[name] = from_column(f, row[name])
+            out.append(row)
         derived = [f for f in wanted if not f.persisted]
         for f in derived:
             other, key = f.derived_from  # type: ignore[misc]

@@ -9,7 +9,7 @@ never has to be written out twice.
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 import sqlite3
 from typing import Callable
 
@@ -59,7 +59,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
 def fingerprint() -> str:
     """Changes whenever a persisted field is added: triggers add_missing_columns."""
     text = "|".join(f"{c.name}.{f.name}:{f.kind.value}" for c in CLASSES.values() for f in c.persisted_fields)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    return f"{zlib.crc32(text.encode()):08x}"  # zlib is loaded at startup anyway; hashlib is not
 
 
 def add_missing_columns(db: sqlite3.Connection) -> None:

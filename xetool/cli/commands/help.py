@@ -6,7 +6,7 @@ import textwrap
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
-from xetool.cli.output import Message, Output, Value, xe_record
+from xetool.cli.output import Message, Output, Value
 from xetool.cli.registry import SELECTOR_HELP, Command, commands, lookup
 from xetool.errors import XeError
 
@@ -36,12 +36,11 @@ def optional_params(cmd: Command) -> list[str]:
 
 def describe(cmd: Command) -> str:
     text = cmd.help + (" " + SELECTOR_HELP if cmd.selector else "")
-    return xe_record([
-        ("command name", cmd.name),
-        ("reqd params", ", ".join(cmd.reqd)),
-        ("optional params", ", ".join(optional_params(cmd))),
-        ("description", text),
-    ]).rstrip("\n") + "\n"
+    # xe's rio_help layout: the keys of the last three lines indented by 8 and padded to 16.
+    return (f"{'command name':<24}: {cmd.name}\n"
+            f"        {'reqd params':<16}: {', '.join(cmd.reqd)}\n"
+            f"        {'optional params':<16}: {', '.join(optional_params(cmd))}\n"
+            f"        {'description':<16}: {text}\n")
 
 
 def _wrapped(names: list[str]) -> str:

@@ -22,13 +22,14 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
     path = Path(args.params["file"])
     doc = pooldef.load(path)
     imp: pooldef.Importer | None = None
+    created: list[tuple[str, str, str]] = []
     try:
         with ctx.store.write() as txn:
-            imp = pooldef.import_pool(txn, doc, str(path), ctx.state_dir)
+            imp = pooldef.import_pool(txn, doc, str(path), ctx.state_dir, created)
             if args.flag("dry-run"):
                 raise _DryRun
     except BaseException as err:
-        for sr, sr_path, location in imp.created_files if imp else []:
+        for sr, sr_path, location in created:
             file_sr.destroy(sr, sr_path, location)
         if not isinstance(err, _DryRun):
             raise
@@ -43,7 +44,7 @@ def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
     import tomli_w
 
     with ctx.store.read() as txn:
-        doc = pooldef.export_pool(txn)
+        doc = pooldef.export_pool(txn, ctx.state_dir)
     text = "# xetool pool definition (pool-export); import with: xetool pool-import file=THIS\n" + tomli_w.dumps(doc)
     target = args.get("file")
     if not target or target == "-":
