@@ -119,8 +119,9 @@ def test_ambiguous_name_needs_multiple(command, pool, ok, xe, snapshot):
         ok("host-param-set", f"uuid={h2}", "name-label=twin")
         h1 = ok("host-list", "name-label=host1", "--minimal").strip()
         ok("host-param-set", f"uuid={h1}", "name-label=twin")
+    required = [f"{p}=host3" for p in commands()[command].reqd]  # so selection is what fails
     before = snapshot()
-    r = xe(command, f"{cls}=twin")
+    r = xe(command, f"{cls}=twin", *required)
     check_refused(r, "MULTIPLE_MATCHES", before, snapshot())
 
 

@@ -44,7 +44,7 @@ def list_cmd(ctx: Context, cmd: Command, args: Args) -> Output:
         if f is not None and f.cli_name not in filters:
             filters[f.cli_name] = show(f, value)
     if spec.name in ("host", "vm"):  # a crashed simulated host shows as such in listings
-        from xetool.host.liveness import notice_crashed_hosts
+        from xetool.backends.simulator.liveness import notice_crashed_hosts
 
         notice_crashed_hosts(ctx.store)
     with ctx.store.read() as txn:
