@@ -44,8 +44,8 @@ def _check_vm(before: dict[str, Any], vm: dict[str, Any], new: dict[str, Any]) -
             raise XeError("MEMORY_CONSTRAINT_VIOLATION_ORDER")
     if "VCPUs_max" in new or "VCPUs_at_startup" in new:
         if vm["VCPUs_max"] < 1:
-            raise XeError("INVALID_VALUE", "VCPUs_max", vm["VCPUs_max"])
+            raise XeError("INVALID_VALUE", "VCPUs-max", vm["VCPUs_max"])
         if not 0 < vm["VCPUs_at_startup"] <= vm["VCPUs_max"]:
-            raise XeError("INVALID_VALUE", "VCPUs_at_startup", f"{vm['VCPUs_at_startup']} (VCPU values must satisfy: 0 < VCPUs_at_startup <= VCPUs_max)")
+            raise XeError("INVALID_VALUE", "VCPUs-at-startup", f"{vm['VCPUs_at_startup']} (VCPU values must satisfy: 0 < VCPUs_at_startup <= VCPUs_max)")
     if "HVM_shadow_multiplier" in new and vm["HVM_shadow_multiplier"] < 1.0:
-        raise XeError("INVALID_VALUE", "HVM_shadow_multiplier", vm["HVM_shadow_multiplier"])
+        raise XeError("INVALID_VALUE", "HVM-shadow-multiplier", vm["HVM_shadow_multiplier"])

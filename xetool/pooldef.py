@@ -69,8 +69,8 @@ class Importer:
                 if not isinstance(raw, list):
                     raise self.bad(table, f.cli_name, "expected a list")
                 return [str(v) for v in raw]
-            if f.kind is Kind.INT and f.name.startswith(("memory", "virtual_size")):
-                return parse_size(raw, f.cli_name)
+            if isinstance(raw, int) and not isinstance(raw, bool) and f.kind is Kind.INT:
+                raw = str(raw)
             if f.kind is Kind.BOOL and isinstance(raw, bool):
                 return raw
             if f.kind is Kind.REF:

@@ -173,3 +173,16 @@ def test_help(xe):
 def test_version(xe):
     r = xe("--version")
     assert r.rc == 0 and r.out.startswith("xetool ")
+
+
+def test_memory_fields_take_units_on_param_set(pool, ok):
+    vm = ok("vm-list", "name-label=web01", "--minimal").strip()
+    ok("vm-param-set", f"uuid={vm}", "memory-static-max=1GiB", "memory-dynamic-max=768MiB")
+    assert ok("vm-param-get", f"uuid={vm}", "param-name=memory-static-max") == f"{1 << 30}\n"
+    assert ok("vm-param-get", f"uuid={vm}", "param-name=memory-dynamic-max") == f"{768 << 20}\n"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_format_option_takes_its_value_after_a_space(pool, ok, where):
+    argv = ["--format", "json", "vm-list"] if where == "before" else ["vm-list", "--format", "json"]
+    assert json.loads(ok(*argv))[0]["name-label"] == "web01"

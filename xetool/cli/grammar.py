@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from xetool.errors import XeError
 
+VALUE_OPTIONS = frozenset({"format", "state-dir"})  # `--format json` as well as `--format=json`
 _KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*(:[^=\s]*)?$")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -60,12 +61,14 @@ def check_utf8(word: str, what: str) -> None:
 def parse(words: list[str]) -> Args:
     """Parse the words after the command name."""
     args = Args()
-    for word in words:
+    words = list(words)
+    while words:
+        word = words.pop(0)
         if word.startswith("--"):
             body = word[2:]
             key, eq, value = body.partition("=")
             if not eq:
-                value = "true"
+                value = words.pop(0) if key in VALUE_OPTIONS and words else "true"
         else:
             key, eq, value = word.partition("=")
             if not eq:

@@ -47,9 +47,18 @@ def parse_bool(text: str) -> bool | None:
     return True if low in _TRUE else False if low in _FALSE else None
 
 
+def is_size(f: Field) -> bool:
+    """Byte counts (memory, disk sizes) take units on the command line and in pool files."""
+    return f.name.startswith("memory") or f.name == "virtual_size"
+
+
 def parse_cli(f: Field, text: str) -> Any:
     """A CLI string as a value of the field's kind (scalars and enums; refs must be uuids)."""
     kind = f.kind
+    if kind is Kind.INT and is_size(f):
+        from xetool.units import parse_size
+
+        return parse_size(text, f.cli_name)
     try:
         if kind is Kind.INT:
             return int(text, 0) if text.strip().lower().startswith(("0x", "0o", "0b")) else int(text)

@@ -36,8 +36,6 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
             raise XeError("FIELD_READ_ONLY" if f else "UNKNOWN_FIELD", *((f.cli_name,) if f else ("vm", key)))
         if colon:
             values.setdefault(f.name, {})[sub] = text
-        elif f.name.startswith("memory_"):
-            values[f.name] = parse_size(text, f.cli_name)
         else:
             values[f.name] = parse_cli(f, text)
     with ctx.store.write() as txn:

@@ -31,6 +31,11 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
     except BaseException as err:
         for sr, sr_path, location in created:
             file_sr.destroy(sr, sr_path, location)
+        for sr_path in {c[1] for c in created}:
+            try:
+                os.rmdir(sr_path)  # only if the import made it and left it empty
+            except OSError:
+                pass
         if not isinstance(err, _DryRun):
             raise
     assert imp is not None
