@@ -13,7 +13,7 @@
 # whitespace really was), complete the whole word, and hand readline only the part after the last
 # break it will replace. So it works with or without `=` and `:` in COMP_WORDBREAKS.
 
-_xetool_commands='help host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set'
+_xetool_commands='event-wait help host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set'
 _xetool_global_before='--state-dir= --minimal --format= --quiet --trace --debug --version --help'
 _xetool_global_after='--minimal --format= --debug --trace --quiet'
 # Each command's own parameters; the class whose fields it also takes (`vm`: any field, as
@@ -21,6 +21,7 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 # complete: e: one of the words, l: a comma list of them, f/d: files/directories, c: a command,
 # u:CLASS uuids and n:CLASS name-labels from the pool database.
 declare -gA _xetool_P=(
+    [event-wait]='class= uuid= timeout='
     [help]='command= all='
     [host-disable]='host= multiple='
     [host-enable]='host= multiple='
@@ -135,6 +136,7 @@ declare -gA _xetool_P=(
     [vm-param-set]=uuid=
 )
 declare -gA _xetool_F=(
+    [event-wait]=@class
     [host-disable]=host
     [host-enable]=host
     [host-list]=host
@@ -167,6 +169,8 @@ declare -gA _xetool_F=(
     [vm-param-set]=vm/rw
 )
 declare -gA _xetool_V=(
+    ['event-wait class']='e:pool host vm vm-metrics vm-guest-metrics vbd vdi sr pbd network pif vif task message'
+    ['event-wait uuid']=u:@class
     ['help command']=c
     ['help all']='e:true false'
     ['host-disable host']=n:host
