@@ -136,6 +136,6 @@ def test_helper_interpreter_is_the_one_the_xetool_script_names(sh: Shell) -> Non
     sh.child.expect_exact(PROMPT)
     sh.child.send("\x15\n")
     sh.child.expect_exact(PROMPT)
-    sh.child.send("echo PY=$_xetool_py\n")
-    sh.child.expect(r"PY=(\S+)\r\n")
+    sh.child.send("echo PY=${_xetool_py}\n")
+    sh.child.expect(r"PY=(/\S+)\r\n")
     assert sh.child.match.group(1) == sys.executable
