@@ -44,10 +44,11 @@ class _Shown(Progress):
     def step(self, name: str) -> None:
         index = self._steps.index(name) if name in self._steps else self._done + 1
         self._done = max(self._done, index)
-        self._bar.update(self._task, completed=index, description=f"{self._title}: {name}")
+        # drawn now, not at the next tick: a quick step is still seen (and tests can see it)
+        self._bar.update(self._task, completed=index, description=f"{self._title}: {name}", refresh=True)
 
     def note(self, text: str) -> None:
-        self._bar.update(self._task, description=f"{self._title}: {text}")
+        self._bar.update(self._task, description=f"{self._title}: {text}", refresh=True)
 
     def finish(self) -> None:
         total = self._bar.tasks[0].total
