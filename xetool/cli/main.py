@@ -109,7 +109,10 @@ def check_params(cmd: Command, args: Args) -> None:
     if cmd.selector or cmd.any_field:
         from xetool.datamodel import get_class
 
-        spec = get_class(cmd.selector or cmd.cls or "")
+        name = cmd.selector or cmd.cls or args.params.get("class")  # event-wait names its class
+        if name is None:
+            raise XeError("MISSING_PARAMETER", "class")
+        spec = get_class(name)
     for key in args.params:
         if key in allowed or cmd.free_keys:
             continue

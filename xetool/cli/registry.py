@@ -85,6 +85,9 @@ BESPOKE: tuple[Command, ...] = (
        "xetool.cli.commands.objects:host_enable", selector="host"),
     _c("host-disable", "Disable a host: no new VM starts on it.",
        "xetool.cli.commands.objects:host_disable", selector="host"),
+    _c("event-wait", "Wait until an object of the class matches every field filter (uuid=, power-state=running, "
+       "field=/=value for not equal), for at most timeout= seconds (default 60); prints nothing.",
+       "xetool.cli.commands.event:event_wait", reqd=("class",), optn=("uuid", "timeout"), any_field=True),
 )
 
 
