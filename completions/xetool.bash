@@ -13,7 +13,7 @@
 # whitespace really was), complete the whole word, and hand readline only the part after the last
 # break it will replace. So it works with or without `=` and `:` in COMP_WORDBREAKS.
 
-_xetool_commands='event-wait help host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set'
+_xetool_commands='event-wait help host-compute-free-memory host-compute-memory-overhead host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set host-sim-list host-sim-start host-sim-stop host-xenstore-ls host-xenstore-socket message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-attach vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vbd-plug vbd-unplug vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vif-plug vif-unplug vm-assert-can-boot-here vm-compute-memory-overhead vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set vm-pause vm-reboot vm-retrieve-wlb-recommendations vm-shutdown vm-start vm-unpause vm-vnc'
 _xetool_global_before='--state-dir= --minimal --format= --quiet --trace --debug --version --help'
 _xetool_global_after='--minimal --format= --debug --trace --quiet'
 # Each command's own parameters; the class whose fields it also takes (`vm`: any field, as
@@ -23,6 +23,8 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 declare -gA _xetool_P=(
     [event-wait]='class= uuid= timeout='
     [help]='command= all='
+    [host-compute-free-memory]='host= multiple='
+    [host-compute-memory-overhead]='host= multiple='
     [host-disable]='host= multiple='
     [host-enable]='host= multiple='
     [host-list]='params= host='
@@ -32,6 +34,11 @@ declare -gA _xetool_P=(
     [host-param-list]=uuid=
     [host-param-remove]='uuid= param-name= param-key='
     [host-param-set]=uuid=
+    [host-sim-list]=''
+    [host-sim-start]='host= multiple='
+    [host-sim-stop]='host= multiple='
+    [host-xenstore-ls]='path= host= multiple='
+    [host-xenstore-socket]='host= multiple='
     [message-list]='params= message='
     [message-param-get]='uuid= param-name= param-key='
     [message-param-list]=uuid=
@@ -84,6 +91,7 @@ declare -gA _xetool_P=(
     [task-param-list]=uuid=
     [task-param-remove]='uuid= param-name= param-key='
     [task-param-set]=uuid=
+    [vbd-attach]='vm-uuid= vdi-uuid= device= bootable= mode= type= unpluggable='
     [vbd-create]='vm-uuid= device= vdi-uuid= bootable= type= mode= unpluggable='
     [vbd-destroy]=uuid=
     [vbd-list]='params= vbd='
@@ -93,6 +101,8 @@ declare -gA _xetool_P=(
     [vbd-param-list]=uuid=
     [vbd-param-remove]='uuid= param-name= param-key='
     [vbd-param-set]=uuid=
+    [vbd-plug]=uuid=
+    [vbd-unplug]='uuid= force='
     [vdi-create]='sr-uuid= name-label= virtual-size= type= sharable= read-only= name-description='
     [vdi-destroy]=uuid=
     [vdi-list]='params= vdi='
@@ -111,6 +121,10 @@ declare -gA _xetool_P=(
     [vif-param-list]=uuid=
     [vif-param-remove]='uuid= param-name= param-key='
     [vif-param-set]=uuid=
+    [vif-plug]=uuid=
+    [vif-unplug]='uuid= force='
+    [vm-assert-can-boot-here]='host= vm= multiple='
+    [vm-compute-memory-overhead]='vm= multiple='
     [vm-create]='name-label= memory='
     [vm-destroy]=uuid=
     [vm-guest-metrics-list]='params= vm-guest-metrics='
@@ -134,13 +148,26 @@ declare -gA _xetool_P=(
     [vm-param-list]=uuid=
     [vm-param-remove]='uuid= param-name= param-key='
     [vm-param-set]=uuid=
+    [vm-pause]='vm= multiple='
+    [vm-reboot]='force= timeout= vm= multiple='
+    [vm-retrieve-wlb-recommendations]='vm= multiple='
+    [vm-shutdown]='force= timeout= vm= multiple='
+    [vm-start]='on= paused= force= dry-run= wait= seed= vm= multiple='
+    [vm-unpause]='vm= multiple='
+    [vm-vnc]='vm= multiple='
 )
 declare -gA _xetool_F=(
     [event-wait]=@class
+    [host-compute-free-memory]=host
+    [host-compute-memory-overhead]=host
     [host-disable]=host
     [host-enable]=host
     [host-list]=host
     [host-param-set]=host/rw
+    [host-sim-start]=host
+    [host-sim-stop]=host
+    [host-xenstore-ls]=host
+    [host-xenstore-socket]=host
     [message-list]=message
     [network-list]=network
     [network-param-set]=network/rw
@@ -160,6 +187,8 @@ declare -gA _xetool_F=(
     [vdi-param-set]=vdi/rw
     [vif-list]=vif
     [vif-param-set]=vif/rw
+    [vm-assert-can-boot-here]=vm
+    [vm-compute-memory-overhead]=vm
     [vm-create]=vm/rw
     [vm-guest-metrics-list]=vm_guest_metrics
     [vm-guest-metrics-param-set]=vm_guest_metrics/rw
@@ -167,12 +196,23 @@ declare -gA _xetool_F=(
     [vm-metrics-list]=vm_metrics
     [vm-metrics-param-set]=vm_metrics/rw
     [vm-param-set]=vm/rw
+    [vm-pause]=vm
+    [vm-reboot]=vm
+    [vm-retrieve-wlb-recommendations]=vm
+    [vm-shutdown]=vm
+    [vm-start]=vm
+    [vm-unpause]=vm
+    [vm-vnc]=vm
 )
 declare -gA _xetool_V=(
     ['event-wait class']='e:pool host vm vm-metrics vm-guest-metrics vbd vdi sr pbd network pif vif task message'
     ['event-wait uuid']=u:@class
     ['help command']=c
     ['help all']='e:true false'
+    ['host-compute-free-memory host']=n:host
+    ['host-compute-free-memory multiple']='e:true false'
+    ['host-compute-memory-overhead host']=n:host
+    ['host-compute-memory-overhead multiple']='e:true false'
     ['host-disable host']=n:host
     ['host-disable multiple']='e:true false'
     ['host-enable host']=n:host
@@ -189,6 +229,14 @@ declare -gA _xetool_V=(
     ['host-param-remove uuid']=u:host
     ['host-param-remove param-name']='e:other-config tags'
     ['host-param-set uuid']=u:host
+    ['host-sim-start host']=n:host
+    ['host-sim-start multiple']='e:true false'
+    ['host-sim-stop host']=n:host
+    ['host-sim-stop multiple']='e:true false'
+    ['host-xenstore-ls host']=n:host
+    ['host-xenstore-ls multiple']='e:true false'
+    ['host-xenstore-socket host']=n:host
+    ['host-xenstore-socket multiple']='e:true false'
     ['message-list params']='l:all uuid name priority class obj-uuid timestamp body'
     ['message-list message']=n:message
     ['message-param-get uuid']=u:message
@@ -276,6 +324,12 @@ declare -gA _xetool_V=(
     ['task-param-remove uuid']=u:task
     ['task-param-remove param-name']=e:other-config
     ['task-param-set uuid']=u:task
+    ['vbd-attach vm-uuid']=u:vm
+    ['vbd-attach vdi-uuid']=u:vdi
+    ['vbd-attach bootable']='e:true false'
+    ['vbd-attach mode']='e:RO RW'
+    ['vbd-attach type']='e:Disk CD Floppy'
+    ['vbd-attach unpluggable']='e:true false'
     ['vbd-create vm-uuid']=u:vm
     ['vbd-create vdi-uuid']=u:vdi
     ['vbd-create bootable']='e:true false'
@@ -295,6 +349,9 @@ declare -gA _xetool_V=(
     ['vbd-param-remove uuid']=u:vbd
     ['vbd-param-remove param-name']=e:other-config
     ['vbd-param-set uuid']=u:vbd
+    ['vbd-plug uuid']=u:vbd
+    ['vbd-unplug uuid']=u:vbd
+    ['vbd-unplug force']='e:true false'
     ['vdi-create sr-uuid']=u:sr
     ['vdi-create type']='e:system user ephemeral suspend crashdump'
     ['vdi-create sharable']='e:true false'
@@ -327,6 +384,14 @@ declare -gA _xetool_V=(
     ['vif-param-remove uuid']=u:vif
     ['vif-param-remove param-name']=e:other-config
     ['vif-param-set uuid']=u:vif
+    ['vif-plug uuid']=u:vif
+    ['vif-unplug uuid']=u:vif
+    ['vif-unplug force']='e:true false'
+    ['vm-assert-can-boot-here host']=n:host
+    ['vm-assert-can-boot-here vm']=n:vm
+    ['vm-assert-can-boot-here multiple']='e:true false'
+    ['vm-compute-memory-overhead vm']=n:vm
+    ['vm-compute-memory-overhead multiple']='e:true false'
     ['vm-destroy uuid']=u:vm
     ['vm-guest-metrics-list params']='l:all uuid vm-uuid os-version PV-drivers-version networks live last-updated other-config'
     ['vm-guest-metrics-list vm-guest-metrics']=n:vm_guest_metrics
@@ -364,6 +429,26 @@ declare -gA _xetool_V=(
     ['vm-param-remove uuid']=u:vm
     ['vm-param-remove param-name']='e:blocked-operations VCPUs-params HVM-boot-params platform bios-strings xenstore-data other-config tags'
     ['vm-param-set uuid']=u:vm
+    ['vm-pause vm']=n:vm
+    ['vm-pause multiple']='e:true false'
+    ['vm-reboot force']='e:true false'
+    ['vm-reboot vm']=n:vm
+    ['vm-reboot multiple']='e:true false'
+    ['vm-retrieve-wlb-recommendations vm']=n:vm
+    ['vm-retrieve-wlb-recommendations multiple']='e:true false'
+    ['vm-shutdown force']='e:true false'
+    ['vm-shutdown vm']=n:vm
+    ['vm-shutdown multiple']='e:true false'
+    ['vm-start on']=n:host
+    ['vm-start paused']='e:true false'
+    ['vm-start force']='e:true false'
+    ['vm-start dry-run']='e:true false'
+    ['vm-start vm']=n:vm
+    ['vm-start multiple']='e:true false'
+    ['vm-unpause vm']=n:vm
+    ['vm-unpause multiple']='e:true false'
+    ['vm-vnc vm']=n:vm
+    ['vm-vnc multiple']='e:true false'
 )
 declare -gA _xetool_FW=(
     [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config: tags:contains='

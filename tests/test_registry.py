@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import run_xe
+from tests.conftest import run_xe
 from xetool.cli.registry import commands
 from xetool.datamodel import CLASSES, cli_class_name
 from xetool.datamodel.types import Kind

@@ -10,7 +10,7 @@ import uuid as uuidlib
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 from xetool.cli.registry import commands
 from xetool.errors import REGISTRY
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE
+from tests.conftest import EXAMPLE
 from xetool.cli.main import cli
 from xetool.cli.registry import commands
 from xetool.datamodel import CLASSES

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 HEAVY = ("rich", "json", "tomllib", "tomli_w", "pyxs", "xetool.pooldef", "xetool.placement", "xetool.master",
          "xetool.host", "hashlib")  # (uuid: click imports it)

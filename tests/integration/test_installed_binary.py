@@ -9,7 +9,7 @@ import pytest
 
 pexpect = pytest.importorskip("pexpect")
 
-from conftest import EXAMPLE  # noqa: E402
+from tests.conftest import EXAMPLE  # noqa: E402
 
 XETOOL = shutil.which("xetool")
 pytestmark = pytest.mark.skipif(XETOOL is None, reason="the xetool console script is not installed "

@@ -33,7 +33,6 @@ def test_times_out_with_its_own_status(pool: Path) -> None:
     assert time.monotonic() - t0 < 10
 
 
-@pytest.mark.xfail(reason="main() reports an error before it has the Context that knows --format=json (main.py)")
 def test_json_error(pool: Path) -> None:
     run = xetool("--format=json", "event-wait", "class=host", "enabled=false", "timeout=0", state=pool, check=False)
     assert run.returncode == 4 and '"EVENT_WAIT_TIMEOUT"' in run.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, dump, run_xe
+from tests.conftest import EXAMPLE, dump, run_xe
 from xetool.errors import REGISTRY
 
 

@@ -161,18 +161,17 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     """Run one command line; return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    obj: Context | None = ctx
+    obj = ctx if ctx is not None else Context.from_options(None)  # errors need its --format
     try:
-        with cli.make_context("xetool", list(argv), obj=ctx) as cctx:
-            obj = cctx.obj
+        with cli.make_context("xetool", list(argv), obj=obj) as cctx:
             cli.invoke(cctx)
         return 0
     except XeError as err:
-        return report(err, obj, obj.err if obj else sys.stderr)
+        return report(err, obj, obj.err)
     except click.exceptions.Exit as ex:
         return int(ex.exit_code)
     except click.ClickException as ex:
-        return report(XeError("SYNTAX_ERROR", ex.format_message()), obj, sys.stderr)
+        return report(XeError("SYNTAX_ERROR", ex.format_message()), obj, obj.err)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return 130
@@ -183,4 +182,4 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        return report(XeError("INTERNAL_ERROR", f"{type(ex).__name__}: {ex}"), obj, obj.err if obj else sys.stderr)
+        return report(XeError("INTERNAL_ERROR", f"{type(ex).__name__}: {ex}"), obj, obj.err)

@@ -29,8 +29,8 @@ To get a full listing of commands: xetool help --all
 
 def optional_params(cmd: Command) -> list[str]:
     extra = [f"<{cmd.selector}-selectors>"] if cmd.selector else []
-    if cmd.any_field and cmd.cls:
-        extra.append(f"<{cmd.cls.replace('_', '-')}-fields>")
+    if cmd.any_field:
+        extra.append(f"<{cmd.cls.replace('_', '-')}-fields>" if cmd.cls else "<fields of the class>")
     return list(cmd.optn) + extra
 
 
