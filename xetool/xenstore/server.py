@@ -12,6 +12,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -30,11 +31,58 @@ log = logging.getLogger("xetool.xenstore.server")
 OUTPUT_LIMIT = 512 * 1024  # bytes of unsent replies and events before a connection is dropped
 
 
+class Poller:
+    """epoll with the selectors API subset we use (register/modify/unregister/select), but
+    no per-event key objects: select() yields (callback, mask) straight from the fd table."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._callbacks: dict[int, Callable[[int], None]] = {}
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (select.EPOLLIN if mask & selectors.EVENT_READ else 0) | \
+            (select.EPOLLOUT if mask & selectors.EVENT_WRITE else 0)
+
+    def register(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
+        fd = fileobj.fileno()
+        self._epoll.register(fd, self._events(mask))
+        self._callbacks[fd] = callback
+
+    def modify(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
+        fd = fileobj.fileno()
+        self._epoll.modify(fd, self._events(mask))
+        self._callbacks[fd] = callback
+
+    def unregister(self, fileobj: socket.socket) -> None:
+        fd = fileobj.fileno()
+        if self._callbacks.pop(fd, None) is None:
+            raise KeyError(fd)
+        self._epoll.unregister(fd)
+
+    def select(self, timeout: float | None) -> list[tuple[Callable[[int], None], int]]:
+        callbacks = self._callbacks
+        out = []
+        for fd, ev in self._epoll.poll(-1 if timeout is None else timeout):
+            cb = callbacks.get(fd)
+            if cb is not None:
+                mask = (selectors.EVENT_READ if ev & _READABLE else 0) | \
+                    (selectors.EVENT_WRITE if ev & select.EPOLLOUT else 0)
+                out.append((cb, mask))
+        return out
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+_READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+
+
 class Loop:
     """A minimal event loop: selector readers/writers, call_soon, call_later, thread wake-up."""
 
     def __init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
+        self.selector = Poller()
         self._ready: deque[tuple[Callable[..., None], tuple[object, ...]]] = deque()
         self._timers: list[tuple[float, int, Callable[..., None], tuple[object, ...]]] = []
         self._seq = itertools.count()
@@ -83,8 +131,8 @@ class Loop:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic())
             else:
                 timeout = None
-            for key, mask in select(timeout):
-                key.data(mask)
+            for callback, mask in select(timeout):
+                callback(mask)
             while self._threadsafe:
                 fn, args = self._threadsafe.popleft()
                 fn(*args)
@@ -279,12 +327,22 @@ class XenstoreServer:
 
     # --- helpers for the handlers --------------------------------------------------------------
 
-    @staticmethod
-    def resolve(conn: Connection, raw: bytes, *, special_ok: bool = False) -> tuple[str, str]:
+    _valid: dict[bytes, str] = {}  # absolute paths already validated (bounded below)
+
+    @classmethod
+    def resolve(cls, conn: Connection, raw: bytes, *, special_ok: bool = False) -> tuple[str, str]:
         """(as given, absolute): relative paths are under the caller's /local/domain/<domid>."""
+        known = cls._valid.get(raw)
+        if known is not None:
+            return known, known
         given = decode(raw)
         validate_path(given, special_ok=special_ok)
-        if given.startswith("/") or given.startswith("@"):
+        if given.startswith("/"):
+            if len(cls._valid) > 50000:
+                cls._valid.clear()
+            cls._valid[raw] = given
+            return given, given
+        if given.startswith("@"):
             return given, given
         return given, f"/local/domain/{conn.caller.domid}/{given}"
 
