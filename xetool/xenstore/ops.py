@@ -3,15 +3,16 @@ already replied itself) and raises XsError for an error reply."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
-
 from xetool.xenstore.tree import format_perms, parse_perms
 from xetool.xenstore.wire import (OK, XENSTORE_PAYLOAD_MAX, Op, XsError, decode, split_args)
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from typing import Callable
+
     from xetool.xenstore.server import Connection, XenstoreServer
 
-Handler = Callable[["XenstoreServer", "Connection", int, int, bytes], "bytes | None"]
+    Handler = Callable[[XenstoreServer, Connection, int, int, bytes], "bytes | None"]
 
 # The xetool-specific CONTROL commands (XS_CONTROL is xenstored's debug channel).
 CONTROL_HELP = b"act-as <domid>: this connection now acts for an unprivileged domain\n" \

@@ -15,15 +15,18 @@ import logging
 import selectors
 import socket
 import time
-from typing import Any, Callable
-
 from xetool.errors import XeError
 from xetool.xenstore.server import Loop
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Dispatch = Callable[[str, dict[str, Any]], Any]
 
 log = logging.getLogger("xetool.simulator")
 
 MAX_LINE = 1 << 20
-Dispatch = Callable[[str, dict[str, Any]], Any]
 
 
 class ControlServer:

@@ -15,14 +15,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
 from xetool.backends.simulator.control import ControlServer
 from xetool.backends.simulator.hypervisor import Hypervisor
 from xetool.backends.simulator.layout import host_files
 from xetool.xenstore.server import Loop, XenstoreServer
 from xetool.xenstore.tree import Tree
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("xetool.simulator")
 
