@@ -186,3 +186,33 @@ def test_c_watch(sock_path: str) -> None:
         if w.poll() is None:
             w.kill()
             w.wait()
+
+
+def test_reset_watches_drops_watches_and_transactions(raw: Raw, sock_path: str) -> None:
+    assert raw.call(Op.XS_WATCH, b"/rw\0tok\0")[0] == Op.XS_WATCH
+    assert raw.recv()[0] == Op.XS_WATCH_EVENT  # the initial event
+    _, tid = raw.call(Op.XS_TRANSACTION_START, b"\0")
+    assert raw.call(Op.XS_RESET_WATCHES, b"\0") == (Op.XS_RESET_WATCHES, b"OK\0")
+    assert raw.call(Op.XS_TRANSACTION_END, b"T\0", tx_id=int(tid[:-1])) == (Op.XS_ERROR, b"ENOENT\0")
+    assert raw.call(Op.XS_WRITE, b"/rw/x\0v") == (Op.XS_WRITE, b"OK\0")  # no event comes before this reply
+    assert raw.call(Op.XS_UNWATCH, b"/rw\0tok\0") == (Op.XS_ERROR, b"ENOENT\0")
+
+
+def test_set_target_gives_the_target_domains_rights(raw: Raw, sock_path: str) -> None:
+    raw.call(Op.XS_WRITE, b"/local/domain/7/k\0v")
+    raw.call(Op.XS_SET_PERMS, b"/local/domain/7/k\0n7\0")
+    raw.call(Op.XS_INTRODUCE, b"7\0001\0001\0")
+    raw.call(Op.XS_INTRODUCE, b"8\0001\0001\0")
+    stubdom = Raw(sock_path)  # a connection takes its domain's rights when it starts acting for it
+    try:
+        stubdom.call(Op.XS_CONTROL, b"act-as\x008\0")
+        assert stubdom.call(Op.XS_READ, b"/local/domain/7/k\0") == (Op.XS_ERROR, b"EACCES\0")
+        assert raw.call(Op.XS_SET_TARGET, b"8\0007\0") == (Op.XS_SET_TARGET, b"OK\0")
+    finally:
+        stubdom.close()
+    stubdom = Raw(sock_path)  # a connection takes its domain's rights when it starts acting for it
+    try:
+        stubdom.call(Op.XS_CONTROL, b"act-as\x008\0")
+        assert stubdom.call(Op.XS_READ, b"/local/domain/7/k\0") == (Op.XS_READ, b"v")
+    finally:
+        stubdom.close()
