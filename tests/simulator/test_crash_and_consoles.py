@@ -132,3 +132,15 @@ def test_unreachable_host_from_a_fresh_backend_object(state_dir: Path) -> None:
         b.list_domains()
     assert e.value.code == "HOST_OFFLINE"
     assert time.monotonic() - t0 < 1
+
+
+def test_host_process_exits_when_its_state_dir_is_removed(state_dir: Path, host: SimulatorBackend) -> None:
+    import shutil
+
+    pid = list_hosts(state_dir)[0].pid
+    assert pid
+    shutil.rmtree(state_dir / "hosts")
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}/cmdline").exists() and Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the orphaned host process is still running"
+        time.sleep(0.1)

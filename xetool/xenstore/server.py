@@ -201,6 +201,7 @@ class XenstoreServer:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)
+        self._inode = os.stat(self.socket_path).st_ino  # unlink at shutdown only if still ours
         self.listener.listen(128)
         self.listener.setblocking(False)
         loop.selector.register(self.listener, selectors.EVENT_READ, self._accept)
@@ -324,7 +325,8 @@ class XenstoreServer:
             pass
         self.listener.close()
         try:
-            os.unlink(self.socket_path)
+            if os.stat(self.socket_path).st_ino == self._inode:
+                os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import selectors
 import socket
 import time
@@ -35,6 +36,8 @@ class ControlServer:
         self.dispatch = dispatch
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
+        self.path = path
+        self._inode = os.stat(path).st_ino
         self.listener.listen(64)
         self.listener.setblocking(False)
         loop.selector.register(self.listener, selectors.EVENT_READ, self._accept)
@@ -106,6 +109,11 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         self.listener.close()
+        try:
+            if os.stat(self.path).st_ino == self._inode:  # not a successor's socket
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class HostUnreachable(Exception):

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("xetool.simulator")
 
+WATCHDOG_INTERVAL = 2.0  # seconds between checks that this host's files are still ours
+
 
 class Host:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -83,7 +85,21 @@ class Host:
             return None
         raise KeyError(f"unknown control op {op!r}")
 
+    def _watchdog(self) -> None:
+        """Exit if our files were taken away (the state directory removed, or another host
+        process started in our place): nobody could reach us any more."""
+        try:
+            mine = self.files.pid_file.read_text().strip() == str(os.getpid())
+        except OSError:
+            mine = False
+        if not mine or not self.files.xenstored_socket.exists():
+            log.warning("host %s: pid file or socket gone; exiting", self.host_uuid)
+            self.loop.stop()
+            return
+        self.loop.call_later(WATCHDOG_INTERVAL, self._watchdog)
+
     def run(self) -> None:
+        self.loop.call_later(WATCHDOG_INTERVAL, self._watchdog)
         try:
             self.loop.run()
         finally:
@@ -92,10 +108,15 @@ class Host:
             self.consoled.close()
             self.control.close()
             self.xenstored.shutdown()
-            for path in (self.files.control_socket, self.files.pid_file):
+            try:
+                if self.files.pid_file.read_text().strip() == str(os.getpid()):
+                    os.unlink(self.files.pid_file)
+            except FileNotFoundError:
+                pass
+            if self.files.xenstored_socket.parent != self.files.dir:
                 try:
-                    os.unlink(path)
-                except FileNotFoundError:
+                    self.files.xenstored_socket.parent.rmdir()  # the short /tmp directory, if empty
+                except OSError:
                     pass
             log.info("host %s stopped", self.host_uuid)
 
