@@ -139,3 +139,16 @@ def test_reply_header_echoes_request(raw: Raw) -> None:
     raw.send(Op.XS_READ, b"/nope\0", req_id=5, tx_id=t)
     assert raw.recv() == (Op.XS_ERROR, 5, t, b"ENOENT\0")
     assert struct.calcsize("=IIII") == 16
+
+
+def test_pipelining_client_is_paused_not_dropped(raw: Raw, sock_path: str) -> None:
+    """Requests sent far ahead of reading the replies (2 MB of them) are all answered, in order."""
+    value = b"v" * 4000
+    raw.call(Op.XS_WRITE, b"/bigval\0" + value)
+    n = 500
+    batch = b"".join(HDR.pack(Op.XS_READ, i, 0, 8) + b"/bigval\0" for i in range(1, n + 1))
+    raw.sock.sendall(batch)
+    still_serving(sock_path)  # others are served while this one is paused
+    for i in range(1, n + 1):
+        op, req_id, _, payload = raw.recv()
+        assert (op, req_id, payload) == (Op.XS_READ, i, value)

@@ -1,8 +1,10 @@
 """A xenstored-compatible server on a Unix socket: one thread, one selector, many clients.
 
 Robustness rules: a request over XENSTORE_PAYLOAD_MAX closes that connection; anything else
-malformed gets an error reply; a client that stops reading is closed once its pending output
-passes OUTPUT_LIMIT, so it can never stall the loop or the other clients.
+malformed gets an error reply. A client that sends requests faster than it reads the replies
+is simply not read (as C xenstored) while READ_PAUSE bytes wait for it; one that stops reading
+its watch events is closed once its pending output passes OUTPUT_LIMIT. Neither can stall the
+loop or the other clients.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("xetool.xenstore.server")
 
 OUTPUT_LIMIT = 512 * 1024  # bytes of unsent replies and events before a connection is dropped
+READ_PAUSE = 64 * 1024  # stop reading a client's requests while this much of its output waits
 
 
 class Poller:
@@ -159,7 +162,7 @@ class Loop:
 class Connection:
     """One socket client: its buffers, its identity, its transactions."""
 
-    __slots__ = ("server", "sock", "inbuf", "out", "caller", "transactions", "next_tx", "closed", "writing")
+    __slots__ = ("server", "sock", "inbuf", "out", "caller", "transactions", "next_tx", "closed", "interest")
 
     def __init__(self, server: XenstoreServer, sock: socket.socket) -> None:
         self.server = server
@@ -170,7 +173,7 @@ class Connection:
         self.transactions: dict[int, Transaction] = {}
         self.next_tx = 1
         self.closed = False
-        self.writing = False
+        self.interest = selectors.EVENT_READ
 
     def deliver(self, path: str, token: str) -> None:
         payload = f"{path}\0{token}\0".encode()
@@ -243,7 +246,7 @@ class XenstoreServer:
         pos, end = 0, len(buf)
         unpack = HEADER.unpack_from
         handlers = self.handlers
-        while end - pos >= HEADER_SIZE and not conn.closed:
+        while end - pos >= HEADER_SIZE and not conn.closed and len(conn.out) < READ_PAUSE:
             op, req_id, tx_id, length = unpack(buf, pos)
             if length > XENSTORE_PAYLOAD_MAX:
                 log.info("closing a connection that sent %d bytes of payload", length)
@@ -272,6 +275,8 @@ class XenstoreServer:
                     conn.send(op, req_id, tx_id, reply)
         if pos:
             del buf[:pos]
+        if len(conn.out) >= READ_PAUSE:
+            self._update_interest(conn)
 
     def flush(self) -> None:
         while self.dirty:
@@ -293,11 +298,17 @@ class XenstoreServer:
             log.info("closing a connection that does not read: %d bytes pending", len(conn.out))
             self.close(conn)
             return
-        want_write = bool(conn.out)
-        if want_write != conn.writing:
-            conn.writing = want_write
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
-            self.loop.selector.modify(conn.sock, events, lambda mask, c=conn: self._on_io(c, mask))
+        paused = conn.interest & selectors.EVENT_READ == 0
+        self._update_interest(conn)
+        if paused and len(conn.out) < READ_PAUSE and conn.inbuf:
+            self._process(conn)  # requests that arrived while it was paused
+
+    def _update_interest(self, conn: Connection) -> None:
+        interest = (selectors.EVENT_READ if len(conn.out) < READ_PAUSE else 0) | \
+            (selectors.EVENT_WRITE if conn.out else 0)
+        if interest != conn.interest and not conn.closed:
+            conn.interest = interest
+            self.loop.selector.modify(conn.sock, interest, lambda mask, c=conn: self._on_io(c, mask))
 
     def close(self, conn: Connection) -> None:
         """Drop a client: its transactions are aborted and its watches removed."""
