@@ -113,6 +113,13 @@ def latency_probe(path: str, start_at: float, stop_at: float, out: mp.Queue) -> 
     out.put(samples)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_load(path: str, seconds: float, with_probe: bool) -> tuple[float, list[float]]:
     ctx = mp.get_context("fork")
     out: mp.Queue = ctx.Queue()
@@ -154,6 +161,8 @@ def main() -> int:
     floors: list[float] = []
     rates: list[float] = []
     samples: list[float] = []
+    floor_cpu: list[float] = []  # server-side CPU microseconds per operation
+    server_cpu: list[float] = []
     try:
         # Alternate floor and server rounds: on a shared machine the load drifts, and a ratio
         # is only meaningful between measurements taken close together.
@@ -162,7 +171,9 @@ def main() -> int:
             echo = mp.get_context("fork").Process(target=echo_server, args=(str(echo_path),), daemon=True)
             echo.start()
             wait_for_socket(echo_path, echo)
+            cpu0 = cpu_seconds(echo.pid or 0)
             floor, _ = run_load(str(echo_path), args.seconds, with_probe=False)
+            floor_cpu.append((cpu_seconds(echo.pid or 0) - cpu0) / (floor * args.seconds) * 1e6)
             echo.terminate()
             echo.join(5)
 
@@ -171,14 +182,17 @@ def main() -> int:
                                       env=env, stderr=subprocess.DEVNULL)
             try:
                 wait_for_socket(xs_path, server)
+                cpu0 = cpu_seconds(server.pid)
                 rate, lat = run_load(str(xs_path), args.seconds, with_probe=True)
+                server_cpu.append((cpu_seconds(server.pid) - cpu0) / (rate * args.seconds) * 1e6)
             finally:
                 server.send_signal(signal.SIGTERM)
                 server.wait(10)
             floors.append(floor)
             rates.append(rate)
             samples += lat
-            print(f"round {r + 1}: floor {floor:9,.0f} ops/s   server {rate:9,.0f} ops/s   ratio {rate / floor:.2f}")
+            print(f"round {r + 1}: floor {floor:9,.0f} ops/s ({floor_cpu[-1]:5.1f} us CPU/op)   "
+                  f"server {rate:9,.0f} ops/s ({server_cpu[-1]:5.1f} us CPU/op)   ratio {rate / floor:.2f}")
 
         load = os.getloadavg()
         rate = statistics.median(rates)
@@ -189,6 +203,9 @@ def main() -> int:
         print(f"server (pyxs x{CLIENTS} -> xetool xenstored, 1/3 writes), median: {rate:10,.0f} ops/s"
               f"   target >= 10,000   {'OK' if rate >= 10000 else 'BELOW TARGET'}")
         print(f"ratio server/floor (median of rounds): {statistics.median(r / f for r, f in zip(rates, floors)):.2f}")
+        print(f"server-side CPU per operation (median; less sensitive to other load): trivial server "
+              f"{statistics.median(floor_cpu):.1f} us, xetool xenstored {statistics.median(server_cpu):.1f} us "
+              f"-> one core could serve about {1e6 / statistics.median(server_cpu):,.0f} ops/s")
         if samples:
             p50, p99 = pct(samples, 0.50), pct(samples, 0.99)
             print(f"watch latency under load: {len(samples)} samples, p50 {p50:.2f} ms, p99 {p99:.2f} ms, "

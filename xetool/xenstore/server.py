@@ -129,23 +129,29 @@ class Loop:
             pass
 
     def run(self) -> None:
-        select = self.selector.select
+        poll = self.selector._epoll.poll
+        callbacks = self.selector._callbacks
+        readable, writable = _READABLE, select.EPOLLOUT
+        EV_READ, EV_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
         while not self.stopping:
             if self._ready or self._threadsafe:
-                timeout: float | None = 0
+                timeout: float = 0
             elif self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic())
             else:
-                timeout = None
-            for callback, mask in select(timeout):
-                callback(mask)
+                timeout = -1
+            for fd, ev in poll(timeout):
+                callback = callbacks.get(fd)
+                if callback is not None:  # (unregistered by an earlier callback of this round)
+                    callback((EV_READ if ev & readable else 0) | (EV_WRITE if ev & writable else 0))
             while self._threadsafe:
                 fn, args = self._threadsafe.popleft()
                 fn(*args)
-            now = time.monotonic()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, fn, args = heapq.heappop(self._timers)
-                self._ready.append((fn, args))
+            if self._timers:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn, args = heapq.heappop(self._timers)
+                    self._ready.append((fn, args))
             for _ in range(len(self._ready)):
                 fn, args = self._ready.popleft()
                 try:
@@ -174,6 +180,9 @@ class Connection:
         self.next_tx = 1
         self.closed = False
         self.interest = selectors.EVENT_READ
+
+    def on_io(self, mask: int) -> None:
+        self.server._on_io(self, mask)
 
     def deliver(self, path: str, token: str) -> None:
         payload = f"{path}\0{token}\0".encode()
@@ -223,7 +232,7 @@ class XenstoreServer:
         sock.setblocking(False)
         conn = Connection(self, sock)
         self.connections.add(conn)
-        self.loop.selector.register(sock, selectors.EVENT_READ, lambda mask, c=conn: self._on_io(c, mask))
+        self.loop.selector.register(sock, selectors.EVENT_READ, conn.on_io)
 
     def _on_io(self, conn: Connection, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
@@ -308,7 +317,7 @@ class XenstoreServer:
             (selectors.EVENT_WRITE if conn.out else 0)
         if interest != conn.interest and not conn.closed:
             conn.interest = interest
-            self.loop.selector.modify(conn.sock, interest, lambda mask, c=conn: self._on_io(c, mask))
+            self.loop.selector.modify(conn.sock, interest, conn.on_io)
 
     def close(self, conn: Connection) -> None:
         """Drop a client: its transactions are aborted and its watches removed."""
