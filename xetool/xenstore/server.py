@@ -38,12 +38,13 @@ READ_PAUSE = 64 * 1024  # stop reading a client's requests while this much of it
 
 
 class Poller:
-    """epoll with the selectors API subset we use (register/modify/unregister/select), but
-    no per-event key objects: select() yields (callback, mask) straight from the fd table."""
+    """epoll with the part of the selectors API the components use (register/modify/unregister
+    with a callback as the data); Loop.run dispatches epoll's results straight from the fd
+    table, with no per-event key objects."""
 
     def __init__(self) -> None:
-        self._epoll = select.epoll()
-        self._callbacks: dict[int, Callable[[int], None]] = {}
+        self.epoll = select.epoll()
+        self.callbacks: dict[int, Callable[[int], None]] = {}
 
     @staticmethod
     def _events(mask: int) -> int:
@@ -52,33 +53,22 @@ class Poller:
 
     def register(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
         fd = fileobj.fileno()
-        self._epoll.register(fd, self._events(mask))
-        self._callbacks[fd] = callback
+        self.epoll.register(fd, self._events(mask))
+        self.callbacks[fd] = callback
 
     def modify(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
         fd = fileobj.fileno()
-        self._epoll.modify(fd, self._events(mask))
-        self._callbacks[fd] = callback
+        self.epoll.modify(fd, self._events(mask))
+        self.callbacks[fd] = callback
 
     def unregister(self, fileobj: socket.socket) -> None:
         fd = fileobj.fileno()
-        if self._callbacks.pop(fd, None) is None:
+        if self.callbacks.pop(fd, None) is None:
             raise KeyError(fd)
-        self._epoll.unregister(fd)
-
-    def select(self, timeout: float | None) -> list[tuple[Callable[[int], None], int]]:
-        callbacks = self._callbacks
-        out = []
-        for fd, ev in self._epoll.poll(-1 if timeout is None else timeout):
-            cb = callbacks.get(fd)
-            if cb is not None:
-                mask = (selectors.EVENT_READ if ev & _READABLE else 0) | \
-                    (selectors.EVENT_WRITE if ev & select.EPOLLOUT else 0)
-                out.append((cb, mask))
-        return out
+        self.epoll.unregister(fd)
 
     def close(self) -> None:
-        self._epoll.close()
+        self.epoll.close()
 
 
 _READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
@@ -129,8 +119,8 @@ class Loop:
             pass
 
     def run(self) -> None:
-        poll = self.selector._epoll.poll
-        callbacks = self.selector._callbacks
+        poll = self.selector.epoll.poll
+        callbacks = self.selector.callbacks
         readable, writable = _READABLE, select.EPOLLOUT
         EV_READ, EV_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
         while not self.stopping:
