@@ -141,13 +141,15 @@ def test_reply_header_echoes_request(raw: Raw) -> None:
     assert struct.calcsize("=IIII") == 16
 
 
-def test_pipelining_client_is_paused_not_dropped(raw: Raw, sock_path: str) -> None:
+def test_pipelining_client_is_paused_not_dropped(raw: Raw, sock_path: str, server: ThreadedServer) -> None:
     """Requests sent far ahead of reading the replies (2 MB of them) are all answered, in order."""
     value = b"v" * 4000
     raw.call(Op.XS_WRITE, b"/bigval\0" + value)
     n = 500
     batch = b"".join(HDR.pack(Op.XS_READ, i, 0, 8) + b"/bigval\0" for i in range(1, n + 1))
+    server.loop.call_threadsafe(time.sleep, 0.3)  # so that the whole batch is read in one go
     raw.sock.sendall(batch)
+    time.sleep(0.35)
     still_serving(sock_path)  # others are served while this one is paused
     for i in range(1, n + 1):
         op, req_id, _, payload = raw.recv()

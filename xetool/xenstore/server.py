@@ -297,7 +297,7 @@ class XenstoreServer:
             log.info("closing a connection that does not read: %d bytes pending", len(conn.out))
             self.close(conn)
             return
-        paused = conn.interest & selectors.EVENT_READ == 0
+        paused = (conn.interest & selectors.EVENT_READ) == 0
         self._update_interest(conn)
         if paused and len(conn.out) < READ_PAUSE and conn.inbuf:
             self._process(conn)  # requests that arrived while it was paused
