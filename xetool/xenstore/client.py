@@ -203,7 +203,8 @@ class XsClient(_Ops):
 
     with XsClient(socket_path) as xs:
         xs.write("/local/domain/5/name", "vm1")
-        xs.transaction(lambda t: t.write_many(...))
+        xs.write_many({"/a": "1", "/b": ""}, perms={"/a": ["n0", "r5"]})   # one transaction
+        xs.transaction(lambda t: t.write("/c", str(int(t.read("/c")) + 1)))  # redone on EAGAIN
         xs.wait_for_value(f"{backend}/state", "4", timeout=10)
     """
 

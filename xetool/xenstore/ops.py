@@ -3,15 +3,16 @@ already replied itself) and raises XsError for an error reply."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
-
 from xetool.xenstore.tree import format_perms, parse_perms
 from xetool.xenstore.wire import (OK, XENSTORE_PAYLOAD_MAX, Op, XsError, decode, split_args)
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from typing import Callable
+
     from xetool.xenstore.server import Connection, XenstoreServer
 
-Handler = Callable[["XenstoreServer", "Connection", int, int, bytes], "bytes | None"]
+    Handler = Callable[[XenstoreServer, Connection, int, int, bytes], "bytes | None"]
 
 # The xetool-specific CONTROL commands (XS_CONTROL is xenstored's debug channel).
 CONTROL_HELP = b"act-as <domid>: this connection now acts for an unprivileged domain\n" \
@@ -19,10 +20,10 @@ CONTROL_HELP = b"act-as <domid>: this connection now acts for an unprivileged do
 
 
 def _one_path(payload: bytes) -> bytes:
-    args = split_args(payload)
-    if len(args) != 1:
-        raise XsError("EINVAL", "expected one path")
-    return args[0]
+    """The single NUL-terminated argument (one scan: the first NUL must be the last byte)."""
+    if payload.find(b"\0") != len(payload) - 1:
+        raise XsError("EINVAL", "expected one NUL-terminated path")
+    return payload[:-1]
 
 
 def _domid(raw: bytes) -> int:
@@ -39,13 +40,15 @@ def _privileged(conn: Connection) -> None:
 
 def read(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload))
-    return s.tree.read(conn.caller, path, s.transaction(conn, tx_id))
+    return s.tree.read(conn.caller, path, s.transaction(conn, tx_id) if tx_id else None)
 
 
 def write(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    raw, value = split_args(payload, 2)
-    _, path = s.resolve(conn, raw)
-    s.tree.write(conn.caller, path, value, s.transaction(conn, tx_id))
+    i = payload.find(b"\0")
+    if i < 0:
+        raise XsError("EINVAL", "no NUL after the path")
+    _, path = s.resolve(conn, payload[:i])
+    s.tree.write(conn.caller, path, payload[i + 1:], s.transaction(conn, tx_id) if tx_id else None)
     return OK
 
 

@@ -1,8 +1,10 @@
 """A xenstored-compatible server on a Unix socket: one thread, one selector, many clients.
 
 Robustness rules: a request over XENSTORE_PAYLOAD_MAX closes that connection; anything else
-malformed gets an error reply; a client that stops reading is closed once its pending output
-passes OUTPUT_LIMIT, so it can never stall the loop or the other clients.
+malformed gets an error reply. A client that sends requests faster than it reads the replies
+is simply not read (as C xenstored) while READ_PAUSE bytes wait for it; one that stops reading
+its watch events is closed once its pending output passes OUTPUT_LIMIT. Neither can stall the
+loop or the other clients.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import heapq
 import itertools
 import logging
 import os
+import select
 import selectors
 import signal
 import socket
@@ -19,22 +22,63 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
 
-from xetool.xenstore.tree import DOM0, Caller, Transaction, Tree, Watch, format_perms, parse_perms
-from xetool.xenstore.wire import (HEADER, HEADER_SIZE, OK, XENSTORE_PAYLOAD_MAX, Op, XsError,
-                                  decode, error_payload, split_args, validate_path)
+from xetool.xenstore.tree import DOM0, Caller, Transaction, Tree
+from xetool.xenstore.wire import (HEADER, HEADER_SIZE, XENSTORE_PAYLOAD_MAX, Op, XsError, decode,
+                                  error_payload, validate_path)
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 log = logging.getLogger("xetool.xenstore.server")
 
 OUTPUT_LIMIT = 512 * 1024  # bytes of unsent replies and events before a connection is dropped
+READ_PAUSE = 64 * 1024  # stop reading a client's requests while this much of its output waits
+
+
+class Poller:
+    """epoll with the part of the selectors API the components use (register/modify/unregister
+    with a callback as the data); Loop.run dispatches epoll's results straight from the fd
+    table, with no per-event key objects."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.callbacks: dict[int, Callable[[int], None]] = {}
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (select.EPOLLIN if mask & selectors.EVENT_READ else 0) | \
+            (select.EPOLLOUT if mask & selectors.EVENT_WRITE else 0)
+
+    def register(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
+        fd = fileobj.fileno()
+        self.epoll.register(fd, self._events(mask))
+        self.callbacks[fd] = callback
+
+    def modify(self, fileobj: socket.socket, mask: int, callback: Callable[[int], None]) -> None:
+        fd = fileobj.fileno()
+        self.epoll.modify(fd, self._events(mask))
+        self.callbacks[fd] = callback
+
+    def unregister(self, fileobj: socket.socket) -> None:
+        fd = fileobj.fileno()
+        if self.callbacks.pop(fd, None) is None:
+            raise KeyError(fd)
+        self.epoll.unregister(fd)
+
+    def close(self) -> None:
+        self.epoll.close()
+
+
+_READABLE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
 
 class Loop:
     """A minimal event loop: selector readers/writers, call_soon, call_later, thread wake-up."""
 
     def __init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
+        self.selector = Poller()
         self._ready: deque[tuple[Callable[..., None], tuple[object, ...]]] = deque()
         self._timers: list[tuple[float, int, Callable[..., None], tuple[object, ...]]] = []
         self._seq = itertools.count()
@@ -75,23 +119,29 @@ class Loop:
             pass
 
     def run(self) -> None:
-        select = self.selector.select
+        poll = self.selector.epoll.poll
+        callbacks = self.selector.callbacks
+        readable, writable = _READABLE, select.EPOLLOUT
+        EV_READ, EV_WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
         while not self.stopping:
             if self._ready or self._threadsafe:
-                timeout: float | None = 0
+                timeout: float = 0
             elif self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic())
             else:
-                timeout = None
-            for key, mask in select(timeout):
-                key.data(mask)
+                timeout = -1
+            for fd, ev in poll(timeout):
+                callback = callbacks.get(fd)
+                if callback is not None:  # (unregistered by an earlier callback of this round)
+                    callback((EV_READ if ev & readable else 0) | (EV_WRITE if ev & writable else 0))
             while self._threadsafe:
                 fn, args = self._threadsafe.popleft()
                 fn(*args)
-            now = time.monotonic()
-            while self._timers and self._timers[0][0] <= now:
-                _, _, fn, args = heapq.heappop(self._timers)
-                self._ready.append((fn, args))
+            if self._timers:
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn, args = heapq.heappop(self._timers)
+                    self._ready.append((fn, args))
             for _ in range(len(self._ready)):
                 fn, args = self._ready.popleft()
                 try:
@@ -108,7 +158,7 @@ class Loop:
 class Connection:
     """One socket client: its buffers, its identity, its transactions."""
 
-    __slots__ = ("server", "sock", "inbuf", "out", "caller", "transactions", "next_tx", "closed", "writing")
+    __slots__ = ("server", "sock", "inbuf", "out", "caller", "transactions", "next_tx", "closed", "interest")
 
     def __init__(self, server: XenstoreServer, sock: socket.socket) -> None:
         self.server = server
@@ -119,7 +169,10 @@ class Connection:
         self.transactions: dict[int, Transaction] = {}
         self.next_tx = 1
         self.closed = False
-        self.writing = False
+        self.interest = selectors.EVENT_READ
+
+    def on_io(self, mask: int) -> None:
+        self.server._on_io(self, mask)
 
     def deliver(self, path: str, token: str) -> None:
         payload = f"{path}\0{token}\0".encode()
@@ -150,6 +203,7 @@ class XenstoreServer:
             pass
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)
+        self._inode = os.stat(self.socket_path).st_ino  # unlink at shutdown only if still ours
         self.listener.listen(128)
         self.listener.setblocking(False)
         loop.selector.register(self.listener, selectors.EVENT_READ, self._accept)
@@ -168,7 +222,7 @@ class XenstoreServer:
         sock.setblocking(False)
         conn = Connection(self, sock)
         self.connections.add(conn)
-        self.loop.selector.register(sock, selectors.EVENT_READ, lambda mask, c=conn: self._on_io(c, mask))
+        self.loop.selector.register(sock, selectors.EVENT_READ, conn.on_io)
 
     def _on_io(self, conn: Connection, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
@@ -191,7 +245,7 @@ class XenstoreServer:
         pos, end = 0, len(buf)
         unpack = HEADER.unpack_from
         handlers = self.handlers
-        while end - pos >= HEADER_SIZE and not conn.closed:
+        while end - pos >= HEADER_SIZE and not conn.closed and len(conn.out) < READ_PAUSE:
             op, req_id, tx_id, length = unpack(buf, pos)
             if length > XENSTORE_PAYLOAD_MAX:
                 log.info("closing a connection that sent %d bytes of payload", length)
@@ -220,6 +274,8 @@ class XenstoreServer:
                     conn.send(op, req_id, tx_id, reply)
         if pos:
             del buf[:pos]
+        if len(conn.out) >= READ_PAUSE:
+            self._update_interest(conn)
 
     def flush(self) -> None:
         while self.dirty:
@@ -241,11 +297,17 @@ class XenstoreServer:
             log.info("closing a connection that does not read: %d bytes pending", len(conn.out))
             self.close(conn)
             return
-        want_write = bool(conn.out)
-        if want_write != conn.writing:
-            conn.writing = want_write
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if want_write else 0)
-            self.loop.selector.modify(conn.sock, events, lambda mask, c=conn: self._on_io(c, mask))
+        paused = (conn.interest & selectors.EVENT_READ) == 0
+        self._update_interest(conn)
+        if paused and len(conn.out) < READ_PAUSE and conn.inbuf:
+            self._process(conn)  # requests that arrived while it was paused
+
+    def _update_interest(self, conn: Connection) -> None:
+        interest = (selectors.EVENT_READ if len(conn.out) < READ_PAUSE else 0) | \
+            (selectors.EVENT_WRITE if conn.out else 0)
+        if interest != conn.interest and not conn.closed:
+            conn.interest = interest
+            self.loop.selector.modify(conn.sock, interest, conn.on_io)
 
     def close(self, conn: Connection) -> None:
         """Drop a client: its transactions are aborted and its watches removed."""
@@ -273,18 +335,29 @@ class XenstoreServer:
             pass
         self.listener.close()
         try:
-            os.unlink(self.socket_path)
+            if os.stat(self.socket_path).st_ino == self._inode:
+                os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
 
     # --- helpers for the handlers --------------------------------------------------------------
 
-    @staticmethod
-    def resolve(conn: Connection, raw: bytes, *, special_ok: bool = False) -> tuple[str, str]:
+    _valid: dict[bytes, str] = {}  # absolute paths already validated (bounded below)
+
+    @classmethod
+    def resolve(cls, conn: Connection, raw: bytes, *, special_ok: bool = False) -> tuple[str, str]:
         """(as given, absolute): relative paths are under the caller's /local/domain/<domid>."""
+        known = cls._valid.get(raw)
+        if known is not None:
+            return known, known
         given = decode(raw)
         validate_path(given, special_ok=special_ok)
-        if given.startswith("/") or given.startswith("@"):
+        if given.startswith("/"):
+            if len(cls._valid) > 50000:
+                cls._valid.clear()
+            cls._valid[raw] = given
+            return given, given
+        if given.startswith("@"):
             return given, given
         return given, f"/local/domain/{conn.caller.domid}/{given}"
 

@@ -11,7 +11,6 @@ Semantics follow C xenstored (tools/xenstored/{core,transaction,watch,domain}.c)
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator, NamedTuple, Protocol
 
 from xetool.xenstore.wire import SPECIAL_PATHS, XsError
 
@@ -64,19 +63,29 @@ class Node:
         return Node(self.value, self.perms, dict(self.children), self.gen)
 
 
-class Quotas(NamedTuple):
+class Quotas:
     """C xenstored's defaults (domain.c `quotas[]`); they apply to unprivileged domains only."""
 
-    nodes_per_domain: int = 1000
-    watches_per_domain: int = 128
-    transactions_per_domain: int = 10
-    nodes_per_transaction: int = 1024
-    perms_per_node: int = 5
-    node_size: int = 2048
+    __slots__ = ("nodes_per_domain", "watches_per_domain", "transactions_per_domain",
+                 "nodes_per_transaction", "perms_per_node", "node_size")
+
+    def __init__(self, nodes_per_domain: int = 1000, watches_per_domain: int = 128,
+                 transactions_per_domain: int = 10, nodes_per_transaction: int = 1024,
+                 perms_per_node: int = 5, node_size: int = 2048) -> None:
+        self.nodes_per_domain = nodes_per_domain
+        self.watches_per_domain = watches_per_domain
+        self.transactions_per_domain = transactions_per_domain
+        self.nodes_per_transaction = nodes_per_transaction
+        self.perms_per_node = perms_per_node
+        self.node_size = node_size
 
 
-class WatchOwner(Protocol):
-    def deliver(self, path: str, token: str) -> None: ...
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Iterator, Protocol
+
+    class WatchOwner(Protocol):
+        def deliver(self, path: str, token: str) -> None: ...
 
 
 class Watch:
@@ -145,8 +154,8 @@ class Tree:
     """The store. Every mutating call fires the matching watches through their owner's
     `deliver`, at once outside a transaction and at commit inside one."""
 
-    def __init__(self, quotas: Quotas = Quotas(), eagain_probability: float = 0.0, seed: int | None = None) -> None:
-        self.quotas = quotas
+    def __init__(self, quotas: Quotas | None = None, eagain_probability: float = 0.0, seed: int | None = None) -> None:
+        self.quotas = quotas or Quotas()
         self.eagain_probability = eagain_probability
         self._random = random.Random(seed)
         self._gen = 0
@@ -218,6 +227,10 @@ class Tree:
     # --- the operations ------------------------------------------------------------------------
 
     def read(self, caller: Caller, path: str, tx: Transaction | None = None) -> bytes:
+        if tx is None and caller.privileged:  # the common case, kept short
+            node = self._nodes.get(path)
+            if node is not None:
+                return node.value
         self._record_read(path, tx)
         return self._lookup(caller, path, "r", tx).value
 
@@ -240,6 +253,15 @@ class Tree:
         return self._lookup(caller, path, "r", tx).perms
 
     def write(self, caller: Caller, path: str, value: bytes, tx: Transaction | None = None) -> None:
+        if tx is None and caller.privileged:  # the common case, kept short
+            node = self._nodes.get(path)
+            if node is not None:
+                node.value = value
+                self._gen += 1
+                node.gen = self._gen
+                if self._watches:
+                    self._fire(path, node.perms, ())
+                return
         node = self._get(path, tx)
         if node is None:
             self._create(caller, path, value, tx)
@@ -526,5 +548,3 @@ class Tree:
     def dump(self, top: str = "/") -> dict[str, bytes]:
         return {p: self._nodes[p].value for p in self._subtree(top, None)}
 
-
-EventCallback = Callable[[str, str], None]

@@ -9,7 +9,9 @@ which lives in this package too, starts without the client-side modules):
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["HostStatus", "SimulatorBackend", "list_hosts", "stop_host", "xenstore_socket_path"]
 

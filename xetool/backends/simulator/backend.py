@@ -37,11 +37,18 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _read_pid(files: HostFiles) -> int | None:
+def _read_pid(files: HostFiles, host_uuid: str) -> int | None:
+    """The host process's pid from its pid file, but only if that pid still runs this host's
+    hostd: after a crash the number may have been reused by an unrelated process."""
     try:
-        return int(files.pid_file.read_text().strip())
+        pid = int(files.pid_file.read_text().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
     except (OSError, ValueError):
         return None
+    if b"xetool.backends.simulator.hostd" in argv and host_uuid.encode() in argv:
+        return pid
+    return None
 
 
 @contextmanager
@@ -109,7 +116,7 @@ class SimulatorBackend(Backend):
 
     def _spawn(self) -> None:
         files = self.files
-        old = _read_pid(files)
+        old = _read_pid(files, self.host_uuid)
         if old is not None and _pid_alive(old):  # alive but not answering: a wedged host
             os.kill(old, signal.SIGKILL)
         # -S: the host needs only the standard library and xetool (on PYTHONPATH below), and
@@ -264,7 +271,7 @@ def list_hosts(state_dir: Path) -> list[HostStatus]:
             live = True
         except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
             live = False
-        pid = _read_pid(files)
+        pid = _read_pid(files, d.name)
         out.append(HostStatus(d.name, pid if pid is not None and _pid_alive(pid) else None, live,
                               str(files.xenstored_socket), str(files.control_socket), str(files.log_file)))
     return out
@@ -274,7 +281,7 @@ def stop_host(state_dir: Path, host_uuid: str, timeout: float = 5.0) -> bool:
     """Stop a simulated host (its domains are gone). True if one was running.
     Asks politely over the control socket, then SIGTERM, then SIGKILL."""
     files = host_files(Path(state_dir), host_uuid)
-    pid = _read_pid(files)
+    pid = _read_pid(files, host_uuid)
     was_running = False
     try:
         control.call(str(files.control_socket), "stop", timeout=PING_TIMEOUT)

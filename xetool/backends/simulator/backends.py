@@ -14,12 +14,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.xenstore.tree import DOM0
 from xetool.xenstore.wire import XenbusState
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from xetool.backends.simulator.hypervisor import Hypervisor
 

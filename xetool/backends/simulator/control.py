@@ -12,18 +12,22 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import selectors
 import socket
 import time
-from typing import Any, Callable
-
 from xetool.errors import XeError
 from xetool.xenstore.server import Loop
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+    Dispatch = Callable[[str, dict[str, Any]], Any]
 
 log = logging.getLogger("xetool.simulator")
 
 MAX_LINE = 1 << 20
-Dispatch = Callable[[str, dict[str, Any]], Any]
 
 
 class ControlServer:
@@ -32,6 +36,8 @@ class ControlServer:
         self.dispatch = dispatch
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
+        self.path = path
+        self._inode = os.stat(path).st_ino
         self.listener.listen(64)
         self.listener.setblocking(False)
         loop.selector.register(self.listener, selectors.EVENT_READ, self._accept)
@@ -103,6 +109,11 @@ class ControlServer:
         except (KeyError, ValueError):
             pass
         self.listener.close()
+        try:
+            if os.stat(self.path).st_ino == self._inode:  # not a successor's socket
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class HostUnreachable(Exception):

@@ -9,11 +9,10 @@ domain runs (unpaused); a paused guest catches up when it is unpaused.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.xenstore.wire import XenbusState
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from xetool.backends.simulator.hypervisor import Domain, Hypervisor
 

@@ -15,8 +15,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
-
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
 from xetool.backends.simulator.control import ControlServer
 from xetool.backends.simulator.hypervisor import Hypervisor
@@ -24,7 +22,13 @@ from xetool.backends.simulator.layout import host_files
 from xetool.xenstore.server import Loop, XenstoreServer
 from xetool.xenstore.tree import Tree
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 log = logging.getLogger("xetool.simulator")
+
+WATCHDOG_INTERVAL = 2.0  # seconds between checks that this host's files are still ours
 
 
 class Host:
@@ -81,7 +85,21 @@ class Host:
             return None
         raise KeyError(f"unknown control op {op!r}")
 
+    def _watchdog(self) -> None:
+        """Exit if our files were taken away (the state directory removed, or another host
+        process started in our place): nobody could reach us any more."""
+        try:
+            mine = self.files.pid_file.read_text().strip() == str(os.getpid())
+        except OSError:
+            mine = False
+        if not mine or not self.files.xenstored_socket.exists():
+            log.warning("host %s: pid file or socket gone; exiting", self.host_uuid)
+            self.loop.stop()
+            return
+        self.loop.call_later(WATCHDOG_INTERVAL, self._watchdog)
+
     def run(self) -> None:
+        self.loop.call_later(WATCHDOG_INTERVAL, self._watchdog)
         try:
             self.loop.run()
         finally:
@@ -90,10 +108,15 @@ class Host:
             self.consoled.close()
             self.control.close()
             self.xenstored.shutdown()
-            for path in (self.files.control_socket, self.files.pid_file):
+            try:
+                if self.files.pid_file.read_text().strip() == str(os.getpid()):
+                    os.unlink(self.files.pid_file)
+            except FileNotFoundError:
+                pass
+            if self.files.xenstored_socket.parent != self.files.dir:
                 try:
-                    os.unlink(path)
-                except FileNotFoundError:
+                    self.files.xenstored_socket.parent.rmdir()  # the short /tmp directory, if empty
+                except OSError:
                     pass
             log.info("host %s stopped", self.host_uuid)
 

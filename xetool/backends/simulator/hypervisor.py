@@ -7,12 +7,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.errors import XeError
 from xetool.xenstore.server import Loop
 from xetool.xenstore.tree import DOM0, Tree
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("xetool.simulator")
 
