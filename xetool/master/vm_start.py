@@ -31,6 +31,9 @@ class HostHalf(Protocol):
 
     def vm_start(self, vm: str, host: str, task: str, paused: bool) -> None: ...
 
+    def vm_start_undo(self, vm: str, host: str, task: str) -> None:
+        """Take back a start that the host half completed (a later master step failed)."""
+
 
 @dataclass
 class StartRequest:
@@ -197,6 +200,9 @@ class MasterStart:
         self.host_half.vm_start(self.req.vm, self.result.host, self.result.task, self.req.paused)
         return "paused" if self.req.paused else "running"
 
+    def undo_execute_on_host(self) -> None:
+        self.host_half.vm_start_undo(self.req.vm, self.result.host, self.result.task)
+
     def create_message(self) -> str:
         try:
             with self.store.write() as txn:
@@ -223,7 +229,7 @@ class MasterStart:
             s("with_vifs_marked", lambda: self._mark_devices("vif", "attach"), lambda: self._unmark_devices("vif")),
             s("compute_memory_overhead", self.compute_memory_overhead),
             s("allocate_vm_to_host", self.allocate_vm_to_host, self.clear_reservations),
-            s("execute_on_host", self.execute_on_host),
+            s("execute_on_host", self.execute_on_host, self.undo_execute_on_host),
             s("remove_host_operation", self.remove_host_operation),
             s("unset_scheduled_to_be_resident_on", self.unset_scheduled_to_be_resident_on),
             s("unmark_vifs", lambda: self._unmark_devices("vif")),
