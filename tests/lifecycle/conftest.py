@@ -7,7 +7,6 @@ failure, crash and load tests."""
 
 from __future__ import annotations
 
-import json as jsonlib
 import os
 import signal
 import subprocess
@@ -92,26 +91,21 @@ class Pool:
         assert "Traceback" not in out.stderr
         return out.stdout
 
-    def fails(self, *args: str, code: str, status: int = 1, json: bool = True, **kw: object) -> dict:
-        """Run a command that must fail with registry error `code` (checked through --format json,
-        and its plain rendering); returns the error's parameters."""
-        plain = self.run(*args, **kw)  # type: ignore[arg-type]
-        assert plain.returncode == status, f"{args}: {plain.returncode}\n{plain.stdout}\n{plain.stderr}"
-        assert "Traceback" not in plain.stderr and "INTERNAL_ERROR" not in plain.stderr, plain.stderr
+    def fails(self, *args: str, code: str, status: int = 1, **kw: object) -> dict[str, str]:
+        """Run a command that must fail with registry error `code`: exit `status`, no traceback,
+        the entry's sentence on stderr, then one `name: value` line per parameter; returns them."""
         from xetool.errors import REGISTRY
 
-        assert REGISTRY[code].doc in plain.stderr, plain.stderr
-        if not json:
-            return {}
-        js = self.run("--format", "json", *args, **kw)  # type: ignore[arg-type]
-        lines = [jsonlib.loads(line) for line in js.stdout.splitlines() + js.stderr.splitlines()
-                 if line.startswith('{"error"')]
-        assert lines, js.stderr
-        err = lines[-1]["error"]
-        assert err["code"] == code, err
-        for name, value in err["params"].items():  # every parameter on stderr, as `name: value`
-            assert f"{name}: {value}" in plain.stderr, (name, plain.stderr)
-        return err["params"]
+        out = self.run(*args, **kw)  # type: ignore[arg-type]
+        assert out.returncode == status, f"{args}: {out.returncode}\n{out.stdout}\n{out.stderr}"
+        assert "Traceback" not in out.stderr and "INTERNAL_ERROR" not in out.stderr, out.stderr
+        spec = REGISTRY[code]
+        lines = out.stderr.splitlines()
+        assert spec.doc in lines, f"expected {code}:\n{out.stderr}"
+        at = len(lines) - 1 - lines[::-1].index(spec.doc)
+        params = dict(line.split(": ", 1) for line in lines[at + 1:at + 1 + len(spec.params)])
+        assert list(params) == list(spec.params), out.stderr
+        return params
 
     # --- the store ---------------------------------------------------------------------------
     @property

@@ -82,7 +82,7 @@ def test_kill_at_step(shared_pool: Pool, step: str) -> None:
         p.assert_running_clean(vm)
         p.xe("vm-shutdown", "vm=web01", "--force")
     else:
-        p.fails("vm-pause", "vm=web01", code="VM_BAD_POWER_STATE", json=False)
+        p.fails("vm-pause", "vm=web01", code="VM_BAD_POWER_STATE")
     p.assert_halted_clean(vm)
     assert stand_ins(p.state_dir) == {}
     _start_again_and_stop(p, "web01")
@@ -98,5 +98,5 @@ def test_kill_then_vm_list_shows_no_marks(shared_pool: Pool) -> None:
     try:
         assert listing.strip() == "", listing
     finally:
-        p.fails("vm-pause", "vm=web01", code="VM_BAD_POWER_STATE", json=False)  # clean up for the next case
+        p.fails("vm-pause", "vm=web01", code="VM_BAD_POWER_STATE")  # clean up for the next case
         p.assert_halted_clean(p.uuid("vm", "web01"))

@@ -87,11 +87,12 @@ class MasterStart:
                     lifecycle.mark(txn, "vm", vm["uuid"], self.result.task, self.op)
                 return f"task {self.result.task}"
             except XeError as err:
-                if err.code != "OTHER_OPERATION_IN_PROGRESS" or time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if err.code != "OTHER_OPERATION_IN_PROGRESS" or remaining <= 0:
                     raise
                 if tasks.reap_dead_tasks(self.store):
                     continue  # the holder was dead and is cleaned up: try again at once
-                time.sleep(delay)
+                time.sleep(min(delay, remaining))  # the last try is at the deadline, not before
                 delay = min(delay * 2, 1.0)
 
     def unmark_vm(self) -> str:
