@@ -155,6 +155,9 @@ class MasterStart:
             if err is not None:
                 raise err
             lifecycle.mark(txn, "host", host, self.result.task, "vm_start")
+            # The janitor finds the host's half-built state (runtime file) through the task.
+            task = txn.must("task", self.result.task, ["other_config"])
+            txn.update("task", self.result.task, {"other_config": {**task["other_config"], "host": host}})
             record = txn.must("vm", self.req.vm)
             record.pop("last_booted_record", None)
             txn.update("vm", self.req.vm, {"scheduled_to_be_resident_on": host,
