@@ -22,3 +22,15 @@ class LocalHostHalf:
         from xetool.host.vm_start import HostStart
 
         HostStart(self.store, self.state_dir, vm, host, task, paused, self.observer).run()
+
+    def vm_start_undo(self, vm: str, host: str, task: str) -> None:
+        """A master step after the hand-off failed: release everything the start took."""
+        from xetool.host import teardown
+        from xetool.host.backend import HOST_FIELDS, backend_for
+        from xetool.host.locks import vm_lock
+
+        with self.store.read() as txn:
+            row = txn.must("host", host, HOST_FIELDS)
+        backend = backend_for(self.state_dir, row)
+        with vm_lock(self.state_dir, vm):
+            teardown.release_vm(self.store, self.state_dir, backend if backend.is_live() else None, host, vm)

@@ -31,6 +31,9 @@ class HostHalf(Protocol):
 
     def vm_start(self, vm: str, host: str, task: str, paused: bool) -> None: ...
 
+    def vm_start_undo(self, vm: str, host: str, task: str) -> None:
+        """Take back a start that the host half completed (a later master step failed)."""
+
 
 @dataclass
 class StartRequest:
@@ -84,11 +87,12 @@ class MasterStart:
                     lifecycle.mark(txn, "vm", vm["uuid"], self.result.task, self.op)
                 return f"task {self.result.task}"
             except XeError as err:
-                if err.code != "OTHER_OPERATION_IN_PROGRESS" or time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if err.code != "OTHER_OPERATION_IN_PROGRESS" or remaining <= 0:
                     raise
                 if tasks.reap_dead_tasks(self.store):
                     continue  # the holder was dead and is cleaned up: try again at once
-                time.sleep(delay)
+                time.sleep(min(delay, remaining))  # the last try is at the deadline, not before
                 delay = min(delay * 2, 1.0)
 
     def unmark_vm(self) -> str:
@@ -151,6 +155,9 @@ class MasterStart:
             if err is not None:
                 raise err
             lifecycle.mark(txn, "host", host, self.result.task, "vm_start")
+            # The janitor finds the host's half-built state (runtime file) through the task.
+            task = txn.must("task", self.result.task, ["other_config"])
+            txn.update("task", self.result.task, {"other_config": {**task["other_config"], "host": host}})
             record = txn.must("vm", self.req.vm)
             record.pop("last_booted_record", None)
             txn.update("vm", self.req.vm, {"scheduled_to_be_resident_on": host,
@@ -197,6 +204,9 @@ class MasterStart:
         self.host_half.vm_start(self.req.vm, self.result.host, self.result.task, self.req.paused)
         return "paused" if self.req.paused else "running"
 
+    def undo_execute_on_host(self) -> None:
+        self.host_half.vm_start_undo(self.req.vm, self.result.host, self.result.task)
+
     def create_message(self) -> str:
         try:
             with self.store.write() as txn:
@@ -223,7 +233,7 @@ class MasterStart:
             s("with_vifs_marked", lambda: self._mark_devices("vif", "attach"), lambda: self._unmark_devices("vif")),
             s("compute_memory_overhead", self.compute_memory_overhead),
             s("allocate_vm_to_host", self.allocate_vm_to_host, self.clear_reservations),
-            s("execute_on_host", self.execute_on_host),
+            s("execute_on_host", self.execute_on_host, self.undo_execute_on_host),
             s("remove_host_operation", self.remove_host_operation),
             s("unset_scheduled_to_be_resident_on", self.unset_scheduled_to_be_resident_on),
             s("unmark_vifs", lambda: self._unmark_devices("vif")),
