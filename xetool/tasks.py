@@ -77,6 +77,8 @@ def reap_dead_tasks(store: Store) -> list[str]:
     with store.read() as txn:
         pending = txn.select("task", None, {"status": "pending"})
     dead = [t for t in pending if not task_alive(t)]
+    if dead:
+        import xetool.host.janitor  # noqa: F401  (registers the host-side cleanup in CLEANUPS)
     for task in dead:
         for cleanup in CLEANUPS:
             cleanup(store, task)
@@ -87,6 +89,14 @@ def reap_dead_tasks(store: Store) -> list[str]:
                 "error_info": ["TASK_CANCELLED", task["uuid"], f"process {task['pid']} died during {task['current_step'] or task['name_label']}"],
             })
     return [t["uuid"] for t in dead]
+
+
+def notice_dead_tasks(store: Store) -> None:
+    """For listings: a cheap look at the pending tasks; the janitor runs only if one is dead."""
+    with store.read() as txn:
+        pending = txn.select("task", ["uuid", "pid", "process_start", "hostname"], {"status": "pending"})
+    if any(not task_alive(t) for t in pending):
+        reap_dead_tasks(store)
 
 
 def _unmark_everything(txn: Txn, task: str) -> None:

@@ -43,6 +43,14 @@ def proc_cmdline(pid: int) -> str:
         return ""
 
 
+def proc_name(pid: int) -> str:
+    """The process's name (comm): forked stand-ins are named qemu-dm-N or vncterm-N."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def proc_running(pid: int) -> bool:
     """Alive and not a zombie (an unreaped dead process is gone for our purposes)."""
     try:
@@ -66,7 +74,8 @@ def processes_under(state_dir: Path) -> dict[int, str]:
 
 def stand_ins(state_dir: Path) -> dict[int, str]:
     """Device model and console server processes: everything under the state dir but the hosts."""
-    return {p: c for p, c in processes_under(state_dir).items() if "simulator.hostd" not in c}
+    return {p: c for p, c in processes_under(state_dir).items()
+            if "simulator.hostd" not in c or proc_name(p).startswith(("qemu-dm", "vncterm"))}
 
 
 class Pool:

@@ -88,8 +88,6 @@ def test_kill_at_step(shared_pool: Pool, step: str) -> None:
     _start_again_and_stop(p, "web01")
 
 
-@pytest.mark.xfail(strict=True, reason="generic list commands (objects.py) do not run the janitor: "
-                   "vm-list after a killed start still shows the dead task's marks")
 def test_kill_then_vm_list_shows_no_marks(shared_pool: Pool) -> None:
     p = shared_pool
     out = p.run("vm-start", "vm=web01", fist="create_vifs:kill")

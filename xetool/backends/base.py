@@ -17,7 +17,9 @@ failure, never a bare exception, and never blocks without a bound.
 from __future__ import annotations
 
 import abc
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Sequence
 
 PLATFORM_FLAGS = ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
@@ -148,6 +150,17 @@ class Backend(abc.ABC):
         """The command line of the HVM device model for this domain: RTL8139 NICs for
         (mac, bridge) pairs, a USB tablet, VNC on 127.0.0.1 only. It writes its VNC port to
         /local/domain/<domid>/console/vnc-port."""
+
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+        """Start the domain's device model (kind "device-model") or PV console server ("console")
+        as a process detached from the caller, logging to `log`; return its pid. The process
+        writes its VNC port to xenstore itself. By default, the argv below, spawned here."""
+        argv = self.device_model_argv(domid, 0, nics) if kind == "device-model" else self.console_server_argv(domid)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True, close_fds=True)
+        return proc.pid
 
     @abc.abstractmethod
     def console_server_argv(self, domid: int) -> list[str]:

@@ -43,10 +43,12 @@ def list_cmd(ctx: Context, cmd: Command, args: Args) -> Output:
         f = spec.field(name)
         if f is not None and f.cli_name not in filters:
             filters[f.cli_name] = show(f, value)
-    if spec.name in ("host", "vm"):  # a crashed simulated host shows as such in listings
+    if spec.name in ("host", "vm"):  # listings show a crashed host and a dead command's marks cleared
         from xetool.backends.simulator.liveness import notice_crashed_hosts
+        from xetool.tasks import notice_dead_tasks
 
         notice_crashed_hosts(ctx.store)
+        notice_dead_tasks(ctx.store)
     with ctx.store.read() as txn:
         rows = select(txn, spec, filters, [f.name for f in fields])
     return Records(spec, rows, fields)

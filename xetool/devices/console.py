@@ -6,47 +6,55 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
 
+from xetool.backends.base import Backend
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 
 START_TIMEOUT = float(os.environ.get("XETOOL_DM_TIMEOUT", "10"))
 
 
-def spawn(argv: Sequence[str], log: Path, vm: str, name: str, xs: XsClient, domid: int,
-          pid_key: str) -> tuple[int, int]:
-    """Start the process detached from our session, wait for its VNC port; (pid, port)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def spawn(backend: Backend, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path, vm: str,
+          name: str, xs: XsClient, pid_key: str) -> tuple[int, int]:
+    """Start the service through the backend and wait for its VNC port: (pid, port)."""
     try:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    start_new_session=True, close_fds=True)
+        pid = backend.start_service(kind, domid, nics, log)
     except OSError as err:
-        raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"{argv[0]}: {err.strerror}") from None
-    xs.write(f"/local/domain/{domid}/{pid_key}", str(proc.pid))
+        raise XeError("FAILED_TO_START_EMULATOR", vm, name, err.strerror or str(err)) from None
+    xs.write(f"/local/domain/{domid}/{pid_key}", str(pid))
     port_path = f"/local/domain/{domid}/console/vnc-port"
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:
             port = xs.wait_until(port_path, lambda v: bool(v), min(0.5, max(0.05, deadline - time.monotonic())))
-            return proc.pid, int(port or 0)
+            return pid, int(port or 0)
         except XeError as err:
             if err.code != "EVENT_WAIT_TIMEOUT":
-                stop(proc.pid)
+                stop(pid)
                 raise
-        if proc.poll() is not None:
-            raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"exited with status {proc.returncode}; see {log}")
+        if not alive(pid):
+            raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"it exited before listening; see {log}")
         if time.monotonic() >= deadline:
-            stop(proc.pid)
+            stop(pid)
             raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"no VNC port in xenstore after {START_TIMEOUT:g} s")
+
+
+def alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped by its parent) is dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def stop(pid: int, timeout: float = 3.0) -> bool:
     """SIGTERM, then SIGKILL after `timeout`; True if a process was there to stop."""
+    if not alive(pid):
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -54,15 +62,13 @@ def stop(pid: int, timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
+            if os.waitpid(pid, os.WNOHANG)[0]:
                 return True
-        except ChildProcessError:  # not our child: poll for its disappearance
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-        time.sleep(0.01)
+        except ChildProcessError:  # not our child: its parent reaps it
+            pass
+        if not alive(pid):
+            return True
+        time.sleep(0.005)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -321,20 +321,18 @@ class HostStart:
             nics = [(v["MAC"], txn.must("network", v["network"], ["bridge"])["bridge"])
                     for v in sorted(txn.select("vif", ["device", "MAC", "network"], {"VM": self.vm_uuid}),
                                     key=lambda v: int(v["device"]))][:8]
-        argv = self.backend.device_model_argv(self.rt.domid, 0, nics)
         log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"qemu-dm-{self.rt.domid}.log"
-        self.rt.dm_pid, self.rt.vnc_port = console.spawn(argv, log, self.vm_uuid, "qemu-dm", self.xs, self.rt.domid,
-                                                         "image/device-model-pid")
+        self.rt.dm_pid, self.rt.vnc_port = console.spawn(self.backend, "device-model", self.rt.domid, nics, log,
+                                                         self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid")
         self._save()
         return f"pid {self.rt.dm_pid}, VNC 127.0.0.1:{self.rt.vnc_port}, {len(nics)} RTL8139 NICs"
 
     def start_console_server(self) -> str:
         if self.hvm:
             return "HVM guest: the device model serves the console"
-        argv = self.backend.console_server_argv(self.rt.domid)
         log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"vncterm-{self.rt.domid}.log"
-        self.rt.console_pid, self.rt.vnc_port = console.spawn(argv, log, self.vm_uuid, "vncterm", self.xs, self.rt.domid,
-                                                              "vncterm-pid")
+        self.rt.console_pid, self.rt.vnc_port = console.spawn(self.backend, "console", self.rt.domid, [], log,
+                                                              self.vm_uuid, "vncterm", self.xs, "vncterm-pid")
         self._save()
         return f"pid {self.rt.console_pid}, VNC 127.0.0.1:{self.rt.vnc_port}"
 

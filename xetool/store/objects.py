@@ -30,7 +30,15 @@ def create_vm(txn: Txn, values: dict[str, Any]) -> str:
     constraints.check_update(txn, "vm", {"uuid": fields["uuid"], "power_state": "Halted"}, _vm_defaults(fields))
     metrics = txn.insert("vm_metrics", {"VM": fields["uuid"], "install_time": now_iso()})
     fields["metrics"] = metrics
-    return txn.insert("vm", fields)
+    return _with_allowed_operations(txn, "vm", txn.insert("vm", fields))
+
+
+def _with_allowed_operations(txn: Txn, cls: str, uuid: str) -> str:
+    """A new object's allowed operations are known from the start (xapi computes them at create)."""
+    from xetool import lifecycle
+
+    lifecycle.update_allowed_operations(txn, cls, uuid)
+    return uuid
 
 
 def _vm_defaults(fields: dict[str, Any]) -> dict[str, Any]:
@@ -108,7 +116,8 @@ def create_vbd(txn: Txn, vm: str, values: dict[str, Any]) -> str:
             raise XeError("VDI_READONLY", vdi)
     elif vbd_type != "CD":
         raise XeError("VALUE_NOT_SUPPORTED", "vdi-uuid", "", "Empty VBDs can only be made for type=CD")
-    return txn.insert("vbd", {**values, "VM": vm, "userdevice": device, "empty": not vdi})
+    uuid = txn.insert("vbd", {**values, "VM": vm, "userdevice": device, "empty": not vdi})
+    return _with_allowed_operations(txn, "vbd", uuid)
 
 
 def mac_for(vif_uuid: str) -> str:
@@ -127,8 +136,8 @@ def create_vif(txn: Txn, vm: str, network: str, device: str, mac: str | None, uu
         mac = mac_for(uuid)
     elif not MAC_RE.match(mac):
         raise XeError("INVALID_VALUE", "mac", mac)
-    return txn.insert("vif", {"uuid": uuid, "VM": vm, "network": network, "device": device,
-                              "MAC": mac.lower(), "MTU": net["MTU"]})
+    txn.insert("vif", {"uuid": uuid, "VM": vm, "network": network, "device": device, "MAC": mac.lower(), "MTU": net["MTU"]})
+    return _with_allowed_operations(txn, "vif", uuid)
 
 
 def next_bridge(txn: Txn) -> str:

@@ -28,6 +28,16 @@ CALL_TIMEOUT = 10.0  # seconds for one control request
 PING_TIMEOUT = 1.0
 
 
+def _package_root(name: str) -> str:
+    """The directory holding an importable package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise XeError("SIMULATOR_FAILED", "", f"the {name} package is not installed")
+    return str(Path(spec.origin).resolve().parent.parent)
+
+
 def _pid_alive(pid: int) -> bool:
     """True for a running process; a zombie (killed, not yet reaped) counts as dead."""
     try:
@@ -127,8 +137,9 @@ class SimulatorBackend(Backend):
                 "--cpus", str(self.cpus), "--capabilities", ",".join(sorted(self.capabilities)),
                 "--hostname", self.hostname, "--eagain", str(self.eagain_probability)]
         env = dict(os.environ)
-        root = str(Path(xetool.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # xetool itself, and pyxs for the console stand-ins the host forks (without site's .pth hooks)
+        roots = [str(Path(xetool.__file__).resolve().parent.parent), _package_root("pyxs")]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(roots + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
         r, w = os.pipe()
         try:
             with open(files.log_file, "ab") as log:
@@ -234,6 +245,12 @@ class SimulatorBackend(Backend):
         for mac, bridge in nics:
             argv += ["--nic", f"{mac},{bridge}"]
         return argv
+
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+        """Forked by the host process (fast), rather than a fresh interpreter spawned here."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        return int(self._call("start_service", kind=kind, domid=domid, nics=[f"{m},{b}" for m, b in nics],
+                              log=str(log.absolute())))
 
     def console_server_argv(self, domid: int) -> list[str]:
         return [sys.executable, "-m", "xetool.backends.simulator.vnc", "--kind", "vncterm", "--domid", str(domid),

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.errors import XeError
+from xetool.placement.memory import overhead_mib
 from xetool.xenstore.server import Loop
 from xetool.xenstore.tree import DOM0, Tree
 
@@ -33,6 +34,7 @@ class Domain:
     vcpus_max: int
     vcpus: int
     memory_kib: int = 0  # allocated now: 0 until built, then follows the balloon target
+    overhead_kib: int = 0  # what Xen itself allocates for the domain (shadow, p2m, vCPU structures)
     paused: bool = True
     built: bool = False
     kernel: str = ""
@@ -101,7 +103,7 @@ class Hypervisor:
     # --- the host -------------------------------------------------------------------------------
 
     def free_memory_kib(self) -> int:
-        return self.memory_total_kib - sum(d.memory_kib for d in self.domains.values())
+        return self.memory_total_kib - sum(d.memory_kib + d.overhead_kib for d in self.domains.values())
 
     def physinfo(self) -> dict[str, Any]:
         return {"total_memory_kib": self.memory_total_kib, "free_memory_kib": self.free_memory_kib(),
@@ -148,11 +150,14 @@ class Hypervisor:
         static_max = int(config.get("memory_static_max_kib", d.static_max_kib))
         if target > static_max:
             raise self._error("build", domid, f"target {target} KiB is above static-max {static_max} KiB")
-        if target > self.free_memory_kib():
-            raise self._error("build", domid, f"not enough memory: {target} KiB needed, {self.free_memory_kib()} KiB free")
+        vcpus_max = int(config.get("vcpus_max", d.vcpus_max))
+        overhead = 1024 * overhead_mib(static_max // 1024, vcpus_max, float(config.get("shadow_multiplier", 1.0)), d.hvm)
+        if target + overhead > self.free_memory_kib():
+            raise self._error("build", domid, f"not enough memory: {target + overhead} KiB needed "
+                              f"({overhead} KiB of it Xen's overhead), {self.free_memory_kib()} KiB free")
         d.kernel, d.ramdisk, d.cmdline = kernel, config.get("ramdisk", ""), config.get("cmdline", "")
         d.platform = dict(config.get("platform") or {})
-        d.static_max_kib, d.target_kib, d.memory_kib = static_max, target, target
+        d.static_max_kib, d.target_kib, d.memory_kib, d.overhead_kib = static_max, target, target, overhead
         d.vcpus_max = int(config.get("vcpus_max", d.vcpus_max))
         d.vcpus = int(config.get("vcpus_at_startup", d.vcpus))
         d.built = True

@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             name = xs.read_or(f"{home}/name", f"Domain-{args.domid}") or f"Domain-{args.domid}"
             xs.write_many({f"{home}/console/vnc-port": str(port), f"{home}/console/vnc-listen": "127.0.0.1"})
-            if args.kind == "qemu":
-                xs.write(f"/local/domain/0/device-model/{args.domid}/state", "running")
+            if args.kind == "qemu":  # what it emulates, as a qemu command line, then ready
+                nics = [f"-device rtl8139,mac={mac},bridge={bridge}" for mac, _, bridge in (n.partition(",") for n in args.nic[:8])]
+                dm = f"/local/domain/0/device-model/{args.domid}"
+                xs.write_many({f"{dm}/command": " ".join(nics + ["-usb", "-device usb-tablet", f"-vnc 127.0.0.1:{port}"]),
+                               f"{dm}/state": "running"})
 
             def accept() -> None:
                 while not stop.is_set():
