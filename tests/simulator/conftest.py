@@ -50,6 +50,13 @@ def pv_config(name: str = "vm1", target: int = GiB // 2) -> DomainConfig:
                         memory_target_kib=target, vcpus_max=2, vcpus_at_startup=1, kernel="/boot/vmlinuz-sim")
 
 
+def pv_overhead_kib() -> int:
+    """What Xen itself charges for a pv_config() domain (shadow, p2m, vCPU structures)."""
+    from xetool.placement.memory import overhead_mib
+
+    return 1024 * overhead_mib(GiB // 1024, 2, 1.0, False)
+
+
 def start_pv(host: SimulatorBackend, xs: XsClient, name: str = "vm1") -> int:
     """What the toolstack does for a PV guest, libxl-style: create, the rw/ro directories, build."""
     cfg = pv_config(name)

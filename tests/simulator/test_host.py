@@ -11,7 +11,7 @@ import pytest
 from xetool.backends.simulator import SimulatorBackend, list_hosts, stop_host, xenstore_socket_path
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
-from .conftest import GiB, add_device, make_backend, pv_config, start_pv
+from .conftest import GiB, add_device, make_backend, pv_config, pv_overhead_kib, start_pv
 
 
 def test_start_is_fast_and_idempotent(state_dir: Path) -> None:
@@ -71,7 +71,7 @@ def test_create_and_build_write_what_xen_and_libxl_write(host: SimulatorBackend,
     assert xs.read(f"{home}/cpu/1/availability") == "offline"
     assert xs.is_domain_introduced(domid)
     assert xs.read(f"{home}/console/tty").startswith("/dev/pts/")
-    assert host.physinfo().free_memory_kib == 14 * GiB - GiB // 2
+    assert host.physinfo().free_memory_kib == 14 * GiB - GiB // 2 - pv_overhead_kib()
 
 
 def test_hypervisor_settings_and_errors(host: SimulatorBackend, xs: XsClient) -> None:
@@ -202,7 +202,7 @@ def test_memory_follows_target_within_dynamic_range(host: SimulatorBackend, xs: 
     wait_memory(host, domid, GiB // 4)  # clamped to dynamic-min
     xs.write(f"{home}/memory/target", str(GiB))
     wait_memory(host, domid, 3 * GiB // 4)  # clamped to dynamic-max
-    assert host.physinfo().free_memory_kib == 14 * GiB - 3 * GiB // 4
+    assert host.physinfo().free_memory_kib == 14 * GiB - 3 * GiB // 4 - pv_overhead_kib()
 
 
 def test_operator_helpers(state_dir: Path, host: SimulatorBackend) -> None:

@@ -64,21 +64,19 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
                                          (f"{h}/device", ro(domid))]
     dirs += [(f"{h}/{d}", rw(domid)) for d in GUEST_RW_DIRS]
 
-    def make(t):  # type: ignore[no-untyped-def]
-        if t.exists(h):
-            t.rm(h)
-        write_tree(t, dirs, values)
-
-    xs.transaction(make)
+    # Added to what the hypervisor side made (on Xen, `xl create` has written the rings and
+    # console already), never replacing it.
+    xs.transaction(lambda t: write_tree(t, dirs, values))
 
 
 def write_tree(t, dirs: list[tuple[str, list[str]]], values: Mapping[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """Inside a transaction: make each directory and set its permissions, then the values."""
+    """Inside a transaction: make each directory (keeping what it holds) and set its
+    permissions, then the values."""
     for path, perms in dirs:
-        t.write(path, "")
+        if not t.exists(path):
+            t.write(path, "")
         t.set_perms(path, perms)
-    for path, value in values.items():
-        t.write(path, value)
+    t.write_all(values)
 
 
 def write_vcpu_availability(xs: XsClient, domid: int, vcpus_max: int) -> None:

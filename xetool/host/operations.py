@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -111,78 +112,77 @@ def set_paused(store: Store, state_dir: Path, vm: str, paused: bool) -> None:
 
 # --- devices on a running VM ------------------------------------------------------------------------
 
-def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
+@dataclass
+class _Live:
+    """A device, its running VM and what the host holds for it, while a device op runs."""
+
+    row: Row
+    vm: Row
+    host: Row
+    backend: Backend
+    rt: runtime.Runtime
+    xs: XsClient
+
+
+@contextmanager
+def _device_operation(store: Store, state_dir: Path, cls: str, uuid: str, op: str) -> Iterator[_Live]:
+    """Mark the device, lock its VM, reach its host; save the VM's runtime record afterwards."""
     with store.read() as txn:
-        row = txn.must("vbd", vbd_uuid)
-    with operation(store, "vbd", vbd_uuid, "plug"):
+        row = txn.must(cls, uuid)
+    with operation(store, cls, uuid, op):
         vm, host, backend = resident(store, state_dir, row["VM"])
         with vm_lock(state_dir, vm["uuid"]):
             rt = runtime.load(state_dir, host["uuid"], vm["uuid"]) or runtime.Runtime(vm["uuid"], host["uuid"])
-            path = None
-            with store.read() as txn:
-                if row["VDI"]:
-                    vdi = txn.must("vdi", row["VDI"])
-                    path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
-            userdevice = int(row["userdevice"])
             with XsClient(_live_backend(backend, host).xenstore_socket()) as xs:
-                name = vbd.plug(xs, backend, vm["domid"], userdevice, rt.hvm, path, row["mode"], row["type"],
-                                row["bootable"], vbd_uuid)
-            rt.vbds[vbd_uuid] = userdevice
+                yield _Live(row, vm, host, backend, rt, xs)
             runtime.save(state_dir, rt)
-            with store.write() as txn:
-                txn.update("vbd", vbd_uuid, {"currently_attached": True, "device": name})
+
+
+def _set_attached(store: Store, cls: str, uuid: str, attached: bool, **more: str) -> None:
+    with store.write() as txn:
+        txn.update(cls, uuid, {"currently_attached": attached, **more})
+
+
+def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
+    with _device_operation(store, state_dir, "vbd", vbd_uuid, "plug") as d:
+        path = None
+        if d.row["VDI"]:
+            with store.read() as txn:
+                vdi = txn.must("vdi", d.row["VDI"])
+                path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
+        userdevice = int(d.row["userdevice"])
+        name = vbd.plug(d.xs, d.backend, d.vm["domid"], userdevice, d.rt.hvm, path, d.row["mode"], d.row["type"],
+                        d.row["bootable"], vbd_uuid)
+        d.rt.vbds[vbd_uuid] = userdevice
+    _set_attached(store, "vbd", vbd_uuid, True, device=name)
     return name
 
 
 def vbd_unplug(store: Store, state_dir: Path, vbd_uuid: str, force: bool) -> None:
-    with store.read() as txn:
-        row = txn.must("vbd", vbd_uuid)
-    with operation(store, "vbd", vbd_uuid, "unplug_force" if force else "unplug"):
-        vm, host, backend = resident(store, state_dir, row["VM"])
-        with vm_lock(state_dir, vm["uuid"]):
-            rt = runtime.load(state_dir, host["uuid"], vm["uuid"]) or runtime.Runtime(vm["uuid"], host["uuid"])
-            with XsClient(_live_backend(backend, host).xenstore_socket()) as xs:
-                vbd.unplug(xs, backend, vm["domid"], int(row["userdevice"]), rt.hvm, vbd_uuid, force)
-            rt.vbds.pop(vbd_uuid, None)
-            runtime.save(state_dir, rt)
-            with store.write() as txn:
-                txn.update("vbd", vbd_uuid, {"currently_attached": False})
+    with _device_operation(store, state_dir, "vbd", vbd_uuid, "unplug_force" if force else "unplug") as d:
+        vbd.unplug(d.xs, d.backend, d.vm["domid"], int(d.row["userdevice"]), d.rt.hvm, vbd_uuid, force)
+        d.rt.vbds.pop(vbd_uuid, None)
+    _set_attached(store, "vbd", vbd_uuid, False)
 
 
 def vif_plug(store: Store, state_dir: Path, vif_uuid: str) -> None:
-    with store.read() as txn:
-        row = txn.must("vif", vif_uuid)
-        net = txn.must("network", row["network"])
-    with operation(store, "vif", vif_uuid, "plug"):
-        vm, host, backend = resident(store, state_dir, row["VM"])
-        with vm_lock(state_dir, vm["uuid"]):
-            rt = runtime.load(state_dir, host["uuid"], vm["uuid"]) or runtime.Runtime(vm["uuid"], host["uuid"])
-            _live_backend(backend, host).ensure_bridge(net["bridge"])
-            if net["other_config"].get("is_guest_installer_network") == "true":
-                vif.add_lease(state_dir / "hosts" / host["uuid"], net["bridge"], row["MAC"], vm["name_label"])
-                rt.leases.append((net["bridge"], row["MAC"]))
-            with XsClient(backend.xenstore_socket()) as xs:
-                vif.plug(xs, backend, vm["domid"], int(row["device"]), row["MAC"], net["bridge"], row["MTU"], vif_uuid)
-            rt.vifs[vif_uuid] = int(row["device"])
-            runtime.save(state_dir, rt)
-            with store.write() as txn:
-                txn.update("vif", vif_uuid, {"currently_attached": True})
+    with _device_operation(store, state_dir, "vif", vif_uuid, "plug") as d:
+        with store.read() as txn:
+            net = txn.must("network", d.row["network"])
+        d.backend.ensure_bridge(net["bridge"])
+        if net["other_config"].get("is_guest_installer_network") == "true":
+            vif.add_lease(state_dir / "hosts" / d.host["uuid"], net["bridge"], d.row["MAC"], d.vm["name_label"])
+            d.rt.leases.append((net["bridge"], d.row["MAC"]))
+        vif.plug(d.xs, d.backend, d.vm["domid"], int(d.row["device"]), d.row["MAC"], net["bridge"], d.row["MTU"], vif_uuid)
+        d.rt.vifs[vif_uuid] = int(d.row["device"])
+    _set_attached(store, "vif", vif_uuid, True)
 
 
 def vif_unplug(store: Store, state_dir: Path, vif_uuid: str, force: bool) -> None:
-    with store.read() as txn:
-        row = txn.must("vif", vif_uuid)
-        net = txn.must("network", row["network"])
-    with operation(store, "vif", vif_uuid, "unplug"):
-        vm, host, backend = resident(store, state_dir, row["VM"])
-        with vm_lock(state_dir, vm["uuid"]):
-            rt = runtime.load(state_dir, host["uuid"], vm["uuid"]) or runtime.Runtime(vm["uuid"], host["uuid"])
-            with XsClient(_live_backend(backend, host).xenstore_socket()) as xs:
-                vif.unplug(xs, backend, vm["domid"], int(row["device"]), vif_uuid, force)
-            if (net["bridge"], row["MAC"]) in rt.leases:
-                vif.remove_lease(state_dir / "hosts" / host["uuid"], net["bridge"], row["MAC"])
-                rt.leases.remove((net["bridge"], row["MAC"]))
-            rt.vifs.pop(vif_uuid, None)
-            runtime.save(state_dir, rt)
-            with store.write() as txn:
-                txn.update("vif", vif_uuid, {"currently_attached": False})
+    with _device_operation(store, state_dir, "vif", vif_uuid, "unplug") as d:
+        vif.unplug(d.xs, d.backend, d.vm["domid"], int(d.row["device"]), vif_uuid, force)
+        for bridge, mac in [lease for lease in d.rt.leases if lease[1] == d.row["MAC"]]:
+            vif.remove_lease(state_dir / "hosts" / d.host["uuid"], bridge, mac)
+            d.rt.leases.remove((bridge, mac))
+        d.rt.vifs.pop(vif_uuid, None)
+    _set_attached(store, "vif", vif_uuid, False)

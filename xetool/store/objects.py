@@ -7,7 +7,6 @@ them again if the transaction fails (see `pending_files`).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -122,6 +121,8 @@ def create_vbd(txn: Txn, vm: str, values: dict[str, Any]) -> str:
 
 def mac_for(vif_uuid: str) -> str:
     """A stable MAC in Xen's OUI (00:16:3e), derived from the VIF's uuid."""
+    import hashlib
+
     digest = hashlib.sha1(vif_uuid.encode()).digest()
     return "00:16:3e:%02x:%02x:%02x" % (digest[0] & 0x7F, digest[1], digest[2])
 

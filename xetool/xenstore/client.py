@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import namedtuple
-from typing import Callable, Collection, Iterable, Mapping, TypeVar
+from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
 
 from pyxs.client import Router
 from pyxs.connection import UnixSocketConnection
@@ -97,6 +97,12 @@ class _Ops:
 
     def write(self, path: str, value: str) -> None:
         self._req(Op.XS_WRITE, "write", path, _check_path("write", path) + b"\0" + _encode(value))
+
+    def write_all(self, values: Mapping[str, str]) -> None:
+        """Write several keys, in order, pipelined: every request is sent before the first
+        reply is awaited (the server answers in order), so N writes cost one round trip."""
+        self._client._call_many([(Op.XS_WRITE, _check_path("write", p) + b"\0" + _encode(v), self._tx_id, "write", p)
+                                 for p, v in values.items()])
 
     def mkdir(self, path: str) -> None:
         self._req(Op.XS_MKDIR, "mkdir", path, _check_path("mkdir", path) + b"\0")
@@ -269,6 +275,14 @@ class XsClient(_Ops):
     # --- requests ------------------------------------------------------------------------------
 
     def _call(self, op: int, payload: bytes, tx_id: int, operation: str, path: str) -> bytes:
+        return self._await(self._send(op, payload, tx_id, operation, path), operation, path)
+
+    def _call_many(self, requests: list[tuple[int, bytes, int, str, str]]) -> list[bytes]:
+        """Send every request, then collect the replies in order (the first error is raised)."""
+        sent = [(self._send(*req), req[3], req[4]) for req in requests]
+        return [self._await(rvar, operation, path) for rvar, operation, path in sent]
+
+    def _send(self, op: int, payload: bytes, tx_id: int, operation: str, path: str) -> Any:
         if len(payload) > XENSTORE_PAYLOAD_MAX:
             raise XenstoreError(operation, path, "E2BIG")
         router = self._connect()
@@ -279,6 +293,12 @@ class XsClient(_Ops):
             rvar = router.send(_Packet(op, rq_id, tx_id, len(payload), payload))
         except (PyxsConnectionError, OSError) as e:
             raise self._unreachable(str(e)) from None
+        return rvar
+
+    def _await(self, rvar: Any, operation: str, path: str) -> bytes:
+        router = self._router
+        if router is None:
+            raise self._unreachable("the client was closed")
         deadline = time.monotonic() + self.timeout
         cond = rvar.condition
         with cond:
@@ -321,8 +341,7 @@ class XsClient(_Ops):
         perm_lists = {k: list(v) for k, v in (perms or {}).items()}
 
         def work(t: XsTransaction) -> None:
-            for path, value in values.items():
-                t.write(path, value)
+            t.write_all(values)
             for path, plist in perm_lists.items():
                 t.set_perms(path, plist)
 
