@@ -70,6 +70,8 @@ _e("DEVICE_ALREADY_EXISTS", "device", "A device with the name given already exis
 _e("INVALID_DEVICE", "device", "The device name is invalid.")
 _e("OBJECT_IN_USE", "class object reason", "The object is still referenced and cannot be removed.")
 _e("MEMORY_CONSTRAINT_VIOLATION", "constraint", "The dynamic memory range does not satisfy the constraint.")
+_e("MEMORY_CONSTRAINT_VIOLATION_MAXPIN", "reason",
+   "Memory limits must satisfy: static_min <= dynamic_min = dynamic_max = static_max.")
 _e(
     "MEMORY_CONSTRAINT_VIOLATION_ORDER",
     "",

@@ -207,3 +207,14 @@ def test_free_memory_drops_by_dynamic_min_plus_overhead(pool: Pool) -> None:
         assert free_before - _free(pool, h1) >= vm["memory_dynamic_min"] + vm["memory_overhead"]
     finally:
         pool.xe("vm-shutdown", "vm=web01", "--force")
+
+
+def test_force_skips_the_memory_pinning_check(pool: Pool) -> None:
+    """xapi's VM.start force: a nested-virt guest must have its memory pinned, unless forced."""
+    vm = pool.uuid("vm", "web01")
+    pool.xe("vm-param-set", f"uuid={vm}", "platform:nested-virt=true", "memory-dynamic-min=256MiB")
+    pool.fails("vm-start", "vm=web01", code="MEMORY_CONSTRAINT_VIOLATION_MAXPIN")
+    pool.assert_halted_clean(vm)
+    pool.xe("vm-start", "vm=web01", "--force")
+    pool.assert_running_clean(vm)
+    pool.xe("vm-shutdown", "vm=web01", "--force")

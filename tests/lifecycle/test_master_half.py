@@ -27,7 +27,7 @@ class RecordingHostHalf:
     seen: dict = field(default_factory=dict)
     undone: list[tuple] = field(default_factory=list)
 
-    def vm_start(self, vm: str, host: str, task: str, paused: bool) -> None:
+    def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None:
         self.calls.append((vm, host, task, paused))
         with self.pool.store.read() as txn:
             row = txn.must("vm", vm)

@@ -11,17 +11,17 @@ from xetool.store.db import Store
 class LocalHostHalf:
     """The host half run in this process, against the host's backend (simulator or Xen).
 
-    The master calls `vm_start(vm, host, task, paused)` with identifiers only, so the same call
+    The master calls `vm_start(vm, host, task, paused, force)` with identifiers only, so the same call
     can be carried to another machine of the pool (over SSH) without changing either half."""
 
     def __init__(self, store: Store, state_dir: Path, observer: Observer | None = None) -> None:
         self.store, self.state_dir, self.observer = store, state_dir, observer
 
-    def vm_start(self, vm: str, host: str, task: str, paused: bool) -> None:
+    def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None:
         from xetool.host import janitor  # noqa: F401  (registers the dead-task cleanup)
         from xetool.host.vm_start import HostStart
 
-        HostStart(self.store, self.state_dir, vm, host, task, paused, self.observer).run()
+        HostStart(self.store, self.state_dir, vm, host, task, paused, self.observer, force).run()
 
     def vm_start_undo(self, vm: str, host: str, task: str) -> None:
         """A master step after the hand-off failed: release everything the start took."""

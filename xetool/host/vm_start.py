@@ -40,9 +40,9 @@ class _Disk:
 
 class HostStart:
     def __init__(self, store: Store, state_dir: Path, vm: str, host: str, task: str, paused: bool,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, force: bool = False) -> None:
         self.store, self.state_dir = store, state_dir
-        self.vm_uuid, self.host_uuid, self.task, self.paused = vm, host, task, paused
+        self.vm_uuid, self.host_uuid, self.task, self.paused, self.force = vm, host, task, paused, force
         self.runner = Runner(observer)
         self.locks: list[FileLock] = []
         with store.read() as txn:
@@ -125,8 +125,21 @@ class HostStart:
         if dupes:
             raise XeError("DEVICE_ALREADY_EXISTS", ", ".join(sorted(dupes)))
         if vm["memory_static_max"] < MIN_MEMORY:
-            raise XeError("INVALID_VALUE", "memory_static_max", f"{vm['memory_static_max']} (at least {MIN_MEMORY} bytes)")
-        return f"{vm['VCPUs_max']} vCPUs, {len(vbds)} VBDs"
+            raise XeError("INVALID_VALUE", "memory-static-max", f"{vm['memory_static_max']} (at least {MIN_MEMORY} bytes)")
+        return f"{vm['VCPUs_max']} vCPUs, {len(vbds)} VBDs; " + self._assert_memory_constraints()
+
+    def _assert_memory_constraints(self) -> str:
+        """xapi's pre-boot safety check, skipped by --force: a nested-virt guest cannot balloon,
+        so its memory must be pinned at static-max."""
+        vm = self.record
+        if vm["platform"].get("nested-virt", "").lower() not in ("true", "1"):
+            return "no memory pinning needed"
+        pinned = vm["memory_dynamic_min"] == vm["memory_dynamic_max"] == vm["memory_static_max"]
+        if pinned:
+            return "nested-virt: memory pinned"
+        if self.force:
+            return "nested-virt memory not pinned: allowed by --force"
+        raise XeError("MEMORY_CONSTRAINT_VIOLATION_MAXPIN", "platform:nested-virt needs dynamic-min = dynamic-max = static-max (or --force)")
 
     def get_marked_vbds(self) -> str:
         with self.store.read() as txn:

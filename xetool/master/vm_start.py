@@ -29,7 +29,7 @@ from xetool.store.db import Store
 class HostHalf(Protocol):
     """The one narrow call between the halves: identifiers only, so it can cross machines."""
 
-    def vm_start(self, vm: str, host: str, task: str, paused: bool) -> None: ...
+    def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None: ...
 
     def vm_start_undo(self, vm: str, host: str, task: str) -> None:
         """Take back a start that the host half completed (a later master step failed)."""
@@ -40,7 +40,7 @@ class StartRequest:
     vm: str  # uuid
     on: str | None = None  # host uuid: start_on
     paused: bool = False
-    force: bool = False
+    force: bool = False  # skip the host's pre-boot safety checks (memory pinning), as xapi's force
     wait: float = 0.0  # seconds to wait for another operation on the VM to finish
     seed: int | None = None  # makes the chooser's random order reproducible
 
@@ -201,7 +201,7 @@ class MasterStart:
 
     # --- the hand-off and after ------------------------------------------------------------------
     def execute_on_host(self) -> str:
-        self.host_half.vm_start(self.req.vm, self.result.host, self.result.task, self.req.paused)
+        self.host_half.vm_start(self.req.vm, self.result.host, self.result.task, self.req.paused, self.req.force)
         return "paused" if self.req.paused else "running"
 
     def undo_execute_on_host(self) -> None:
