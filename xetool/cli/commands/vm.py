@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
-from xetool.cli.output import Message, Output, Table, Value
+from xetool.cli.output import Many, Message, Output, Table, Value
 from xetool.cli.registry import Command
 from xetool.cli.selectors import require_count, resolve_one, select, split_filters
 from xetool.datamodel import get_class
@@ -130,45 +130,51 @@ def _placement_report(ctx: Context, vm_uuid: str, seed: int | None):  # type: ig
     return choose.explain_placement(view, pool, rng_for(seed)), names
 
 
-def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> Output:
-    parts = []
+def _placement_tables(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> list[tuple[Table, Any]]:
+    """Per VM: every check on every host (or on `on` only), with the chooser's order, as a table."""
+    out = []
     for vm in vms:
         report, names = _placement_report(ctx, vm["uuid"], seed)
-        rows = []
         order = {s.host: (i, s.category) for i, s in enumerate(report.order, 1)}
+        rows = []
         for h in report.hosts:
             if on and h.uuid != on:
                 continue
             position, category = order.get(h.uuid, ("-", "not tried"))
-            for c in h.checks:
-                rows.append((h.name_label or h.uuid, position, category, c.name, "pass" if c.passed else c.reason))
-        chosen = on if on and all(c.passed for h in report.hosts if h.uuid == on for c in h.checks) else (None if on else report.chosen)
+            rows += [(h.name_label or h.uuid, position, category, c.name, "pass" if c.passed else c.reason) for c in h.checks]
+        if on:
+            chosen = on if all(h.ok for h in report.hosts if h.uuid == on) else None
+        else:
+            chosen = report.chosen
         title = (f"Placement of VM {vm['name_label']} ({vm['uuid']}): "
                  + (f"would start on {names.get(chosen, chosen)}" if chosen else "no host can start it"))
-        parts.append(Table(("host", "try", "category", "check", "result"), rows, title,
-                           {"vm": vm["uuid"], "chosen": chosen, "report": report.to_json()}))
-    from xetool.cli.output import Many
+        out.append((Table(("host", "try", "category", "check", "result"), rows, title,
+                          {"vm": vm["uuid"], "chosen": chosen, "report": report.to_json()}), report))
+    return out
 
-    return parts[0] if len(parts) == 1 else Many(parts)
+
+def _tables_output(tables: list[Table]) -> Output:
+    return tables[0] if len(tables) == 1 else Many(list(tables))
+
+
+def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> Output:
+    return _tables_output([t for t, _ in _placement_tables(ctx, vms, on, seed)])
 
 
 def vm_assert_can_boot_here(ctx: Context, cmd: Command, args: Args) -> Output:
+    """Every check of the VM on the host; the first failure is raised after the table is shown."""
     vms = selected_vms(ctx, args)
     with ctx.store.read() as txn:
-        host = resolve_one(txn, get_class("host"), args.params["host"], "host")
-    params = {k: v for k, v in args.params.items() if k != "host"}
-    out = _dry_run(ctx, vms, host["uuid"], None)
-    tables = out.parts if hasattr(out, "parts") else [out]
-    failed = [t for t in tables if t.extra.get("chosen") is None]  # type: ignore[union-attr]
-    if failed:
-        from xetool.cli.output import render
+        host = resolve_one(txn, get_class("host"), args.params["host"], "host")["uuid"]
+    results = _placement_tables(ctx, vms, host, None)
+    for table, report in results:
+        failures = [c for h in report.hosts if h.uuid == host for c in h.checks if not c.passed]
+        if failures:
+            from xetool.cli.output import render
 
-        render(out, ctx.err, fmt=ctx.fmt)
-        report, _ = _placement_report(ctx, vms[0]["uuid"], None)
-        first = next(c for h in report.hosts if h.uuid == host["uuid"] for c in h.checks if not c.passed)
-        raise first.error or XeError("NO_HOSTS_AVAILABLE")
-    del params
-    return out
+            render(_tables_output([t for t, _ in results]), ctx.err, fmt=ctx.fmt)
+            raise failures[0].error or XeError("NO_HOSTS_AVAILABLE")
+    return _tables_output([t for t, _ in results])
 
 
 # --- the rest of the lifecycle --------------------------------------------------------------------
