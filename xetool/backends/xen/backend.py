@@ -175,7 +175,8 @@ class XenBackend(Backend):
     def _cmd(self, operation: str, domid: object, argv: Sequence[str], timeout: float | None = None,
              env: Mapping[str, str] | None = None) -> str:
         res = self._run(argv, timeout or self._timeout, env)
-        if res.returncode != 0:
+        # some xl commands (pause, unpause) exit 0 whatever libxl says: read its log too
+        if res.returncode != 0 or "libxl: error" in res.stderr:
             raise XeError("HYPERVISOR_ERROR", operation, domid, f"{' '.join(argv[:3])}: {_last_error(res.stderr)}")
         return res.stdout
 
@@ -311,7 +312,9 @@ class XenBackend(Backend):
     def domain_info(self, domid: int) -> DomainInfo | None:
         res = self._run([self._xl, "list", "-v", str(domid)], self._timeout, None)
         if res.returncode != 0:
-            if "invalid domain identifier" in res.stderr or "not found" in res.stderr.lower():
+            # "Error: Domain 'N' does not exist." - confirmed against the full list, not the wording
+            listed = parsers.parse_xl_list(self._xl_cmd("domain_info", domid, "list"))
+            if all(d.domid != domid for d in listed):
                 return None
             raise XeError("HYPERVISOR_ERROR", "domain_info", domid, _last_error(res.stderr))
         js = self._run([self._xl, "list", "-l", str(domid)], self._timeout, None)
