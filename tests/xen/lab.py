@@ -14,7 +14,7 @@ def emit(line: str) -> None:
     """A line on the lab's console (XENLAB TIME ...), past pytest's output capture."""
     try:
         with open("/dev/console", "w") as con:
-            con.write(line + "\n")
+            con.write("\n" + line + "\n")  # pytest -v may have left a line open
     except OSError:
         print(line)
 

@@ -13,7 +13,7 @@ _counts = {"passed": 0, "failed": 0}
 def _emit(line: str) -> None:
     # straight to the console, past pytest's capture, so the harness sees it as it happens
     with open("/dev/console", "w") as con:
-        con.write(line + "\n")
+        con.write("\n" + line + "\n")  # pytest -v may have left a line open
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
