@@ -236,7 +236,8 @@ class XenBackend(Backend):
 
     def build_domain(self, domid: int, config: DomainConfig) -> None:
         # `xl create -p` made and built the domain; check that it is the one asked for
-        dom = self.domain_info(domid)
+        # (the run state only: one `xl list -v D`, the type is the config's)
+        dom = self._domain_state(domid)
         if dom is None:
             raise XeError("HYPERVISOR_ERROR", "build_domain", domid, "no such domain")
         problems = []
@@ -293,11 +294,11 @@ class XenBackend(Backend):
 
     def destroy(self, domid: int, wait_s: float = 30.0) -> None:
         res = self._run([self._xl, "destroy", str(domid)], self._timeout, None)
-        if res.returncode != 0 and self.domain_info(domid) is not None:
+        if res.returncode != 0 and self._domain_state(domid) is not None:
             raise XeError("HYPERVISOR_ERROR", "destroy", domid, _last_error(res.stderr))
         # a dying domain keeps its memory until its last page is released: wait for that
         deadline = time.monotonic() + wait_s
-        while self.domain_info(domid) is not None:
+        while self._domain_state(domid) is not None:
             if time.monotonic() > deadline:
                 raise XeError("HYPERVISOR_ERROR", "destroy", domid, f"still listed {wait_s:g}s after xl destroy")
             time.sleep(0.2)
@@ -310,17 +311,31 @@ class XenBackend(Backend):
         return parsers.domains_from_xl_list(text, configs)
 
     def domain_info(self, domid: int) -> DomainInfo | None:
-        res = self._run([self._xl, "list", "-v", str(domid)], self._timeout, None)
-        if res.returncode != 0:
-            # "Error: Domain 'N' does not exist." - confirmed against the full list, not the wording
-            listed = parsers.parse_xl_list(self._xl_cmd("domain_info", domid, "list"))
-            if all(d.domid != domid for d in listed):
-                return None
-            raise XeError("HYPERVISOR_ERROR", "domain_info", domid, _last_error(res.stderr))
+        text = self._list_one(domid)
+        if text is None:
+            return None
         js = self._run([self._xl, "list", "-l", str(domid)], self._timeout, None)
+        # gone meanwhile, or no saved config: the type stays PV
         configs = parsers.parse_xl_list_json(js.stdout) if js.returncode == 0 and js.stdout.strip() else None
-        found = [d for d in parsers.domains_from_xl_list(res.stdout, configs) if d.domid == domid]
+        found = [d for d in parsers.domains_from_xl_list(text, configs) if d.domid == domid]
         return found[0] if found else None
+
+    def _domain_state(self, domid: int) -> DomainInfo | None:
+        """One domain's run state and uuid from `xl list -v D` alone (hvm is always False)."""
+        text = self._list_one(domid)
+        found = [d for d in parsers.parse_xl_list(text) if d.domid == domid] if text else []
+        return found[0] if found else None
+
+    def _list_one(self, domid: int) -> str | None:
+        """`xl list -v D`, or None when there is no such domain."""
+        res = self._run([self._xl, "list", "-v", str(domid)], self._timeout, None)
+        if res.returncode == 0:
+            return res.stdout
+        # "Error: Domain 'N' does not exist." - confirmed against the full list, not the wording
+        listed = parsers.parse_xl_list(self._xl_cmd("domain_info", domid, "list"))
+        if all(d.domid != domid for d in listed):
+            return None
+        raise XeError("HYPERVISOR_ERROR", "domain_info", domid, _last_error(res.stderr))
 
     # --- dom0 networking and devices ----------------------------------------------------------
 
