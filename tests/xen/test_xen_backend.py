@@ -160,24 +160,6 @@ def test_pv_guest_lifecycle(backend: XenBackend, xs: Any, reaper: list[str]) -> 
     assert free_memory_back(backend, free_before)
 
 
-def test_clean_shutdown_through_control_shutdown(backend: XenBackend, xs: Any, reaper: list[str]) -> None:
-    cfg = guest_config("xetool-clean")
-    reaper.append(cfg.name)
-    domid = backend.create_domain(cfg)
-    backend.build_domain(domid, cfg)
-    backend.unpause(domid)
-    wait_console(cfg.name, "GUEST-READY")
-    home = xs.get_domain_path(domid)
-    xs.write(home + b"/control/shutdown", b"poweroff")
-    def reason() -> str | None:
-        dom = backend.domain_info(domid)
-        return dom.shutdown_reason if dom else None
-
-    assert wait_for("guest powered off", reason, 90) == "poweroff"
-    backend.destroy(domid)
-    assert backend.domain_info(domid) is None
-
-
 def test_time_plain_xl_create(backend: XenBackend, reaper: list[str], tmp_path: Path) -> None:
     """The same guest through plain `xl create -p -e`: the figure to compare vm-start with."""
     cfg = guest_config("xetool-plain")

@@ -1,6 +1,7 @@
 """Devices written by hand in xenstore (as xetool's toolstack writes them, not libxl), brought up
 by XenBackend.hotplug: a file-backed disk through blkback and the block script, a vif through
-netback and vif-bridge on a bridge made by ensure_bridge. The guest must see both."""
+netback and vif-bridge on a bridge made by ensure_bridge. The guest must see both; then it is
+asked to power off through control/shutdown, and the teardown must leave nothing behind."""
 
 from __future__ import annotations
 
@@ -91,6 +92,15 @@ def test_disk_and_vif_hotplug(backend: XenBackend, xs: Any, reaper: list[str], t
     assert f"GUEST-NIC eth0 mac={MAC}" in log, log[-1500:]
     assert wait_for("vbd connected", lambda: xs.read(vbe + b"/state") == b"4")
     assert wait_for("vif connected", lambda: xs.read(nbe + b"/state") == b"4")
+
+    # a clean shutdown, asked of the guest through control/shutdown as the toolstack does
+    xs.write(f"/local/domain/{domid}/control/shutdown".encode(), b"poweroff")
+
+    def reason() -> str | None:
+        dom = backend.domain_info(domid)
+        return dom.shutdown_reason if dom else None
+
+    assert wait_for("guest powered off", reason, 120) == "poweroff"
 
     # teardown as the toolstack must do it on Xen: libxl knows nothing of these devices
     backend.destroy(domid)
