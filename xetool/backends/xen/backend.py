@@ -165,7 +165,7 @@ class XenBackend(Backend):
         self._socket = xenstore_socket
         self._config_dir = Path(config_dir)
         self._xl = xl
-        self._timeout = timeout  # per command; `xl create` under TCG takes about 6 s
+        self._timeout = timeout  # per command; the lab's `xl create` takes 6 s idle, 20+ s loaded
         self._qemu = qemu
         self._caps_file = capabilities_file
         self._scheduler: str | None = None
