@@ -141,17 +141,19 @@ def test_hotplug_waits_for_initwait() -> None:
     assert e.value.code == "DEVICE_ATTACH_TIMEOUT"
 
 
-def test_device_model_argv() -> None:
+def test_device_model_argv(tmp_path: Path) -> None:
     nics = [(f"00:16:3e:00:00:{i:02x}", "xenbr0") for i in range(10)]
-    argv = XenBackend(FakeXl()).device_model_argv(7, 1, nics, memory_kib=1048576)
+    backend = XenBackend(FakeXl(), config_dir=tmp_path)
+    argv = backend.device_model_argv(7, 1, nics, memory_kib=1048576)
     assert argv[0] == "/usr/libexec/xen-qemu-system-i386"
     joined = " ".join(argv)
     assert "-xen-domid 7" in joined and "-machine xenfv" in joined and "-m 1024" in joined
     assert "-vnc 127.0.0.1:1,to=99" in joined and "-usb -device usb-tablet" in joined
     assert joined.count("rtl8139") == 8 and "mac=00:16:3e:00:00:07" in joined and "00:00:08" not in joined
     assert "ifname=vif7.0-emu" in joined
+    assert f"socket,id=qmp,path={tmp_path}/qmp-dm-7.sock,server=on,wait=off" in argv
     with pytest.raises(XeError):
-        XenBackend(FakeXl()).device_model_argv(7, 1, [("nonsense", "xenbr0")], memory_kib=1024)
+        backend.device_model_argv(7, 1, [("nonsense", "xenbr0")], memory_kib=1024)
 
 
 def test_console_server_argv() -> None:

@@ -411,16 +411,20 @@ class XenBackend(Backend):
         named as libxl names them (vif<D>.<N>-emu), and ``hotplug("vif", D, N, "online")`` puts
         them on the bridge through vif-bridge (type_if=tap), as libxl does. qemu-xen does not
         write the VNC port to xenstore itself: libxl asks it over QMP (query-vnc), and so must the
-        caller, through the QMP socket given here (see ``vnc_port_from_qmp``)."""
+        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``."""
         if memory_kib is None:
             value = self._xs_read(f"/local/domain/{domid}/memory/static-max")
             if value is None or not value.isdigit():
                 raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", "no memory/static-max in xenstore")
             memory_kib = int(value)
+        try:
+            self._config_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"cannot make {self._config_dir}: {e}") from None
         argv = [
             self._qemu, "-xen-domid", str(domid), "-no-shutdown", "-nodefaults", "-no-user-config",
             "-name", f"xetool-dm-{domid}",
-            "-chardev", f"socket,id=qmp,path={qmp_socket_path(domid)},server=on,wait=off",
+            "-chardev", f"socket,id=qmp,path={self.qmp_socket(domid)},server=on,wait=off",
             "-mon", "chardev=qmp,mode=control",
             "-machine", "xenfv,suppress-vmdesc=on", "-m", str(memory_kib // 1024),
             "-display", "none", "-vnc", f"127.0.0.1:{vnc_display_base},to=99",
@@ -436,13 +440,13 @@ class XenBackend(Backend):
             ]
         return argv
 
+    def qmp_socket(self, domid: int) -> str:
+        """The device model's QMP socket (optional method): ask it for the VNC port."""
+        return str(self._config_dir / f"qmp-dm-{domid}.sock")
+
     def console_server_argv(self, domid: int) -> list[str]:
         """xetool's own PV console server (Debian has no vncterm): a Python process that
         exports the guest's console pty (``~/console/tty``, from xenconsoled) over RFB on
         127.0.0.1 and writes ``~/console/vnc-port``."""
         return [sys.executable, "-m", "xetool.backends.xen.vncterm", "--domid", str(domid),
                 "--xenstore-socket", self._socket]
-
-
-def qmp_socket_path(domid: int) -> str:
-    return f"/run/xetool/qmp-dm-{domid}"
