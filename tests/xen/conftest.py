@@ -4,10 +4,13 @@ here is skipped, with the reason printed by `pytest -rs`."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from xetool.backends.xen import XenBackend
 
 
 CAPS = Path("/proc/xen/capabilities")
@@ -37,9 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def backend() -> "XenBackend":  # noqa: F821 - imported lazily: the module needs no Xen to import
-    from xetool.backends.xen import XenBackend
-
+def backend() -> XenBackend:
     return XenBackend()
 
 
@@ -52,10 +53,8 @@ def xs() -> Iterator[object]:
 
 
 @pytest.fixture
-def reaper(backend: object) -> Iterator[list[str]]:
+def reaper() -> Iterator[list[str]]:
     """Names of domains a test creates; any still there at the end are destroyed."""
-    import subprocess
-
     names: list[str] = []
     yield names
     for name in names:
