@@ -12,7 +12,6 @@ import pytest
 
 from xetool.backends.xen import XenBackend
 
-
 CAPS = Path("/proc/xen/capabilities")
 
 
