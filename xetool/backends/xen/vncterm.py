@@ -173,7 +173,7 @@ class Client:
         self.wants_update = False
         self.full = True
         self.ctrl = False
-        self._cache: dict[tuple[str, int], bytes] = {}
+        self.cache: dict[tuple[str, int], bytes] = {}
 
 
 class VncTerm:
@@ -259,7 +259,7 @@ class VncTerm:
             if msg is None:
                 return False
             if kind == 0:
-                c.fmt, c._cache, c.full = PixelFormat(msg[4:20]), {}, True
+                c.fmt, c.cache, c.full = PixelFormat(msg[4:20]), {}, True
             elif kind == 3:
                 c.wants_update = True
                 c.full = c.full or msg[1] == 0
@@ -297,11 +297,11 @@ class VncTerm:
         parts = []
         for ch in self.screen.cells[row]:
             key = (ch, line)
-            px = c._cache.get(key)
+            px = c.cache.get(key)
             if px is None:
                 bits = self.font.glyph(ch)[line * ((self.font.width + 7) // 8)]
                 px = b"".join(c.fmt.fg if bits & (0x80 >> x) else c.fmt.bg for x in range(self.font.width))
-                c._cache[key] = px
+                c.cache[key] = px
             parts.append(px)
         return b"".join(parts)
 
