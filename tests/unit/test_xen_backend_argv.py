@@ -1,0 +1,161 @@
+"""XenBackend without Xen: the commands it runs and the files it writes, through a fake runner.
+(The same calls against the real xl run in tests/xen under scripts/xenlab/run.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pytest
+
+from xetool.backends.base import DomainConfig
+from xetool.backends.xen.backend import CmdResult, XenBackend, xl_config
+from xetool.errors import XeError
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+UUID = "4d181961-b175-487b-b67b-bef0f77d0ffc"
+
+
+class FakeXl:
+    """Answers like the lab's xl, from the captured output; records every command."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], Mapping[str, str] | None]] = []
+        self.answers: dict[tuple[str, ...], CmdResult] = {
+            ("xl", "info"): CmdResult(0, (DATA / "xl-info.txt").read_text(), ""),
+            ("xl", "domid", "g"): CmdResult(0, "1\n", ""),
+            ("xl", "list", "-v", "1"): CmdResult(0, (DATA / "xl-list-v-paused.txt").read_text(), ""),
+            ("xl", "list", "-l", "1"): CmdResult(0, (DATA / "xl-list-l-one.json").read_text(), ""),
+            ("xl", "pause", "9"): CmdResult(0, "", "libxl: error: libxl_domain.c:1: Domain 9:Pausing domain\n"),
+        }
+
+    def __call__(self, argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CmdResult:
+        assert timeout > 0
+        self.calls.append((list(argv), env))
+        for key in (tuple(argv), tuple(argv[:2])):
+            if key in self.answers:
+                return self.answers[key]
+        return CmdResult(0, "", "")
+
+
+def config(**kw: object) -> DomainConfig:
+    fields: dict[str, object] = dict(uuid=UUID, name="g", hvm=False, memory_static_max_kib=262144,
+                                     memory_target_kib=131072, vcpus_max=2, vcpus_at_startup=1,
+                                     kernel="/k", ramdisk="/r", cmdline="console=hvc0")
+    fields.update(kw)
+    return DomainConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_pv_xl_config() -> None:
+    text = xl_config(config())
+    assert 'type = "pv"' in text and 'kernel = "/k"' in text and 'extra = "console=hvc0"' in text
+    assert "memory = 128\n" in text and "maxmem = 256\n" in text
+    assert "vcpus = 1\n" in text and "maxvcpus = 2\n" in text
+    assert 'on_poweroff = "preserve"' in text and 'on_crash = "preserve"' in text
+
+
+def test_hvm_xl_config_platform_flags() -> None:
+    cfg = config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader", shadow_multiplier=2.0,
+                 platform={"nx": "false", "viridian": "true", "pae": "true", "acpi": "1", "apic": "true",
+                           "acpi_s3": "0", "acpi_s4": "0"})
+    text = xl_config(cfg)
+    for line in ('type = "hvm"', "viridian = 1", "pae = 1", "acpi = 1", "apic = 1", "acpi_s3 = 0",
+                 "acpi_s4 = 0", 'cpuid = "host,nx=0"', 'vnclisten = "127.0.0.1"', 'usbdevice = "tablet"',
+                 'device_model_override = "/usr/libexec/xen-qemu-system-i386"'):
+        assert line in text
+    assert "firmware_override" not in text
+    assert "shadow_memory = 8\n" in text  # 2 * 4 * (256 * 2 + 2 * 256) KiB = 8 MiB
+    with pytest.raises(XeError) as e:
+        xl_config(cfg, has_hvm=False)
+    assert e.value.code == "HYPERVISOR_ERROR"
+
+
+def test_bad_configs_are_refused() -> None:
+    for bad in (config(name="two words"), config(kernel=""), config(cmdline='say "hi"'), config(address_size=32)):
+        with pytest.raises(XeError):
+            xl_config(bad)
+
+
+def test_create_and_build(tmp_path: Path) -> None:
+    xl = FakeXl()
+    backend = XenBackend(xl, config_dir=tmp_path)
+    assert backend.create_domain(config()) == 1
+    assert xl.calls[0][0] == ["xl", "create", "-p", "-e", str(tmp_path / f"{UUID}.cfg")]
+    assert (tmp_path / f"{UUID}.cfg").read_text() == xl_config(config())
+    backend.build_domain(1, config(uuid=UUID))
+    with pytest.raises(XeError) as e:
+        backend.build_domain(1, config(uuid="00000000-0000-0000-0000-000000000001", vcpus_at_startup=2))
+    assert "expected" in e.value.params["reason"] and e.value.params["domid"] == "1"
+
+
+def test_control_commands() -> None:
+    xl = FakeXl()
+    backend = XenBackend(xl)
+    backend.set_vcpu_affinity(3, 0, [2, 1, 2])
+    backend.set_vcpu_affinity(3, 1, [])
+    backend.set_sched_params(3, 512, 50)
+    backend.set_memory_target(3, 131072)
+    backend.unpause(3)
+    argvs = [c[0] for c in xl.calls]
+    assert ["xl", "vcpu-pin", "3", "0", "1,2"] in argvs and ["xl", "vcpu-pin", "3", "1", "all"] in argvs
+    assert ["xl", "sched-credit2", "-d", "3", "-w", "512", "-c", "50"] in argvs
+    assert ["xl", "mem-set", "3", "131072k"] in argvs and ["xl", "unpause", "3"] in argvs
+    with pytest.raises(XeError) as e:  # xl pause exits 0 on a missing domain; libxl's log says why
+        backend.pause(9)
+    assert e.value.code == "HYPERVISOR_ERROR"
+
+
+def test_shutdown_uses_remote_shutdown() -> None:
+    xl = FakeXl()
+    XenBackend(xl).shutdown(5, "crash")
+    argv = xl.calls[0][0]
+    assert argv[:2] == ["/usr/bin/python3", "-c"] and "domain_shutdown(5, 3)" in argv[2]
+    with pytest.raises(XeError):
+        XenBackend(xl).shutdown(5, "sideways")
+
+
+def test_hotplug_runs_scripts_like_libxl(monkeypatch: pytest.MonkeyPatch) -> None:
+    xl = FakeXl()
+    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/state")] = CmdResult(0, "2\n", "")
+    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/script")] = CmdResult(0, "vif-bridge\n", "")
+    backend = XenBackend(xl)
+    backend.hotplug("vif", 4, 0, "online")
+    argv, env = xl.calls[-1]
+    assert argv == ["/etc/xen/scripts/vif-bridge", "online", "type_if=vif"]
+    assert env is not None and env["XENBUS_PATH"] == "backend/vif/4/0" and env["vif"] == "vif4.0"
+    assert env["XENBUS_TYPE"] == "vif" and env["XENBUS_BASE_PATH"] == "backend"
+    xl.answers[("/etc/xen/scripts/vif-bridge", "offline")] = CmdResult(1, "", "boom")
+    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/hotplug-error")] = CmdResult(0, "no bridge\n", "")
+    with pytest.raises(XeError) as e:
+        backend.hotplug("vif", 4, 0, "offline")
+    assert e.value.code == "HOTPLUG_FAILED" and "no bridge" in e.value.params["reason"]
+    backend.hotplug("vbd", 4, 51712, "remove")
+    assert xl.calls[-1][0] == ["/etc/xen/scripts/block", "remove"]
+
+
+def test_hotplug_waits_for_initwait() -> None:
+    xl = FakeXl()
+    xl.answers[("xenstore-read", "/local/domain/0/backend/vbd/4/51712/state")] = CmdResult(0, "1\n", "")
+    with pytest.raises(XeError) as e:
+        XenBackend(xl).hotplug("vbd", 4, 51712, "add", wait_s=0.3)
+    assert e.value.code == "DEVICE_ATTACH_TIMEOUT"
+
+
+def test_device_model_argv(tmp_path: Path) -> None:
+    nics = [(f"00:16:3e:00:00:{i:02x}", "xenbr0") for i in range(10)]
+    backend = XenBackend(FakeXl(), config_dir=tmp_path)
+    argv = backend.device_model_argv(7, 1, nics, memory_kib=1048576)
+    assert argv[0] == "/usr/libexec/xen-qemu-system-i386"
+    joined = " ".join(argv)
+    assert "-xen-domid 7" in joined and "-machine xenfv" in joined and "-m 1024" in joined
+    assert "-vnc 127.0.0.1:1,to=99" in joined and "-usb -device usb-tablet" in joined
+    assert joined.count("rtl8139") == 8 and "mac=00:16:3e:00:00:07" in joined and "00:00:08" not in joined
+    assert "ifname=vif7.0-emu" in joined
+    assert f"socket,id=qmp,path={tmp_path}/qmp-dm-7.sock,server=on,wait=off" in argv
+    with pytest.raises(XeError):
+        backend.device_model_argv(7, 1, [("nonsense", "xenbr0")], memory_kib=1024)
+
+
+def test_console_server_argv() -> None:
+    argv = XenBackend(FakeXl()).console_server_argv(3)
+    assert argv[1:5] == ["-m", "xetool.backends.xen.vncterm", "--domid", "3"]

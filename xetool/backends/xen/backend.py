@@ -1,0 +1,452 @@
+"""The real Xen backend: a dom0 driven through Debian's `xl` (libxl/libxenguest) and scripts.
+
+Division of work on a real host (DESIGN.md, "Two backends, one code path"):
+
+- ``create_domain`` writes an xl configuration generated from ``DomainConfig`` (no devices) and
+  runs ``xl create -p -e``: libxl makes *and builds* the domain, writes the standard xenstore
+  tree (``~/memory``, ``~/store``, ``~/console``, ``~/cpu/N/availability``, ``/vm/<uuid>``),
+  introduces it to xenstored, attaches console 0 to xenconsoled, and leaves it paused.
+  ``-e`` means no ``xl`` monitor process stays behind: xl returns once the domain is built, and
+  nothing but the toolstack reacts to the domain's death. ``on_poweroff/on_reboot/on_crash`` are
+  "preserve" so that no libxl code path destroys a domain the toolstack has not reaped.
+- ``build_domain`` therefore builds nothing: xl has no separate build step. It checks that the
+  domain is what was asked (present, paused, not shut down, the uuid and the vCPU count) and
+  raises HYPERVISOR_ERROR otherwise.
+- Devices are the toolstack's: it writes their xenstore entries and calls ``hotplug``, which
+  runs /etc/xen/scripts/{block,vif-bridge} with the environment libxl uses (libxl_linux.c).
+  Debian's Xen 4.17 installs no udev rules for xen-backend devices, so no one else runs them.
+
+Every command runs with a timeout; failures raise XeError, never a bare exception.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
+from xetool.backends.xen import parsers
+from xetool.errors import XeError
+
+
+@dataclass(frozen=True)
+class CmdResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# run_cmd(argv, timeout_s, env) -> CmdResult; env entries are added to the process environment
+RunCmd = Callable[[Sequence[str], float, "Mapping[str, str] | None"], CmdResult]
+
+XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"  # xen.lowlevel.xc, shipped in xen-utils-4.17
+DEBIAN_QEMU_XEN = "/usr/libexec/xen-qemu-system-i386"  # qemu-system-xen; libxl's own default
+HOTPLUG_SCRIPTS = "/etc/xen/scripts"
+MAX_EMULATED_NICS = 8
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+
+
+def run_subprocess(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CmdResult:
+    """The default runner: a child process with a deadline and captured text output."""
+    full_env = dict(os.environ, **env) if env else None
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, env=full_env,
+            stdin=subprocess.DEVNULL, errors="replace",
+        )
+    except subprocess.TimeoutExpired:
+        return CmdResult(124, "", f"timed out after {timeout:g}s")
+    except OSError as e:
+        return CmdResult(127, "", f"cannot run {argv[0]}: {e.strerror}")
+    return CmdResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _last_error(stderr: str) -> str:
+    """The useful part of xl's stderr: the last non-empty lines, without "Parsing config"."""
+    lines = [l.strip() for l in stderr.splitlines() if l.strip() and not l.startswith("Parsing config")]
+    return " | ".join(lines[-3:]) or "no message"
+
+
+def _flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
+    """The xl configuration file (xl.cfg(5)) for a domain, with no devices: xetool adds those."""
+    if not _NAME_RE.match(config.name):
+        raise XeError("INVALID_VALUE", "name", config.name)
+    if config.address_size is not None:
+        raise XeError(
+            "VALUE_NOT_SUPPORTED", "other-config:machine-address-size", config.address_size,
+            "xl has no setting for the machine address size",
+        )
+    mib = lambda kib: max(1, math.ceil(kib / 1024))  # noqa: E731 - xl takes whole MiB
+    lines = {
+        "name": f'"{config.name}"',
+        "uuid": f'"{config.uuid}"',
+        "type": '"hvm"' if config.hvm else '"pv"',
+        "memory": str(max(1, config.memory_target_kib // 1024)),
+        "maxmem": str(mib(config.memory_static_max_kib)),
+        "vcpus": str(config.vcpus_at_startup),
+        "maxvcpus": str(config.vcpus_max),
+        # the toolstack reaps domains itself; nothing in libxl may destroy or restart one
+        "on_poweroff": '"preserve"',
+        "on_reboot": '"preserve"',
+        "on_crash": '"preserve"',
+        "on_watchdog": '"preserve"',
+    }
+    if config.hvm:
+        if not has_hvm:
+            raise XeError("HYPERVISOR_ERROR", "create_domain", "", "this host's Xen has no HVM support (virt_caps)")
+        p = config.platform
+        for key in ("pae", "acpi", "apic", "viridian", "acpi_s3", "acpi_s4"):
+            value = _flag(p.get(key))
+            if value is not None:
+                lines[key] = "1" if value else "0"
+        if _flag(p.get("nx")) is False:
+            lines["cpuid"] = '"host,nx=0"'
+        if config.kernel and not config.kernel.endswith("hvmloader"):
+            lines["firmware_override"] = f'"{config.kernel}"'
+        # libxl starts the device model inside `xl create`: qemu-xen with VNC on 127.0.0.1
+        lines["device_model_version"] = '"qemu-xen"'
+        lines["device_model_override"] = f'"{DEBIAN_QEMU_XEN}"'
+        lines["vnc"] = "1"
+        lines["vnclisten"] = '"127.0.0.1"'
+        lines["usb"] = "1"
+        lines["usbdevice"] = '"tablet"'
+        if config.shadow_multiplier != 1.0:
+            # libxl_get_required_shadow_memory: 4 * (256 * vcpus + 2 * maxmem_MiB) KiB
+            base_kib = 4 * (256 * config.vcpus_max + 2 * (config.memory_static_max_kib // 1024))
+            lines["shadow_memory"] = str(mib(base_kib * config.shadow_multiplier))
+    else:
+        if not config.kernel:
+            raise XeError("INVALID_VALUE", "PV-kernel", "")
+        lines["kernel"] = _quote(config.kernel)
+        if config.ramdisk:
+            lines["ramdisk"] = _quote(config.ramdisk)
+        if config.cmdline:
+            lines["extra"] = _quote(config.cmdline)
+    return "".join(f"{k} = {v}\n" for k, v in lines.items())
+
+
+def _quote(value: str) -> str:
+    if '"' in value or "\n" in value or "\\" in value:
+        raise XeError("INVALID_VALUE", "xl-config-string", value)
+    return f'"{value}"'
+
+
+class XenBackend(Backend):
+    """A real Xen 4.17 dom0, driven through `xl`, Xen's hotplug scripts and iproute2."""
+
+    name = "xen"
+
+    def __init__(
+        self,
+        run_cmd: RunCmd = run_subprocess,
+        xenstore_socket: str = "/run/xenstored/socket",
+        *,
+        config_dir: str | os.PathLike[str] = "/run/xetool/xen",
+        xl: str = "xl",
+        timeout: float = 120.0,
+        qemu: str = DEBIAN_QEMU_XEN,
+        capabilities_file: str = "/proc/xen/capabilities",
+    ) -> None:
+        self._run = run_cmd
+        self._socket = xenstore_socket
+        self._config_dir = Path(config_dir)
+        self._xl = xl
+        self._timeout = timeout  # per command; the lab's `xl create` takes 6 s idle, 20+ s loaded
+        self._qemu = qemu
+        self._caps_file = capabilities_file
+        self._scheduler: str | None = None
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _cmd(self, operation: str, domid: object, argv: Sequence[str], timeout: float | None = None,
+             env: Mapping[str, str] | None = None) -> str:
+        res = self._run(argv, timeout or self._timeout, env)
+        # some xl commands (pause, unpause) exit 0 whatever libxl says: read its log too
+        if res.returncode != 0 or "libxl: error" in res.stderr:
+            raise XeError("HYPERVISOR_ERROR", operation, domid, f"{' '.join(argv[:3])}: {_last_error(res.stderr)}")
+        return res.stdout
+
+    def _xl_cmd(self, operation: str, domid: object, *args: str, timeout: float | None = None) -> str:
+        return self._cmd(operation, domid, [self._xl, *args], timeout)
+
+    # --- host ---------------------------------------------------------------------------------
+
+    def xenstore_socket(self) -> str:
+        return self._socket
+
+    def is_live(self) -> bool:
+        """dom0 of a running Xen (control_d) whose xenstored accepts a connection."""
+        try:
+            if "control_d" not in Path(self._caps_file).read_text():
+                return False
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(self._socket)
+            return True
+        except OSError:
+            return False
+
+    def ensure_running(self) -> None:
+        # a real hypervisor cannot be started from here: say why it is unreachable
+        if not self.is_live():
+            raise XeError("HOST_OFFLINE", f"{socket.gethostname()} (no Xen dom0 with xenstored at {self._socket})")
+
+    def physinfo(self) -> PhysInfo:
+        return parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
+
+    def scheduler(self) -> str:
+        """Xen's scheduler (`xl info` xen_scheduler): credit2 by default on 4.17, or credit."""
+        if self._scheduler is None:
+            info = parsers.parse_xl_info(self._xl_cmd("physinfo", "", "info"))
+            self._scheduler = info.get("xen_scheduler", "")
+        return self._scheduler
+
+    # --- domains ------------------------------------------------------------------------------
+
+    def create_domain(self, config: DomainConfig) -> int:
+        has_hvm = "hvm" in self.physinfo().capabilities if config.hvm else True
+        text = xl_config(config, has_hvm)
+        try:
+            self._config_dir.mkdir(parents=True, exist_ok=True)
+            path = self._config_dir / f"{config.uuid}.cfg"
+            path.write_text(text)
+        except OSError as e:
+            raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"cannot write the xl config: {e}") from None
+        # -p: leave it paused; -e: no monitor process (the toolstack owns the domain's death)
+        self._xl_cmd("create_domain", "", "create", "-p", "-e", str(path))
+        res = self._run([self._xl, "domid", config.name], self._timeout, None)
+        if res.returncode != 0:
+            self._run([self._xl, "destroy", config.name], self._timeout, None)
+            raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {config.name} but has no domid for it")
+        return parsers.parse_domid(res.stdout, config.name)
+
+    def build_domain(self, domid: int, config: DomainConfig) -> None:
+        # `xl create -p` made and built the domain; check that it is the one asked for
+        # (the run state only: one `xl list -v D`, the type is the config's)
+        dom = self._domain_state(domid)
+        if dom is None:
+            raise XeError("HYPERVISOR_ERROR", "build_domain", domid, "no such domain")
+        problems = []
+        if dom.uuid and dom.uuid != config.uuid:
+            problems.append(f"uuid {dom.uuid}, expected {config.uuid}")
+        if not dom.paused:
+            problems.append("not paused")
+        if dom.shutdown_reason or dom.dying:
+            problems.append(f"shut down ({dom.shutdown_reason or 'dying'})")
+        if dom.vcpus != config.vcpus_at_startup:
+            problems.append(f"{dom.vcpus} vCPUs online, expected {config.vcpus_at_startup}")
+        if problems:
+            raise XeError("HYPERVISOR_ERROR", "build_domain", domid, "; ".join(problems))
+
+    def set_vcpu_affinity(self, domid: int, vcpu: int, cpus: Sequence[int]) -> None:
+        hard = ",".join(str(c) for c in sorted(set(cpus))) if cpus else "all"
+        self._xl_cmd("set_vcpu_affinity", domid, "vcpu-pin", str(domid), str(vcpu), hard)
+
+    def set_sched_params(self, domid: int, weight: int, cap: int) -> None:
+        sched = self.scheduler()
+        if sched not in ("credit", "credit2"):
+            raise XeError("HYPERVISOR_ERROR", "set_sched_params", domid, f"scheduler {sched!r} has no weight and cap")
+        self._xl_cmd("set_sched_params", domid, f"sched-{sched}", "-d", str(domid), "-w", str(weight), "-c", str(cap))
+
+    def sched_params(self, domid: int) -> parsers.SchedParams:
+        """Weight and cap as Xen has them (optional method, for checks and reconciliation)."""
+        out = self._xl_cmd("sched_params", domid, f"sched-{self.scheduler()}", "-d", str(domid))
+        return parsers.parse_sched_params(out)[0]
+
+    def vcpu_list(self, domid: int) -> list[parsers.VcpuInfo]:
+        """`xl vcpu-list D` (optional method): where each vCPU runs and its affinities."""
+        return parsers.parse_vcpu_list(self._xl_cmd("vcpu_list", domid, "vcpu-list", str(domid)))
+
+    def set_memory_target(self, domid: int, target_kib: int) -> None:
+        self._xl_cmd("set_memory_target", domid, "mem-set", str(domid), f"{target_kib}k")
+
+    def pause(self, domid: int) -> None:
+        self._xl_cmd("pause", domid, "pause", str(domid))
+
+    def unpause(self, domid: int) -> None:
+        self._xl_cmd("unpause", domid, "unpause", str(domid))
+
+    def shutdown(self, domid: int, reason: str) -> None:
+        # `xl shutdown` asks the guest through control/shutdown; the hypervisor-level call
+        # (SCHEDOP_remote_shutdown) is xc_domain_shutdown, reached through Xen's own Python module
+        code = parsers.SHUTDOWN_CODES.get(reason)
+        if code is None:
+            raise XeError("INVALID_VALUE", "shutdown-reason", reason)
+        script = (
+            f"import sys; sys.path.insert(0, {XEN_TOOLS_PYTHON!r}); "
+            f"from xen.lowlevel import xc; xc.xc().domain_shutdown({int(domid)}, {code})"
+        )
+        self._cmd("shutdown", domid, ["/usr/bin/python3", "-c", script])
+
+    def destroy(self, domid: int, wait_s: float = 30.0) -> None:
+        res = self._run([self._xl, "destroy", str(domid)], self._timeout, None)
+        if res.returncode != 0 and self._domain_state(domid) is not None:
+            raise XeError("HYPERVISOR_ERROR", "destroy", domid, _last_error(res.stderr))
+        # a dying domain keeps its memory until its last page is released: wait for that
+        deadline = time.monotonic() + wait_s
+        while self._domain_state(domid) is not None:
+            if time.monotonic() > deadline:
+                raise XeError("HYPERVISOR_ERROR", "destroy", domid, f"still listed {wait_s:g}s after xl destroy")
+            time.sleep(0.2)
+
+    def list_domains(self) -> list[DomainInfo]:
+        text = self._xl_cmd("list_domains", "", "list", "-v")
+        res = self._run([self._xl, "list", "-l"], self._timeout, None)
+        # the JSON gives the type (hvm); without it, the text's domains are all reported as PV
+        configs = parsers.parse_xl_list_json(res.stdout) if res.returncode == 0 else None
+        return parsers.domains_from_xl_list(text, configs)
+
+    def domain_info(self, domid: int) -> DomainInfo | None:
+        text = self._list_one(domid)
+        if text is None:
+            return None
+        js = self._run([self._xl, "list", "-l", str(domid)], self._timeout, None)
+        # gone meanwhile, or no saved config: the type stays PV
+        configs = parsers.parse_xl_list_json(js.stdout) if js.returncode == 0 and js.stdout.strip() else None
+        found = [d for d in parsers.domains_from_xl_list(text, configs) if d.domid == domid]
+        return found[0] if found else None
+
+    def _domain_state(self, domid: int) -> DomainInfo | None:
+        """One domain's run state and uuid from `xl list -v D` alone (hvm is always False)."""
+        text = self._list_one(domid)
+        found = [d for d in parsers.parse_xl_list(text) if d.domid == domid] if text else []
+        return found[0] if found else None
+
+    def _list_one(self, domid: int) -> str | None:
+        """`xl list -v D`, or None when there is no such domain."""
+        res = self._run([self._xl, "list", "-v", str(domid)], self._timeout, None)
+        if res.returncode == 0:
+            return res.stdout
+        # "Error: Domain 'N' does not exist." - confirmed against the full list, not the wording
+        listed = parsers.parse_xl_list(self._xl_cmd("domain_info", domid, "list"))
+        if all(d.domid != domid for d in listed):
+            return None
+        raise XeError("HYPERVISOR_ERROR", "domain_info", domid, _last_error(res.stderr))
+
+    # --- dom0 networking and devices ----------------------------------------------------------
+
+    def ensure_bridge(self, bridge: str) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
+            raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason="not a valid interface name")
+        if self._run(["ip", "link", "show", "dev", bridge], 10, None).returncode != 0:
+            res = self._run(["ip", "link", "add", "name", bridge, "type", "bridge"], 10, None)
+            # another process may have made it meanwhile: only a failure that left no bridge counts
+            if res.returncode != 0 and not Path(f"/sys/class/net/{bridge}/bridge").exists():
+                raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason=_last_error(res.stderr))
+        elif not Path(f"/sys/class/net/{bridge}/bridge").exists():
+            raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason="an interface of that name is not a bridge")
+        res = self._run(["ip", "link", "set", "dev", bridge, "up"], 10, None)
+        if res.returncode != 0:
+            raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason=_last_error(res.stderr))
+
+    def hotplug(self, kind: str, domid: int, devid: int, action: str, wait_s: float = 10.0) -> None:
+        """Run the device's hotplug script as libxl does (libxl_linux.c), after the kernel
+        backend reached InitWait (2) as libxl waits for it. The script named in the backend's
+        ``script`` key (default block / vif-bridge) reports ``hotplug-status`` in xenstore."""
+        adding = {"add": True, "online": True, "remove": False, "offline": False}.get(action)
+        if kind not in ("vbd", "vif") or adding is None:
+            raise XeError("INVALID_VALUE", "hotplug", f"{kind} {action}")
+        be = f"/local/domain/0/backend/{kind}/{domid}/{devid}"
+        script = self._xs_read(be + "/script") or f"{HOTPLUG_SCRIPTS}/{'block' if kind == 'vbd' else 'vif-bridge'}"
+        if not script.startswith("/"):
+            script = f"{HOTPLUG_SCRIPTS}/{script}"
+        if adding:
+            self._wait_backend_state(kind, be, domid, devid, wait_s)
+        env = {
+            "script": script,
+            "XENBUS_TYPE": kind,
+            "XENBUS_PATH": f"backend/{kind}/{domid}/{devid}",
+            "XENBUS_BASE_PATH": "backend",
+        }
+        runs: list[tuple[list[str], dict[str, str]]] = []
+        if kind == "vbd":
+            runs.append(([script, "add" if adding else "remove"], env))
+        else:
+            vif = f"vif{domid}.{devid}"
+            env |= {"netdev": "", "vif": vif}
+            runs.append(([script, "online" if adding else "offline", "type_if=vif"], env))
+            tap = f"{vif}-emu"  # an HVM guest's emulated NIC (device_model_argv) is bridged too
+            if Path(f"/sys/class/net/{tap}").exists():
+                runs.append(([script, "add" if adding else "remove", "type_if=tap"], env | {"INTERFACE": tap}))
+        for argv, run_env in runs:
+            res = self._run(argv, 40.0, run_env)  # LIBXL_HOTPLUG_TIMEOUT
+            if res.returncode != 0:
+                why = self._xs_read(be + "/hotplug-error") or _last_error(res.stderr)
+                raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", f"{' '.join(argv)}: {why}")
+
+    def _xs_read(self, path: str) -> str | None:
+        res = self._run(["xenstore-read", path], 10, {"XENSTORED_PATH": self._socket})
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    def _wait_backend_state(self, kind: str, be: str, domid: int, devid: int, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        state = None
+        while time.monotonic() < deadline:
+            state = self._xs_read(be + "/state")
+            if state is not None and state.isdigit() and int(state) >= 2:
+                return
+            time.sleep(0.1)
+        raise XeError("DEVICE_ATTACH_TIMEOUT", kind, f"{domid}/{devid}", f"{wait_s:g} (backend state {state})")
+
+    # --- processes ----------------------------------------------------------------------------
+
+    def device_model_argv(self, domid: int, vnc_display_base: int, nics: Sequence[tuple[str, str]],
+                          memory_kib: int | None = None) -> list[str]:
+        """Debian's qemu-system-xen for an HVM domain. ``memory_kib`` (optional, added here) is
+        the guest RAM qemu maps; by default ``~/memory/static-max`` from xenstore. NIC taps are
+        named as libxl names them (vif<D>.<N>-emu), and ``hotplug("vif", D, N, "online")`` puts
+        them on the bridge through vif-bridge (type_if=tap), as libxl does. qemu-xen does not
+        write the VNC port to xenstore itself: libxl asks it over QMP (query-vnc), and so must the
+        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``."""
+        if memory_kib is None:
+            value = self._xs_read(f"/local/domain/{domid}/memory/static-max")
+            if value is None or not value.isdigit():
+                raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", "no memory/static-max in xenstore")
+            memory_kib = int(value)
+        try:
+            self._config_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"cannot make {self._config_dir}: {e}") from None
+        argv = [
+            self._qemu, "-xen-domid", str(domid), "-no-shutdown", "-nodefaults", "-no-user-config",
+            "-name", f"xetool-dm-{domid}",
+            "-chardev", f"socket,id=qmp,path={self.qmp_socket(domid)},server=on,wait=off",
+            "-mon", "chardev=qmp,mode=control",
+            "-machine", "xenfv,suppress-vmdesc=on", "-m", str(memory_kib // 1024),
+            "-display", "none", "-vnc", f"127.0.0.1:{vnc_display_base},to=99",
+            "-device", "cirrus-vga", "-boot", "order=cd",
+            "-usb", "-device", "usb-tablet",
+        ]
+        for n, (mac, _bridge) in enumerate(nics[:MAX_EMULATED_NICS]):
+            if not re.fullmatch(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+                raise XeError("INVALID_VALUE", "MAC", mac)
+            argv += [
+                "-device", f"rtl8139,id=nic{n},netdev=net{n},mac={mac}",
+                "-netdev", f"type=tap,id=net{n},ifname=vif{domid}.{n}-emu,script=no,downscript=no",
+            ]
+        return argv
+
+    def qmp_socket(self, domid: int) -> str:
+        """The device model's QMP socket (optional method): ask it for the VNC port."""
+        return str(self._config_dir / f"qmp-dm-{domid}.sock")
+
+    def console_server_argv(self, domid: int) -> list[str]:
+        """xetool's own PV console server (Debian has no vncterm): a Python process that
+        exports the guest's console pty (``~/console/tty``, from xenconsoled) over RFB on
+        127.0.0.1 and writes ``~/console/vnc-port``."""
+        return [sys.executable, "-m", "xetool.backends.xen.vncterm", "--domid", str(domid),
+                "--xenstore-socket", self._socket]
