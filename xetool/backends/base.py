@@ -53,6 +53,9 @@ class DomainConfig:
     cmdline: str = ""
     platform: Mapping[str, str] = field(default_factory=dict)  # PLATFORM_FLAGS and the rest
     address_size: int | None = None  # machine address size (other-config:machine-address-size)
+    vcpu_affinity: tuple[int, ...] = ()  # hard affinity of every vCPU; () for all pCPUs
+    sched_weight: int = 256  # credit scheduler weight
+    sched_cap: int = 0  # credit scheduler cap, in % of one pCPU; 0 for none
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def build_domain(self, domid: int, config: DomainConfig) -> None:
         """Run the domain builder: load the kernel (or firmware), set memory and vCPUs, apply the
-        platform flags, write what Xen and libxl write at build time (store and console rings,
-        memory/static-max and target, domid) and introduce the domain to xenstored."""
+        platform flags, vCPU affinity and scheduling weight and cap, write what Xen and libxl
+        write at build time (store and console rings, memory/static-max and target, domid) and
+        introduce the domain to xenstored."""
 
     @abc.abstractmethod
     def set_vcpu_affinity(self, domid: int, vcpu: int, cpus: Sequence[int]) -> None:

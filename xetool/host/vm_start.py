@@ -164,10 +164,13 @@ class HostStart:
                                                   self.vm_uuid, self.task, lo, hi)
         self._save()
         target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
+        params = vm["VCPUs_params"]
         self.config = DomainConfig(
             uuid=self.vm_uuid, name=vm["name_label"], hvm=self.hvm, memory_static_max_kib=vm["memory_static_max"] // 1024,
             memory_target_kib=target, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
             shadow_multiplier=vm["HVM_shadow_multiplier"], platform=dict(vm["platform"]),
+            vcpu_affinity=_cpu_list(params.get("mask", "")), sched_weight=_int_param(params, "weight", 256),
+            sched_cap=_int_param(params, "cap", 0),
         )
         return f"{kib} KiB reserved (range {lo}..{hi} KiB)"
 
@@ -247,20 +250,17 @@ class HostStart:
         return f"{self.kernel.source}: {self.kernel.kernel}"
 
     def build_domain(self) -> str:
+        """The domain builder, which also sets vCPU affinity and the scheduler's weight and cap."""
         assert self.config is not None
-        self.backend.build_domain(self.rt.domid, self.config)
-        params = self.record["VCPUs_params"]
-        mask = [int(c) for c in params.get("mask", "").split(",") if c.strip().isdigit()]
-        if mask:
-            for n in range(self.config.vcpus_max):
-                self.backend.set_vcpu_affinity(self.rt.domid, n, mask)
-        self.backend.set_sched_params(self.rt.domid, int(params.get("weight", 256)), int(params.get("cap", 0)))
+        c = self.config
+        self.backend.build_domain(self.rt.domid, c)
         memory.transfer_to_domain(self.store, self.rt.reservation)
         self.rt.reservation = ""
         self._save()
-        flags = ", ".join(f"{k}={self.config.platform[k]}" for k in ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
-                          if k in self.config.platform)
-        return f"built; affinity {mask or 'all'}; weight {params.get('weight', 256)} cap {params.get('cap', 0)}; {flags or 'default flags'}"
+        flags = ", ".join(f"{k}={c.platform[k]}" for k in ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
+                          if k in c.platform)
+        return (f"built; affinity {list(c.vcpu_affinity) or 'all'}; weight {c.sched_weight} cap {c.sched_cap}; "
+                f"{flags or 'default flags'}")
 
     def attach_vdis(self) -> str:
         done = []
@@ -451,6 +451,21 @@ class HostStart:
             runtime.remove(self.state_dir, self.host_uuid, self.vm_uuid) if self.rt.domid < 0 else None
             self.unlock()
             raise
+
+
+def _cpu_list(mask: str) -> tuple[int, ...]:
+    """VCPUs-params:mask, a comma list of pCPUs ("0,2,3")."""
+    try:
+        return tuple(int(c) for c in mask.split(",") if c.strip())
+    except ValueError:
+        raise XeError("INVALID_VALUE", "VCPUs-params:mask", mask) from None
+
+
+def _int_param(params: dict[str, str], key: str, default: int) -> int:
+    try:
+        return int(params.get(key, default))
+    except ValueError:
+        raise XeError("INVALID_VALUE", f"VCPUs-params:{key}", params[key]) from None
 
 
 def read_vm_view(store: Store, vm: str):  # type: ignore[no-untyped-def]

@@ -160,6 +160,11 @@ class Hypervisor:
         d.static_max_kib, d.target_kib, d.memory_kib, d.overhead_kib = static_max, target, target, overhead
         d.vcpus_max = int(config.get("vcpus_max", d.vcpus_max))
         d.vcpus = int(config.get("vcpus_at_startup", d.vcpus))
+        affinity = [int(c) for c in config.get("vcpu_affinity") or ()]
+        if affinity:
+            for vcpu in range(d.vcpus_max):
+                self.set_vcpu_affinity(domid, vcpu, affinity)
+        self.set_sched_params(domid, int(config.get("sched_weight", 256)), int(config.get("sched_cap", 0)))
         d.built = True
         home = f"/local/domain/{domid}"
         values = {f"{home}/domid": str(domid),

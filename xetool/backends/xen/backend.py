@@ -99,12 +99,16 @@ def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
         "maxmem": str(mib(config.memory_static_max_kib)),
         "vcpus": str(config.vcpus_at_startup),
         "maxvcpus": str(config.vcpus_max),
+        "cpu_weight": str(config.sched_weight),
+        "cap": str(config.sched_cap),
         # the toolstack reaps domains itself; nothing in libxl may destroy or restart one
         "on_poweroff": '"preserve"',
         "on_reboot": '"preserve"',
         "on_crash": '"preserve"',
         "on_watchdog": '"preserve"',
     }
+    if config.vcpu_affinity:
+        lines["cpus"] = '"' + ",".join(str(c) for c in sorted(set(config.vcpu_affinity))) + '"'
     if config.hvm:
         if not has_hvm:
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", "this host's Xen has no HVM support (virt_caps)")
