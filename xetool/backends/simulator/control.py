@@ -17,11 +17,12 @@ import selectors
 import socket
 import time
 from xetool.errors import XeError
-from xetool.xenstore.server import Loop
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any, Callable
+
+    from xetool.xenstore.server import Loop  # the server side only: clients never load it
 
     Dispatch = Callable[[str, dict[str, Any]], Any]
 

@@ -96,6 +96,9 @@ class Host:
                 "--xenstore", str(self.files.xenstored_socket)]
         for nic in nics:
             argv += ["--nic", nic]
+        # Loaded here, once, so that every forked service starts with it (and pyxs) in memory.
+        from xetool.backends.simulator import vnc  # noqa: F401
+
         pid = os.fork()
         if pid:
             log.info("started %s for domain %d: pid %d", kind, domid, pid)

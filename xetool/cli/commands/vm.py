@@ -24,12 +24,13 @@ def selected_vms(ctx: Context, args: Args, fields: tuple[str, ...] = ("uuid", "n
 
 
 def housekeeping(ctx: Context) -> None:
-    """Before a lifecycle command: clean after dead commands and notice crashed hosts."""
-    from xetool import tasks
-    from xetool.host import janitor
+    """Before a lifecycle command: notice crashed hosts and clean after dead commands (cheap
+    looks first; the janitor runs only when they find something)."""
+    from xetool.backends.simulator.liveness import notice_crashed_hosts
+    from xetool.tasks import notice_dead_tasks
 
-    janitor.reconcile_hosts(ctx.store)
-    tasks.reap_dead_tasks(ctx.store)
+    notice_crashed_hosts(ctx.store)
+    notice_dead_tasks(ctx.store)
 
 
 def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None]) -> Output:
