@@ -33,13 +33,21 @@ def housekeeping(ctx: Context) -> None:
     notice_dead_tasks(ctx.store)
 
 
-def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None]) -> Output:
-    """Run `action` per VM; with several, a failure on one does not stop the others."""
+def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None], verb: str = "") -> Output:
+    """Run `action` per VM; with several, a failure on one does not stop the others. With a
+    `verb`, the terminal shows which VM is being worked on (vm-start shows its own steps)."""
+    from xetool.cli.progress import progress
+
     failures: list[tuple[Row, XeError]] = []
     notes = []
-    for vm in vms:
+    for n, vm in enumerate(vms, 1):
+        title = f"{verb} {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else "")
         try:
-            note = action(vm)
+            if verb:
+                with progress(ctx, title):
+                    note = action(vm)
+            else:
+                note = action(vm)
             if note:
                 notes.append(note)
         except XeError as err:
@@ -97,7 +105,8 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
     paused, wait = args.flag("paused"), _wait(args)
 
     def start(vm: Row) -> str | None:
-        view = StepView(ctx, f"Starting {vm['name_label']}")
+        n = vms.index(vm) + 1
+        view = StepView(ctx, f"Starting {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else ""))
         req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), wait=wait, seed=seed)
         try:
             with view:
@@ -186,7 +195,7 @@ def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
     housekeeping(ctx)
     timeout, force = _timeout(args, 60.0), args.flag("force")
     return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.shutdown(
-        ctx.store, ctx.state_dir, vm["uuid"], force, timeout) or None)
+        ctx.store, ctx.state_dir, vm["uuid"], force, timeout) or None, "Shutting down")
 
 
 def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -205,21 +214,21 @@ def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
                     LocalHostHalf(ctx.store, ctx.state_dir)).run()
         return None
 
-    return for_each(ctx, selected_vms(ctx, args), reboot)
+    return for_each(ctx, selected_vms(ctx, args), reboot, "Rebooting")
 
 
 def vm_pause(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import operations
 
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], True))
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], True), "Pausing")
 
 
 def vm_unpause(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import operations
 
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], False))
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], False), "Unpausing")
 
 
 def vm_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:
