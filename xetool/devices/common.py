@@ -36,27 +36,46 @@ class DevicePaths:
         return f"/local/domain/0/backend/{self.kind}/{self.domid}/{self.devid}"
 
 
-def add(xs: XsClient, backend: Backend, dev: DevicePaths, front: Mapping[str, str], back: Mapping[str, str],
-        name: str) -> None:
-    """Write both halves in one transaction, run the hotplug where dom0 needs it, and wait for
-    hotplug-status: `connected`, or `error` with hotplug-error, or DEVICE_ATTACH_TIMEOUT."""
-    values = {f"{dev.frontend}/{k}": v for k, v in {"backend": dev.backend, "backend-id": "0", "state": "1", **front}.items()}
-    values |= {f"{dev.backend}/{k}": v for k, v in
-               {"frontend": dev.frontend, "frontend-id": str(dev.domid), "online": "1", "state": "1", **back}.items()}
-    # The guest owns its frontend and may read the backend (libxl's device add).
-    dirs = [(dev.frontend, [f"n{dev.domid}", "r0"]), (dev.backend, ["n0", f"r{dev.domid}"])]
+@dataclass(frozen=True)
+class Device:
+    """One device to add: where it goes, its frontend and backend keys, and its name for errors."""
+
+    paths: DevicePaths
+    front: Mapping[str, str]
+    back: Mapping[str, str]
+    name: str
+
+
+def add(xs: XsClient, backend: Backend, devices: list[Device]) -> None:
+    """Write every device's two halves in one transaction, run the hotplug where dom0 needs it,
+    then wait for each hotplug-status: `connected`, or `error` with hotplug-error, or
+    DEVICE_ATTACH_TIMEOUT. The backends work on all of them at once."""
+    values: dict[str, str] = {}
+    dirs: list[tuple[str, list[str]]] = []
+    for d in devices:
+        dev = d.paths
+        values |= {f"{dev.frontend}/{k}": v for k, v in
+                   {"backend": dev.backend, "backend-id": "0", "state": "1", **d.front}.items()}
+        values |= {f"{dev.backend}/{k}": v for k, v in
+                   {"frontend": dev.frontend, "frontend-id": str(dev.domid), "online": "1", "state": "1", **d.back}.items()}
+        # The guest owns its frontend and may read the backend (libxl's device add).
+        dirs += [(dev.frontend, [f"n{dev.domid}", "r0"]), (dev.backend, ["n0", f"r{dev.domid}"])]
+    if not devices:
+        return
     xs.transaction(lambda t: write_tree(t, dirs, values))
-    backend.hotplug(dev.kind, dev.domid, dev.devid, "add" if dev.kind == "vbd" else "online")
+    for d in devices:
+        backend.hotplug(d.paths.kind, d.paths.domid, d.paths.devid, "add" if d.paths.kind == "vbd" else "online")
     timeout = hotplug_timeout()
-    try:
-        status = xs.wait_until(f"{dev.backend}/hotplug-status", lambda v: v in ("connected", "error"), timeout)
-    except XeError as err:
-        if err.code == "EVENT_WAIT_TIMEOUT":
-            raise XeError("DEVICE_ATTACH_TIMEOUT", dev.kind, name, timeout) from None
-        raise
-    if status == "error":
-        reason = xs.read_or(f"{dev.backend}/hotplug-error") or "the hotplug script failed"
-        raise XeError("HOTPLUG_FAILED", dev.kind, name, reason)
+    for d in devices:
+        try:
+            status = xs.wait_until(f"{d.paths.backend}/hotplug-status", lambda v: v in ("connected", "error"), timeout)
+        except XeError as err:
+            if err.code == "EVENT_WAIT_TIMEOUT":
+                raise XeError("DEVICE_ATTACH_TIMEOUT", d.paths.kind, d.name, timeout) from None
+            raise
+        if status == "error":
+            reason = xs.read_or(f"{d.paths.backend}/hotplug-error") or "the hotplug script failed"
+            raise XeError("HOTPLUG_FAILED", d.paths.kind, d.name, reason)
 
 
 def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from xetool.backends.base import Backend
@@ -36,20 +37,32 @@ def _letters(n: int) -> str:
     return out
 
 
-def plug(xs: XsClient, backend: Backend, domid: int, userdevice: int, hvm: bool, path: Path | None,
-         mode: str, vbd_type: str, bootable: bool, name: str) -> str:
-    """Connect one disk (path None: an empty CD drive). Returns the guest's device name."""
-    dev = common.DevicePaths("vbd", domid, devid(userdevice, hvm))
-    dname = device_name(userdevice, hvm)
-    device_type = {"CD": "cdrom", "Floppy": "floppy"}.get(vbd_type, "disk")
-    front = {"virtual-device": str(dev.devid), "device-type": device_type, "protocol": "x86_64-abi"}
-    back = {
-        "params": str(path) if path else "", "script": "/etc/xen/scripts/block", "type": "phy",
-        "mode": "w" if mode == "RW" else "r", "dev": dname, "device-type": device_type,
-        "removable": "1" if vbd_type == "CD" else "0", "bootable": "1" if bootable else "0",
-    }
-    common.add(xs, backend, dev, front, back, name)
-    return dname
+@dataclass(frozen=True)
+class Disk:
+    userdevice: int
+    path: Path | None  # None: an empty CD drive
+    mode: str  # RO | RW
+    vbd_type: str  # Disk | CD | Floppy
+    bootable: bool
+    name: str  # the VBD's uuid, for errors
+
+
+def plug(xs: XsClient, backend: Backend, domid: int, hvm: bool, disks: list[Disk]) -> list[str]:
+    """Connect disks (all at once); returns the guest's device name of each."""
+    devices = []
+    for disk in disks:
+        dname = device_name(disk.userdevice, hvm)
+        device_type = {"CD": "cdrom", "Floppy": "floppy"}.get(disk.vbd_type, "disk")
+        paths = common.DevicePaths("vbd", domid, devid(disk.userdevice, hvm))
+        front = {"virtual-device": str(paths.devid), "device-type": device_type, "protocol": "x86_64-abi"}
+        back = {
+            "params": str(disk.path) if disk.path else "", "script": "/etc/xen/scripts/block", "type": "phy",
+            "mode": "w" if disk.mode == "RW" else "r", "dev": dname, "device-type": device_type,
+            "removable": "1" if disk.vbd_type == "CD" else "0", "bootable": "1" if disk.bootable else "0",
+        }
+        devices.append(common.Device(paths, front, back, disk.name))
+    common.add(xs, backend, devices)
+    return [device_name(d.userdevice, hvm) for d in disks]
 
 
 def unplug(xs: XsClient, backend: Backend, domid: int, userdevice: int, hvm: bool, name: str, force: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from xetool.backends.base import Backend
@@ -15,12 +16,24 @@ from xetool.xenstore.client import XsClient
 INSTALLER_SUBNET = ipaddress.ip_network("192.168.128.0/24")  # xapi's guest installer network range
 
 
-def plug(xs: XsClient, backend: Backend, domid: int, device: int, mac: str, bridge: str, mtu: int, name: str) -> None:
-    dev = common.DevicePaths("vif", domid, device)
-    front = {"handle": str(device), "mac": mac, "disconnect": "0", "mtu": str(mtu)}
-    back = {"script": "/etc/xen/scripts/vif-bridge", "mac": mac, "bridge": bridge, "handle": str(device),
-            "type": "vif", "mtu": str(mtu), "vifname": f"vif{domid}.{device}"}
-    common.add(xs, backend, dev, front, back, name)
+@dataclass(frozen=True)
+class Nic:
+    device: int
+    mac: str
+    bridge: str
+    mtu: int
+    name: str  # the VIF's uuid, for errors
+
+
+def plug(xs: XsClient, backend: Backend, domid: int, nics: list[Nic]) -> None:
+    """Connect network interfaces (all at once)."""
+    devices = []
+    for nic in nics:
+        front = {"handle": str(nic.device), "mac": nic.mac, "disconnect": "0", "mtu": str(nic.mtu)}
+        back = {"script": "/etc/xen/scripts/vif-bridge", "mac": nic.mac, "bridge": nic.bridge, "handle": str(nic.device),
+                "type": "vif", "mtu": str(nic.mtu), "vifname": f"vif{domid}.{nic.device}"}
+        devices.append(common.Device(common.DevicePaths("vif", domid, nic.device), front, back, nic.name))
+    common.add(xs, backend, devices)
 
 
 def unplug(xs: XsClient, backend: Backend, domid: int, device: int, name: str, force: bool = False) -> None:

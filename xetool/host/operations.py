@@ -151,8 +151,12 @@ def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
                 vdi = txn.must("vdi", d.row["VDI"])
                 path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
         userdevice = int(d.row["userdevice"])
-        name = vbd.plug(d.xs, d.backend, d.vm["domid"], userdevice, d.rt.hvm, path, d.row["mode"], d.row["type"],
-                        d.row["bootable"], vbd_uuid)
+        disk = vbd.Disk(userdevice, path, d.row["mode"], d.row["type"], d.row["bootable"], vbd_uuid)
+        try:
+            name, = vbd.plug(d.xs, d.backend, d.vm["domid"], d.rt.hvm, [disk])
+        except BaseException:  # no half-plugged disk: both halves go again
+            vbd.unplug(d.xs, d.backend, d.vm["domid"], userdevice, d.rt.hvm, vbd_uuid, force=True)
+            raise
         d.rt.vbds[vbd_uuid] = userdevice
     _set_attached(store, "vbd", vbd_uuid, True, device=name)
     return name
@@ -173,8 +177,16 @@ def vif_plug(store: Store, state_dir: Path, vif_uuid: str) -> None:
         if net["other_config"].get("is_guest_installer_network") == "true":
             vif.add_lease(state_dir / "hosts" / d.host["uuid"], net["bridge"], d.row["MAC"], d.vm["name_label"])
             d.rt.leases.append((net["bridge"], d.row["MAC"]))
-        vif.plug(d.xs, d.backend, d.vm["domid"], int(d.row["device"]), d.row["MAC"], net["bridge"], d.row["MTU"], vif_uuid)
-        d.rt.vifs[vif_uuid] = int(d.row["device"])
+        nic = vif.Nic(int(d.row["device"]), d.row["MAC"], net["bridge"], d.row["MTU"], vif_uuid)
+        try:
+            vif.plug(d.xs, d.backend, d.vm["domid"], [nic])
+        except BaseException:  # no half-plugged interface, and no lease for it
+            vif.unplug(d.xs, d.backend, d.vm["domid"], nic.device, vif_uuid, force=True)
+            if (net["bridge"], nic.mac) in d.rt.leases:
+                vif.remove_lease(state_dir / "hosts" / d.host["uuid"], net["bridge"], nic.mac)
+                d.rt.leases.remove((net["bridge"], nic.mac))
+            raise
+        d.rt.vifs[vif_uuid] = nic.device
     _set_attached(store, "vif", vif_uuid, True)
 
 

@@ -263,22 +263,23 @@ class HostStart:
                 f"{flags or 'default flags'}")
 
     def attach_vdis(self) -> str:
-        done = []
-        for d in self.disks:
-            path = None
-            if d.vbd["VDI"]:
-                with self.store.read() as txn:
+        """vdi_attach through the SR driver for each disk, then all the disks' xenstore entries."""
+        disks = []
+        with self.store.read() as txn:
+            for d in self.disks:
+                path = None
+                if d.vbd["VDI"]:
                     vdi = txn.must("vdi", d.vbd["VDI"])
                     path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
-            userdevice = int(d.vbd["userdevice"])
-            name = vbd.plug(self.xs, self.backend, self.rt.domid, userdevice, self.hvm, path, d.vbd["mode"],
-                            d.vbd["type"], d.vbd["bootable"], d.vbd["uuid"])
-            self.rt.vbds[d.vbd["uuid"]] = userdevice
-            self._save()
-            with self.store.write() as txn:
-                txn.update("vbd", d.vbd["uuid"], {"device": name})
-            done.append(name)
-        return ", ".join(done) or "no disks"
+                disks.append(vbd.Disk(int(d.vbd["userdevice"]), path, d.vbd["mode"], d.vbd["type"], d.vbd["bootable"],
+                                      d.vbd["uuid"]))
+        self.rt.vbds.update({disk.name: disk.userdevice for disk in disks})
+        self._save()  # before the entries exist, so that an undo removes them whatever happens
+        names = vbd.plug(self.xs, self.backend, self.rt.domid, self.hvm, disks)
+        with self.store.write() as txn:
+            for disk, name in zip(disks, names):
+                txn.update("vbd", disk.name, {"device": name})
+        return ", ".join(names) or "no disks"
 
     def create_vcpu_entries(self) -> str:
         domain.write_vcpu_availability(self.xs, self.rt.domid, self.record["VCPUs_max"])
@@ -289,18 +290,19 @@ class HostStart:
             vifs = [(v, txn.must("network", v["network"])) for v in txn.select("vif", None, {"VM": self.vm_uuid})
                     if self.task in v["current_operations"]]
         done = []
+        nics = []
         host_dir = self.state_dir / "hosts" / self.host_uuid
         for v, net in sorted(vifs, key=lambda p: int(p[0]["device"])):
             self.backend.ensure_bridge(net["bridge"])  # Xapi_network.attach_internal
             if net["other_config"].get("is_guest_installer_network") == "true":
                 ip = vif.add_lease(host_dir, net["bridge"], v["MAC"], self.record["name_label"])
                 self.rt.leases.append((net["bridge"], v["MAC"]))
-                self._save()
                 done.append(f"lease {ip}")
-            vif.plug(self.xs, self.backend, self.rt.domid, int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"])
-            self.rt.vifs[v["uuid"]] = int(v["device"])
-            self._save()
+            nics.append(vif.Nic(int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"]))
             done.append(f"vif{self.rt.domid}.{v['device']} on {net['bridge']}")
+        self.rt.vifs.update({nic.name: nic.device for nic in nics})
+        self._save()  # before the entries exist, so that an undo removes them whatever happens
+        vif.plug(self.xs, self.backend, self.rt.domid, nics)
         return ", ".join(done) or "no VIFs"
 
     def plug_pci_devices(self) -> str:
