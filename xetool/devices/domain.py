@@ -70,13 +70,9 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
 
 
 def write_tree(t, dirs: list[tuple[str, list[str]]], values: Mapping[str, str]) -> None:  # type: ignore[no-untyped-def]
-    """Inside a transaction: make each directory (keeping what it holds) and set its
-    permissions, then the values."""
-    for path, perms in dirs:
-        if not t.exists(path):
-            t.write(path, "")
-        t.set_perms(path, perms)
-    t.write_all(values)
+    """Inside a transaction: each directory (an empty value; what it holds stays) with its
+    permissions, then the values below them, which inherit those permissions."""
+    t.write_all(values, dirs)
 
 
 def write_vcpu_availability(xs: XsClient, domid: int, vcpus_max: int) -> None:

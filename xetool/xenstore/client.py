@@ -98,11 +98,20 @@ class _Ops:
     def write(self, path: str, value: str) -> None:
         self._req(Op.XS_WRITE, "write", path, _check_path("write", path) + b"\0" + _encode(value))
 
-    def write_all(self, values: Mapping[str, str]) -> None:
-        """Write several keys, in order, pipelined: every request is sent before the first
-        reply is awaited (the server answers in order), so N writes cost one round trip."""
-        self._client._call_many([(Op.XS_WRITE, _check_path("write", p) + b"\0" + _encode(v), self._tx_id, "write", p)
-                                 for p, v in values.items()])
+    def write_all(self, values: Mapping[str, str], perms: Iterable[tuple[str, Iterable[str]]] = ()) -> None:
+        """Set permissions (first, in order) and write keys (then, in order), pipelined: every
+        request is sent before the first reply is awaited, and the server handles them in the
+        order sent, so a directory whose permissions are set here passes them on to the keys
+        written below it. N requests cost one round trip."""
+        requests = []
+        for path, plist in perms:
+            body = b"".join(p.encode("ascii") + b"\0" for p in plist)
+            requests.append((Op.XS_WRITE, _check_path("write", path) + b"\0", self._tx_id, "write", path))
+            requests.append((Op.XS_SET_PERMS, _check_path("set_perms", path, True) + b"\0" + body, self._tx_id,
+                             "set_perms", path))
+        requests += [(Op.XS_WRITE, _check_path("write", p) + b"\0" + _encode(v), self._tx_id, "write", p)
+                     for p, v in values.items()]
+        self._client._call_many(requests)
 
     def mkdir(self, path: str) -> None:
         self._req(Op.XS_MKDIR, "mkdir", path, _check_path("mkdir", path) + b"\0")
