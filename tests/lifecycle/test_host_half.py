@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 
-import pytest
 from conftest import Pool, proc_name, proc_running, stand_ins
 
 from xetool.host import runtime

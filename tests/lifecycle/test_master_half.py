@@ -3,7 +3,6 @@ asked (RecordingHostHalf, a test double), then the options through the real CLI.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -90,6 +89,7 @@ def test_handoff_failure_unmarks_everything(pool: Pool) -> None:
     pool.assert_no_marks()
     row = pool.vm("web01")
     assert row["scheduled_to_be_resident_on"] is None and "start" in row["allowed_operations"]
+    assert row["allowed_operations"] == before  # a failed start leaves the advice as it was
     assert _messages(pool, "VM_STARTED", vm) == []
     assert list(pool.state_dir.glob(f"rrd/*/{vm}.wsp")) == []
     task = double.calls[0][2]

@@ -6,7 +6,6 @@ installed one does."""
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Iterator

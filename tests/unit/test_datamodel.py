@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 
 import pytest
 
 from xetool.datamodel import CLASSES, Kind, Qualifier
-from xetool.datamodel.types import ClassSpec, Field
-from xetool.store import schema
+from xetool.datamodel.types import Field
 from xetool.store.db import Store
 
 # What issue 2 names, class by class (xapi's spellings).

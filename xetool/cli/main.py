@@ -17,7 +17,7 @@ from xetool import __version__
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args, check_utf8, parse
 from xetool.cli.registry import Command, commands, lookup
-from xetool.errors import ExitStatus, XeError
+from xetool.errors import XeError
 
 FORMATS = ("xe", "json")
 

@@ -21,7 +21,7 @@ from xetool.host.runtime import Runtime
 from xetool.master.snapshot import is_hvm
 from xetool.placement.memory import vm_compute_memory_overhead
 from xetool.master.snapshot import read_vm
-from xetool.steps import Observer, Runner, Step
+from xetool.steps import Note, Observer, Runner, Step
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
 from xetool.store.objects import now_iso, sr_path
@@ -72,9 +72,9 @@ class HostStart:
         self.backend.ensure_running()
         return f"host {self.host['name_label']}"
 
-    def lock_vm(self) -> str:
+    def lock_vm(self) -> Note:
         self.locks.append(vm_lock(self.state_dir, self.vm_uuid).acquire())
-        return None  # type: ignore[return-value]
+        return None
 
     def unlock(self) -> str:
         while self.locks:
@@ -84,14 +84,14 @@ class HostStart:
             self._xs = None
         return "VM unlocked, host queue released"
 
-    def check_power_state(self) -> str:
+    def check_power_state(self) -> Note:
         with self.store.read() as txn:
             self.vm = txn.must("vm", self.vm_uuid)
         if self.vm["power_state"] != "Halted":
             raise XeError("VM_BAD_POWER_STATE", self.vm_uuid, "halted", self.vm["power_state"].lower())
         self.hvm = is_hvm(self.vm)
         self.rt.hvm = self.hvm
-        return None  # type: ignore[return-value]
+        return None
 
     def get_boot_record(self) -> str:
         text = self.vm["last_booted_record"]
@@ -208,21 +208,21 @@ class HostStart:
             vm["xenstore_data"], vm["VCPUs_at_startup"], int(params.get("weight", 256)), int(params.get("cap", 0)))
         return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, no devices yet"
 
-    def set_domid(self) -> str:
+    def set_domid(self) -> Note:
         with self.store.write() as txn:
             txn.update("vm", self.vm_uuid, {"domid": self.rt.domid})
-        return None  # type: ignore[return-value]
+        return None
 
     def unset_domid(self) -> None:
         with self.store.write() as txn:
             txn.update("vm", self.vm_uuid, {"domid": -1})
 
-    def clear_device_status(self) -> str:
+    def clear_device_status(self) -> Note:
         with self.store.write() as txn:
             for cls in ("vbd", "vif"):
                 for uuid in txn.uuids(cls, {"VM": self.vm_uuid}):
                     txn.update(cls, uuid, {"currently_attached": False, "status_code": 0, "status_detail": ""})
-        return None  # type: ignore[return-value]
+        return None
 
     def check_vdis_exist(self) -> str:
         with self.store.read() as txn:
@@ -356,7 +356,7 @@ class HostStart:
         domain.write_memory_range(self.xs, self.rt.domid, lo, hi)
         return f"{lo}..{hi} KiB"
 
-    def set_start_time(self) -> str:
+    def set_start_time(self) -> Note:
         with self.store.write() as txn:
             metrics = self.vm["metrics"]
             values = {"start_time": now_iso(), "last_updated": now_iso(), "VCPUs_number": self.record["VCPUs_at_startup"],
@@ -365,12 +365,12 @@ class HostStart:
                 txn.update("vm_metrics", metrics, values)
             else:
                 txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
-        return None  # type: ignore[return-value]
+        return None
 
-    def set_boot_record(self) -> str:
+    def set_boot_record(self) -> Note:
         with self.store.write() as txn:
             txn.update("vm", self.vm_uuid, {"last_booted_record": json.dumps(self.record, sort_keys=True)})
-        return None  # type: ignore[return-value]
+        return None
 
     def delete_guest_metrics(self) -> str:
         with self.store.write() as txn:

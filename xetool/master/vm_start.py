@@ -22,7 +22,7 @@ from xetool.master import rrd
 from xetool.master.snapshot import pool_view, read_vm
 from xetool.placement import choose
 from xetool.placement.memory import vm_compute_memory_overhead
-from xetool.steps import Observer, Runner, Step
+from xetool.steps import Note, Observer, Runner, Step
 from xetool.store.db import Store
 
 
@@ -95,14 +95,14 @@ class MasterStart:
                 time.sleep(min(delay, remaining))  # the last try is at the deadline, not before
                 delay = min(delay * 2, 1.0)
 
-    def unmark_vm(self) -> str:
+    def unmark_vm(self) -> Note:
         with self.store.write() as txn:
             lifecycle.unmark(txn, "vm", self.req.vm, self.result.task)
             for cls, uuids in (("vbd", self.vbds), ("vif", self.vifs)):
                 for uuid in uuids:  # update_vbd_operations / update_vif_operations
                     if txn.get(cls, uuid, ["uuid"]):
                         lifecycle.update_allowed_operations(txn, cls, uuid)
-        return None  # type: ignore[return-value]
+        return None
 
     def _mark_devices(self, cls: str, check: str) -> str:
         with self.store.write() as txn:
