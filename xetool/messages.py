@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xetool.store.db import Txn
-from xetool.store.objects import now_iso
+from xetool.clock import now_iso
 
 KEEP = 10_000  # oldest messages beyond this are dropped, so the table stays small
 

@@ -9,14 +9,13 @@ mistaken for the original. `reap_dead_tasks` is the janitor: it undoes what a de
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, Callable
 
 from xetool.errors import XeError
 from xetool.store.db import Row, Store, Txn
-from xetool.store.objects import now_iso
+from xetool.clock import now_iso
 
-_HOSTNAME = socket.gethostname()
+_HOSTNAME = os.uname().nodename  # what socket.gethostname() says, without importing socket
 # Host-half cleanups, registered by xetool.host: each gets (store, task row) and undoes what
 # that dead task built on a host (domains, reservations, processes, leases).
 CLEANUPS: list[Callable[[Store, Row], None]] = []

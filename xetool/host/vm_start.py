@@ -24,7 +24,8 @@ from xetool.master.snapshot import read_vm
 from xetool.steps import Note, Observer, Runner, Step
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
-from xetool.store.objects import now_iso, sr_path
+from xetool.clock import now_iso
+from xetool.store.objects import sr_path
 from xetool.xenstore.client import XsClient
 
 MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from xetool import constraints
+from xetool.clock import now_iso
 from xetool.errors import XeError
 from xetool.storage import file_sr
 from xetool.store.db import Row, Txn, new_uuid
@@ -168,9 +169,3 @@ def create_pif(txn: Txn, host: str, network: str, device: str = "", mac: str = "
         device = f"eth{len(txn.uuids('pif', {'host': host}))}"
     return txn.insert("pif", {"uuid": uuid, "host": host, "network": network, "device": device,
                               "MAC": mac or mac_for(uuid)})
-
-
-def now_iso() -> str:
-    import datetime as dt
-
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
