@@ -28,13 +28,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.xen import parsers
+from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
+from xetool.xenstore.client import XsClient
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,22 @@ def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
+def _uuid_of(handle: object) -> str:
+    try:
+        return str(uuidlib.UUID(bytes=bytes(handle)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+
+
+def _bridge_up(bridge: str) -> bool:
+    """A bridge of that name exists and is administratively up (IFF_UP in its flags)."""
+    try:
+        flags = int(Path(f"/sys/class/net/{bridge}/flags").read_text(), 16)
+    except (OSError, ValueError):
+        return False
+    return Path(f"/sys/class/net/{bridge}/bridge").is_dir() and bool(flags & 0x1)
+
+
 def _quote(value: str) -> str:
     if '"' in value or "\n" in value or "\\" in value:
         raise XeError("INVALID_VALUE", "xl-config-string", value)
@@ -164,6 +183,7 @@ class XenBackend(Backend):
         timeout: float = 120.0,
         qemu: str = DEBIAN_QEMU_XEN,
         capabilities_file: str = "/proc/xen/capabilities",
+        hypercalls: Hypercalls | None = None,
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -173,6 +193,8 @@ class XenBackend(Backend):
         self._qemu = qemu
         self._caps_file = capabilities_file
         self._scheduler: str | None = None
+        # in-process answers where libxl adds nothing (see hypercalls.py); xl when unavailable
+        self._hc = hypercalls if hypercalls is not None else Hypercalls()
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -210,7 +232,8 @@ class XenBackend(Backend):
             raise XeError("HOST_OFFLINE", f"{socket.gethostname()} (no Xen dom0 with xenstored at {self._socket})")
 
     def physinfo(self) -> PhysInfo:
-        return parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
+        # the hypercall `xl info` makes (XEN_SYSCTL_physinfo), without an xl process
+        return self._hc.physinfo() or parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
 
     def scheduler(self) -> str:
         """Xen's scheduler (`xl info` xen_scheduler): credit2 by default on 4.17, or credit."""
@@ -232,11 +255,26 @@ class XenBackend(Backend):
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"cannot write the xl config: {e}") from None
         # -p: leave it paused; -e: no monitor process (the toolstack owns the domain's death)
         self._xl_cmd("create_domain", "", "create", "-p", "-e", str(path))
+        domid = self._domid_of(config.uuid)
+        if domid is not None:
+            return domid
         res = self._run([self._xl, "domid", config.name], self._timeout, None)
         if res.returncode != 0:
             self._run([self._xl, "destroy", config.name], self._timeout, None)
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {config.name} but has no domid for it")
         return parsers.parse_domid(res.stdout, config.name)
+
+    def _domid_of(self, uuid: str) -> int | None:
+        """The live domain with this uuid, by one hypercall (None: ask xl)."""
+        xc = self._hc.handle()
+        if xc is None:
+            return None
+        try:
+            found = [d["domid"] for d in xc.domain_getinfo(0, 65536)
+                     if not d.get("dying") and _uuid_of(d.get("handle")) == uuid]
+        except Exception:
+            return None
+        return found[0] if len(found) == 1 else None
 
     def build_domain(self, domid: int, config: DomainConfig) -> None:
         # `xl create -p` made and built the domain; check that it is the one asked for
@@ -279,10 +317,20 @@ class XenBackend(Backend):
         self._xl_cmd("set_memory_target", domid, "mem-set", str(domid), f"{target_kib}k")
 
     def pause(self, domid: int) -> None:
-        self._xl_cmd("pause", domid, "pause", str(domid))
+        if not self._pv_set_paused(domid, True):
+            self._xl_cmd("pause", domid, "pause", str(domid))
 
     def unpause(self, domid: int) -> None:
-        self._xl_cmd("unpause", domid, "unpause", str(domid))
+        if not self._pv_set_paused(domid, False):
+            self._xl_cmd("unpause", domid, "unpause", str(domid))
+
+    def _pv_set_paused(self, domid: int, paused: bool) -> bool:
+        """libxl pauses a PV domain with this one hypercall; an HVM domain's qemu must be told
+        too (QMP stop/cont), so HVM, or any doubt, goes through xl."""
+        info = self._hc.domain(domid)
+        if not isinstance(info, DomainInfo) or info.hvm:
+            return False
+        return self._hc.set_paused(domid, paused)
 
     def shutdown(self, domid: int, reason: str) -> None:
         # `xl shutdown` asks the guest through control/shutdown; the hypervisor-level call
@@ -325,7 +373,10 @@ class XenBackend(Backend):
         return found[0] if found else None
 
     def _domain_state(self, domid: int) -> DomainInfo | None:
-        """One domain's run state and uuid from `xl list -v D` alone (hvm is always False)."""
+        """One domain's run state and uuid: one hypercall, or `xl list -v D` (hvm then False)."""
+        info = self._hc.domain(domid)
+        if info is not False:
+            return info  # type: ignore[return-value]
         text = self._list_one(domid)
         found = [d for d in parsers.parse_xl_list(text) if d.domid == domid] if text else []
         return found[0] if found else None
@@ -346,6 +397,8 @@ class XenBackend(Backend):
     def ensure_bridge(self, bridge: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
             raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason="not a valid interface name")
+        if _bridge_up(bridge):
+            return  # already there and up: no ip(8) process at all
         if self._run(["ip", "link", "show", "dev", bridge], 10, None).returncode != 0:
             res = self._run(["ip", "link", "add", "name", bridge, "type", "bridge"], 10, None)
             # another process may have made it meanwhile: only a failure that left no bridge counts
@@ -393,18 +446,19 @@ class XenBackend(Backend):
                 raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", f"{' '.join(argv)}: {why}")
 
     def _xs_read(self, path: str) -> str | None:
-        res = self._run(["xenstore-read", path], 10, {"XENSTORED_PATH": self._socket})
-        return res.stdout.strip() if res.returncode == 0 else None
+        with XsClient(self._socket) as xs:
+            return xs.read_or(path)
 
     def _wait_backend_state(self, kind: str, be: str, domid: int, devid: int, wait_s: float) -> None:
-        deadline = time.monotonic() + wait_s
-        state = None
-        while time.monotonic() < deadline:
-            state = self._xs_read(be + "/state")
-            if state is not None and state.isdigit() and int(state) >= 2:
-                return
-            time.sleep(0.1)
-        raise XeError("DEVICE_ATTACH_TIMEOUT", kind, f"{domid}/{devid}", f"{wait_s:g} (backend state {state})")
+        """Until the kernel backend reaches InitWait (2) or beyond, as libxl waits for it."""
+        with XsClient(self._socket) as xs:
+            try:
+                xs.wait_until(be + "/state", lambda v: v is not None and v.isdigit() and int(v) >= 2, wait_s)
+            except XeError as err:
+                if err.code != "EVENT_WAIT_TIMEOUT":
+                    raise
+                state = xs.read_or(be + "/state")
+                raise XeError("DEVICE_ATTACH_TIMEOUT", kind, f"{domid}/{devid}", f"{wait_s:g} (backend state {state})") from None
 
     # --- processes ----------------------------------------------------------------------------
 
