@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
-from xetool.backends.xen import parsers
+from xetool.backends.xen import parsers, qmp
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
@@ -184,6 +184,7 @@ class XenBackend(Backend):
         qemu: str = DEBIAN_QEMU_XEN,
         capabilities_file: str = "/proc/xen/capabilities",
         hypercalls: Hypercalls | None = None,
+        libxl_run_dir: str = "/var/run/xen",
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -195,6 +196,7 @@ class XenBackend(Backend):
         self._scheduler: str | None = None
         # in-process answers where libxl adds nothing (see hypercalls.py); xl when unavailable
         self._hc = hypercalls if hypercalls is not None else Hypercalls()
+        self._libxl_run_dir = libxl_run_dir
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -469,7 +471,8 @@ class XenBackend(Backend):
         named as libxl names them (vif<D>.<N>-emu), and ``hotplug("vif", D, N, "online")`` puts
         them on the bridge through vif-bridge (type_if=tap), as libxl does. qemu-xen does not
         write the VNC port to xenstore itself: libxl asks it over QMP (query-vnc), and so must the
-        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``."""
+        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``.
+        (vm-start does not use it on Xen: libxl starts qemu itself, see ``start_service``.)"""
         if memory_kib is None:
             value = self._xs_read(f"/local/domain/{domid}/memory/static-max")
             if value is None or not value.isdigit():
@@ -497,6 +500,48 @@ class XenBackend(Backend):
                 "-netdev", f"type=tap,id=net{n},ifname=vif{domid}.{n}-emu,script=no,downscript=no",
             ]
         return argv
+
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+        """The PV console server is started here (the default: xetool's vncterm, detached, in its
+        own session). The HVM device model is not: libxl started qemu-xen inside `xl create`
+        (xl_config asks for it), and a second qemu on the same domain would fight the first."""
+        if kind == "device-model":
+            return self._adopt_device_model(domid, nics)
+        return super().start_service(kind, domid, nics, log)
+
+    def _adopt_device_model(self, domid: int, nics: Sequence[tuple[str, str]]) -> int:
+        """Give libxl's qemu the seed's NICs (RTL8139 on taps vif<D>.<N>-emu, bridged) over QMP,
+        ask it for its VNC port, write that to console/vnc-port; return its pid."""
+        home = f"/local/domain/{domid}"
+        pid = self._xs_read(f"{home}/image/device-model-pid")
+        if not pid or not pid.isdigit():
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", "libxl started no device model (no image/device-model-pid)")
+        for mac, _bridge in nics:
+            if not re.fullmatch(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+                raise XeError("INVALID_VALUE", "MAC", mac)
+        path = self.libxl_qmp_socket(domid)
+        taps: list[tuple[str, str]] = []
+        try:
+            with qmp.session(path, 10.0) as q:
+                for n, (mac, bridge) in enumerate(nics[:MAX_EMULATED_NICS]):
+                    tap = f"vif{domid}.{n}-emu"  # libxl's name; hotplug() finds it by that name
+                    qmp.add_nic(q, n, mac, tap)
+                    taps.append((tap, bridge))
+                port = qmp.vnc_port(q)
+        except (OSError, ValueError) as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"QMP {path}: {e}") from None
+        for tap, bridge in taps:
+            self.ensure_bridge(bridge)
+            res = self._run(["ip", "link", "set", "dev", tap, "master", bridge, "up"], 10, None)
+            if res.returncode != 0:
+                raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"{tap} on {bridge}: {_last_error(res.stderr)}")
+        with XsClient(self._socket) as xs:  # what libxl's own post-config writes, and vncviewer reads
+            xs.write_many({f"{home}/console/vnc-listen": "127.0.0.1", f"{home}/console/vnc-port": str(port)})
+        return int(pid)
+
+    def libxl_qmp_socket(self, domid: int) -> str:
+        """The QMP socket of the device model libxl started (libxl_qmp.c: qmp-libxl-<domid>)."""
+        return f"{self._libxl_run_dir}/qmp-libxl-{domid}"
 
     def qmp_socket(self, domid: int) -> str:
         """The device model's QMP socket (optional method): ask it for the VNC port."""
