@@ -365,6 +365,9 @@ def test_vm_start_against_xl_create(lane: Lane, tmp_path: Path) -> None:
                              f"vif = [ 'mac={MAC}, bridge={BRIDGE}' ]\n")
     path = tmp_path / "lane-xl.cfg"
     path.write_text(text)
+    if not Path(f"/sys/class/net/{BRIDGE}").exists():  # made by vm-start's create_vifs otherwise
+        run(["ip", "link", "add", "name", BRIDGE, "type", "bridge"], 30)
+        run(["ip", "link", "set", "dev", BRIDGE, "up"], 30)
     plain, ours = [], []
     for _ in range(2):
         t = time.monotonic()

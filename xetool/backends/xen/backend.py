@@ -172,6 +172,9 @@ class XenBackend(Backend):
     """A real Xen 4.17 dom0, driven through `xl`, Xen's hotplug scripts and iproute2."""
 
     name = "xen"
+    # `xl create` makes and builds the domain in one go: the host half must choose the kernel
+    # (create_kernel's work) before create_domain, not after
+    kernel_at_create = True
 
     def __init__(
         self,
