@@ -188,6 +188,7 @@ class XenBackend(Backend):
         capabilities_file: str = "/proc/xen/capabilities",
         hypercalls: Hypercalls | None = None,
         libxl_run_dir: str = "/var/run/xen",
+        console_font: str | None = None,
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -200,6 +201,7 @@ class XenBackend(Backend):
         # in-process answers where libxl adds nothing (see hypercalls.py); xl when unavailable
         self._hc = hypercalls if hypercalls is not None else Hypercalls()
         self._libxl_run_dir = libxl_run_dir
+        self._console_font = console_font  # vncterm's PSF font; None: the first console font found
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -505,12 +507,62 @@ class XenBackend(Backend):
         return argv
 
     def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
-        """The PV console server is started here (the default: xetool's vncterm, detached, in its
-        own session). The HVM device model is not: libxl started qemu-xen inside `xl create`
-        (xl_config asks for it), and a second qemu on the same domain would fight the first."""
+        """The PV console server (xetool's vncterm) is started here, detached. The HVM device
+        model is not: libxl started qemu-xen inside `xl create` (xl_config asks for it), and a
+        second qemu on the same domain would fight the first."""
         if kind == "device-model":
             return self._adopt_device_model(domid, nics)
-        return super().start_service(kind, domid, nics, log)
+        if kind != "console":
+            raise XeError("INVALID_VALUE", "service", kind)
+        return self._fork_console_server(domid, log)
+
+    def _fork_console_server(self, domid: int, log: Path) -> int:
+        """vncterm in a forked child of this process rather than a new interpreter: a Python
+        start-up and its imports cost seconds under the lab's emulation, and the host half waits
+        for the port. The child is detached (its own session, stdin /dev/null, stdout and stderr
+        to `log`, no descriptor of ours: the store, lock files, xenstore connections) and ends on
+        SIGTERM, which is how teardown stops it (console.stop)."""
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "vncterm", f"{log}: {e.strerror}") from None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            os.close(out)
+            return pid
+        code = 1
+        try:  # the child: never returns into the caller's code
+            import gc
+            import signal
+
+            gc.freeze()  # the parent's objects are never collected here, so never closed twice
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.closerange(3, 65536)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)
+            from xetool.backends.xen import vncterm
+
+            font = ["--font", self._console_font] if self._console_font else []
+            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font])
+        except SystemExit as e:  # vncterm's own "no console/tty", "no free port", ...
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
 
     def _adopt_device_model(self, domid: int, nics: Sequence[tuple[str, str]]) -> int:
         """Give libxl's qemu the seed's NICs (RTL8139 on taps vif<D>.<N>-emu, bridged) over QMP,
