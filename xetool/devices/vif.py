@@ -18,8 +18,10 @@ INSTALLER_SUBNET = ipaddress.ip_network("192.168.128.0/24")  # xapi's guest inst
 def plug(xs: XsClient, backend: Backend, domid: int, device: int, mac: str, bridge: str, mtu: int, name: str) -> None:
     dev = common.DevicePaths("vif", domid, device)
     front = {"handle": str(device), "mac": mac, "disconnect": "0", "mtu": str(mtu)}
+    # no "vifname": it asks vif-bridge to rename the interface netback made, and netback already
+    # names it vif<domid>.<device> (vif-bridge refuses a rename to the name it has)
     back = {"script": "/etc/xen/scripts/vif-bridge", "mac": mac, "bridge": bridge, "handle": str(device),
-            "type": "vif", "mtu": str(mtu), "vifname": f"vif{domid}.{device}"}
+            "type": "vif", "mtu": str(mtu)}
     common.add(xs, backend, dev, front, back, name)
 
 
