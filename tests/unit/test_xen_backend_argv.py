@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+import shutil
+import tempfile
+from typing import Iterator, Mapping, Sequence
 
 import pytest
 
 from xetool.backends.base import DomainConfig
 from xetool.backends.xen.backend import CmdResult, XenBackend, xl_config
+from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
+from xetool.xenstore.client import XsClient
+from xetool.xenstore.server import ThreadedServer
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 UUID = "4d181961-b175-487b-b67b-bef0f77d0ffc"
@@ -36,6 +41,13 @@ class FakeXl:
             if key in self.answers:
                 return self.answers[key]
         return CmdResult(0, "", "")
+
+
+class NoHypercalls(Hypercalls):
+    """As on a machine without Xen's Python binding: every answer comes from xl."""
+
+    def handle(self) -> None:
+        return None
 
 
 def config(**kw: object) -> DomainConfig:
@@ -78,7 +90,7 @@ def test_bad_configs_are_refused() -> None:
 
 def test_create_and_build(tmp_path: Path) -> None:
     xl = FakeXl()
-    backend = XenBackend(xl, config_dir=tmp_path)
+    backend = XenBackend(xl, config_dir=tmp_path, hypercalls=NoHypercalls())
     assert backend.create_domain(config()) == 1
     assert xl.calls[0][0] == ["xl", "create", "-p", "-e", str(tmp_path / f"{UUID}.cfg")]
     assert (tmp_path / f"{UUID}.cfg").read_text() == xl_config(config())
@@ -90,7 +102,7 @@ def test_create_and_build(tmp_path: Path) -> None:
 
 def test_control_commands() -> None:
     xl = FakeXl()
-    backend = XenBackend(xl)
+    backend = XenBackend(xl, hypercalls=NoHypercalls())
     backend.set_vcpu_affinity(3, 0, [2, 1, 2])
     backend.set_vcpu_affinity(3, 1, [])
     backend.set_sched_params(3, 512, 50)
@@ -114,18 +126,32 @@ def test_shutdown_uses_remote_shutdown() -> None:
         XenBackend(xl).shutdown(5, "sideways")
 
 
-def test_hotplug_runs_scripts_like_libxl(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def xenstored() -> Iterator[str]:
+    """xetool's own xenstored on a short socket path: what XenBackend reads with pyxs."""
+    d = Path(tempfile.mkdtemp(prefix="xs-", dir="/tmp"))
+    try:
+        with ThreadedServer(d / "xs.sock") as server:
+            yield str(server.server.socket_path)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_hotplug_runs_scripts_like_libxl(xenstored: str) -> None:
     xl = FakeXl()
-    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/state")] = CmdResult(0, "2\n", "")
-    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/script")] = CmdResult(0, "vif-bridge\n", "")
-    backend = XenBackend(xl)
+    with XsClient(xenstored) as xs:
+        xs.write_many({"/local/domain/0/backend/vif/4/0/state": "2",
+                       "/local/domain/0/backend/vif/4/0/script": "vif-bridge"})
+    backend = XenBackend(xl, xenstored, hypercalls=NoHypercalls())
     backend.hotplug("vif", 4, 0, "online")
     argv, env = xl.calls[-1]
     assert argv == ["/etc/xen/scripts/vif-bridge", "online", "type_if=vif"]
     assert env is not None and env["XENBUS_PATH"] == "backend/vif/4/0" and env["vif"] == "vif4.0"
     assert env["XENBUS_TYPE"] == "vif" and env["XENBUS_BASE_PATH"] == "backend"
+    assert [c[0][0] for c in xl.calls] == ["/etc/xen/scripts/vif-bridge"]  # xenstore through pyxs, no process
     xl.answers[("/etc/xen/scripts/vif-bridge", "offline")] = CmdResult(1, "", "boom")
-    xl.answers[("xenstore-read", "/local/domain/0/backend/vif/4/0/hotplug-error")] = CmdResult(0, "no bridge\n", "")
+    with XsClient(xenstored) as xs:
+        xs.write("/local/domain/0/backend/vif/4/0/hotplug-error", "no bridge")
     with pytest.raises(XeError) as e:
         backend.hotplug("vif", 4, 0, "offline")
     assert e.value.code == "HOTPLUG_FAILED" and "no bridge" in e.value.params["reason"]
@@ -133,12 +159,12 @@ def test_hotplug_runs_scripts_like_libxl(monkeypatch: pytest.MonkeyPatch) -> Non
     assert xl.calls[-1][0] == ["/etc/xen/scripts/block", "remove"]
 
 
-def test_hotplug_waits_for_initwait() -> None:
-    xl = FakeXl()
-    xl.answers[("xenstore-read", "/local/domain/0/backend/vbd/4/51712/state")] = CmdResult(0, "1\n", "")
+def test_hotplug_waits_for_initwait(xenstored: str) -> None:
+    with XsClient(xenstored) as xs:
+        xs.write("/local/domain/0/backend/vbd/4/51712/state", "1")
     with pytest.raises(XeError) as e:
-        XenBackend(xl).hotplug("vbd", 4, 51712, "add", wait_s=0.3)
-    assert e.value.code == "DEVICE_ATTACH_TIMEOUT"
+        XenBackend(FakeXl(), xenstored, hypercalls=NoHypercalls()).hotplug("vbd", 4, 51712, "add", wait_s=0.3)
+    assert e.value.code == "DEVICE_ATTACH_TIMEOUT" and "backend state 1" in e.value.params["seconds"]
 
 
 def test_device_model_argv(tmp_path: Path) -> None:

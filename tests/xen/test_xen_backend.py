@@ -6,13 +6,12 @@ import socket
 import struct
 import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.xen.lab import emit, guest_config, wait_console
-from xetool.backends.xen.backend import XenBackend, xl_config
+from xetool.backends.xen.backend import XenBackend
 from xetool.errors import XeError
 
 
@@ -159,29 +158,6 @@ def test_pv_guest_lifecycle(backend: XenBackend, xs: Any, reaper: list[str]) -> 
     assert backend.domain_info(domid) is None
     assert not xs.exists(home) and not xs.exists(f"/vm/{cfg.uuid}".encode())
     assert free_memory_back(backend, free_before)
-
-
-def test_create_timing(backend: XenBackend, reaper: list[str], tmp_path: Path) -> None:
-    """Plain `xl create -p -e` against XenBackend's create_domain + build_domain, same guest,
-    page cache warm for both (the first create of a boot also reads the kernel from disk)."""
-    for path in (guest_config("x").kernel, guest_config("x").ramdisk):
-        Path(path).read_bytes()
-    plain = guest_config("xetool-plain")
-    ours = guest_config("xetool-ours")
-    reaper += [plain.name, ours.name]
-    cfg_file = tmp_path / "plain.cfg"
-    cfg_file.write_text(xl_config(plain))
-    t = time.monotonic()
-    subprocess.run(["xl", "create", "-p", "-e", str(cfg_file)], capture_output=True, timeout=120, check=True)
-    t_plain = time.monotonic() - t
-    backend.destroy(int(xl("domid", plain.name)))
-    t = time.monotonic()
-    domid = backend.create_domain(ours)
-    backend.build_domain(domid, ours)
-    t_ours = time.monotonic() - t
-    backend.destroy(domid)
-    emit(f"XENLAB TIME create, same PV guest: plain xl create -p -e {t_plain:.2f}s, "
-         f"XenBackend create_domain+build_domain {t_ours:.2f}s, ratio {t_ours / t_plain:.2f}")
 
 
 def test_errors_are_registry_errors(backend: XenBackend) -> None:

@@ -78,6 +78,9 @@ class Backend(abc.ABC):
     """One host's hypervisor. Instances are cheap; connect lazily."""
 
     name: str = "abstract"
+    # True where create_domain also builds (xl create): the toolstack must then choose the
+    # kernel before creating the domain rather than after.
+    kernel_at_create: bool = False
 
     @abc.abstractmethod
     def xenstore_socket(self) -> str:

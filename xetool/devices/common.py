@@ -97,3 +97,8 @@ def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: b
     for path in (dev.frontend, dev.backend):
         if xs.exists(path):
             xs.rm(path)
+    # the per-domain directory above the backend (backend/<kind>/<domid>) outlives the domain
+    # in dom0's tree unless removed with its last device, as libxl does
+    parent = dev.backend.rsplit("/", 1)[0]
+    if xs.exists(parent) and not xs.ls(parent):
+        xs.rm(parent)

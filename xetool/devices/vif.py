@@ -30,8 +30,10 @@ def plug(xs: XsClient, backend: Backend, domid: int, nics: list[Nic]) -> None:
     devices = []
     for nic in nics:
         front = {"handle": str(nic.device), "mac": nic.mac, "disconnect": "0", "mtu": str(nic.mtu)}
+        # no "vifname": it asks vif-bridge to rename the interface netback made, and netback already
+        # names it vif<domid>.<device> (vif-bridge refuses a rename to the name it has)
         back = {"script": "/etc/xen/scripts/vif-bridge", "mac": nic.mac, "bridge": nic.bridge, "handle": str(nic.device),
-                "type": "vif", "mtu": str(nic.mtu), "vifname": f"vif{domid}.{nic.device}"}
+                "type": "vif", "mtu": str(nic.mtu)}
         devices.append(common.Device(common.DevicePaths("vif", domid, nic.device), front, back, nic.name))
     common.add(xs, backend, devices)
 

@@ -190,6 +190,8 @@ class HostStart:
 
     def create_domain(self) -> str:
         assert self.config is not None
+        if self.backend.kernel_at_create and self.kernel is None:
+            self._choose_kernel()  # `xl create` builds the domain at once: it needs the kernel now
         self.rt.domid = self.backend.create_domain(self.config)
         self._save()
         tasks.note(self.store, self.task, host=self.host_uuid, domid=str(self.rt.domid))
@@ -243,12 +245,18 @@ class HostStart:
         return f"{size} bits"
 
     def create_kernel(self) -> str:
+        if self.kernel is not None:
+            return f"{self.kernel.source}: {self.kernel.kernel} (chosen for create_domain)"
+        self._choose_kernel()
+        assert self.kernel is not None
+        return f"{self.kernel.source}: {self.kernel.kernel}"
+
+    def _choose_kernel(self) -> None:
         boot = next(((d.path, d.other_config) for d in self.disks if d.vbd["bootable"] and d.path), None)
         self.kernel = bootloader.choose(self.record, self.hvm, boot, self.host["backend"] == "simulator",
                                         self.state_dir / "hosts" / self.host_uuid / "boot" / self.vm_uuid)
         assert self.config is not None
         self.config = _replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
-        return f"{self.kernel.source}: {self.kernel.kernel}"
 
     def build_domain(self) -> str:
         """The domain builder, which also sets vCPU affinity and the scheduler's weight and cap."""

@@ -28,13 +28,16 @@ import socket
 import subprocess
 import sys
 import time
+import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
-from xetool.backends.xen import parsers
+from xetool.backends.xen import parsers, qmp
+from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
+from xetool.xenstore.client import XsClient
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,22 @@ def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
+def _uuid_of(handle: object) -> str:
+    try:
+        return str(uuidlib.UUID(bytes=bytes(handle)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+
+
+def _bridge_up(bridge: str) -> bool:
+    """A bridge of that name exists and is administratively up (IFF_UP in its flags)."""
+    try:
+        flags = int(Path(f"/sys/class/net/{bridge}/flags").read_text(), 16)
+    except (OSError, ValueError):
+        return False
+    return Path(f"/sys/class/net/{bridge}/bridge").is_dir() and bool(flags & 0x1)
+
+
 def _quote(value: str) -> str:
     if '"' in value or "\n" in value or "\\" in value:
         raise XeError("INVALID_VALUE", "xl-config-string", value)
@@ -153,6 +172,9 @@ class XenBackend(Backend):
     """A real Xen 4.17 dom0, driven through `xl`, Xen's hotplug scripts and iproute2."""
 
     name = "xen"
+    # `xl create` makes and builds the domain in one go: the host half must choose the kernel
+    # (create_kernel's work) before create_domain, not after
+    kernel_at_create = True
 
     def __init__(
         self,
@@ -164,6 +186,9 @@ class XenBackend(Backend):
         timeout: float = 120.0,
         qemu: str = DEBIAN_QEMU_XEN,
         capabilities_file: str = "/proc/xen/capabilities",
+        hypercalls: Hypercalls | None = None,
+        libxl_run_dir: str = "/var/run/xen",
+        console_font: str | None = None,
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -173,6 +198,10 @@ class XenBackend(Backend):
         self._qemu = qemu
         self._caps_file = capabilities_file
         self._scheduler: str | None = None
+        # in-process answers where libxl adds nothing (see hypercalls.py); xl when unavailable
+        self._hc = hypercalls if hypercalls is not None else Hypercalls()
+        self._libxl_run_dir = libxl_run_dir
+        self._console_font = console_font  # vncterm's PSF font; None: the first console font found
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -210,7 +239,8 @@ class XenBackend(Backend):
             raise XeError("HOST_OFFLINE", f"{socket.gethostname()} (no Xen dom0 with xenstored at {self._socket})")
 
     def physinfo(self) -> PhysInfo:
-        return parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
+        # the hypercall `xl info` makes (XEN_SYSCTL_physinfo), without an xl process
+        return self._hc.physinfo() or parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
 
     def scheduler(self) -> str:
         """Xen's scheduler (`xl info` xen_scheduler): credit2 by default on 4.17, or credit."""
@@ -232,11 +262,26 @@ class XenBackend(Backend):
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"cannot write the xl config: {e}") from None
         # -p: leave it paused; -e: no monitor process (the toolstack owns the domain's death)
         self._xl_cmd("create_domain", "", "create", "-p", "-e", str(path))
+        domid = self._domid_of(config.uuid)
+        if domid is not None:
+            return domid
         res = self._run([self._xl, "domid", config.name], self._timeout, None)
         if res.returncode != 0:
             self._run([self._xl, "destroy", config.name], self._timeout, None)
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {config.name} but has no domid for it")
         return parsers.parse_domid(res.stdout, config.name)
+
+    def _domid_of(self, uuid: str) -> int | None:
+        """The live domain with this uuid, by one hypercall (None: ask xl)."""
+        xc = self._hc.handle()
+        if xc is None:
+            return None
+        try:
+            found = [d["domid"] for d in xc.domain_getinfo(0, 65536)
+                     if not d.get("dying") and _uuid_of(d.get("handle")) == uuid]
+        except Exception:
+            return None
+        return found[0] if len(found) == 1 else None
 
     def build_domain(self, domid: int, config: DomainConfig) -> None:
         # `xl create -p` made and built the domain; check that it is the one asked for
@@ -279,10 +324,20 @@ class XenBackend(Backend):
         self._xl_cmd("set_memory_target", domid, "mem-set", str(domid), f"{target_kib}k")
 
     def pause(self, domid: int) -> None:
-        self._xl_cmd("pause", domid, "pause", str(domid))
+        if not self._pv_set_paused(domid, True):
+            self._xl_cmd("pause", domid, "pause", str(domid))
 
     def unpause(self, domid: int) -> None:
-        self._xl_cmd("unpause", domid, "unpause", str(domid))
+        if not self._pv_set_paused(domid, False):
+            self._xl_cmd("unpause", domid, "unpause", str(domid))
+
+    def _pv_set_paused(self, domid: int, paused: bool) -> bool:
+        """libxl pauses a PV domain with this one hypercall; an HVM domain's qemu must be told
+        too (QMP stop/cont), so HVM, or any doubt, goes through xl."""
+        info = self._hc.domain(domid)
+        if not isinstance(info, DomainInfo) or info.hvm:
+            return False
+        return self._hc.set_paused(domid, paused)
 
     def shutdown(self, domid: int, reason: str) -> None:
         # `xl shutdown` asks the guest through control/shutdown; the hypervisor-level call
@@ -325,7 +380,10 @@ class XenBackend(Backend):
         return found[0] if found else None
 
     def _domain_state(self, domid: int) -> DomainInfo | None:
-        """One domain's run state and uuid from `xl list -v D` alone (hvm is always False)."""
+        """One domain's run state and uuid: one hypercall, or `xl list -v D` (hvm then False)."""
+        info = self._hc.domain(domid)
+        if info is not False:
+            return info  # type: ignore[return-value]
         text = self._list_one(domid)
         found = [d for d in parsers.parse_xl_list(text) if d.domid == domid] if text else []
         return found[0] if found else None
@@ -346,6 +404,8 @@ class XenBackend(Backend):
     def ensure_bridge(self, bridge: str) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", bridge):
             raise XeError("NETWORK_BRIDGE_FAILED", bridge=bridge, reason="not a valid interface name")
+        if _bridge_up(bridge):
+            return  # already there and up: no ip(8) process at all
         if self._run(["ip", "link", "show", "dev", bridge], 10, None).returncode != 0:
             res = self._run(["ip", "link", "add", "name", bridge, "type", "bridge"], 10, None)
             # another process may have made it meanwhile: only a failure that left no bridge counts
@@ -393,18 +453,19 @@ class XenBackend(Backend):
                 raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", f"{' '.join(argv)}: {why}")
 
     def _xs_read(self, path: str) -> str | None:
-        res = self._run(["xenstore-read", path], 10, {"XENSTORED_PATH": self._socket})
-        return res.stdout.strip() if res.returncode == 0 else None
+        with XsClient(self._socket) as xs:
+            return xs.read_or(path)
 
     def _wait_backend_state(self, kind: str, be: str, domid: int, devid: int, wait_s: float) -> None:
-        deadline = time.monotonic() + wait_s
-        state = None
-        while time.monotonic() < deadline:
-            state = self._xs_read(be + "/state")
-            if state is not None and state.isdigit() and int(state) >= 2:
-                return
-            time.sleep(0.1)
-        raise XeError("DEVICE_ATTACH_TIMEOUT", kind, f"{domid}/{devid}", f"{wait_s:g} (backend state {state})")
+        """Until the kernel backend reaches InitWait (2) or beyond, as libxl waits for it."""
+        with XsClient(self._socket) as xs:
+            try:
+                xs.wait_until(be + "/state", lambda v: v is not None and v.isdigit() and int(v) >= 2, wait_s)
+            except XeError as err:
+                if err.code != "EVENT_WAIT_TIMEOUT":
+                    raise
+                state = xs.read_or(be + "/state")
+                raise XeError("DEVICE_ATTACH_TIMEOUT", kind, f"{domid}/{devid}", f"{wait_s:g} (backend state {state})") from None
 
     # --- processes ----------------------------------------------------------------------------
 
@@ -415,7 +476,8 @@ class XenBackend(Backend):
         named as libxl names them (vif<D>.<N>-emu), and ``hotplug("vif", D, N, "online")`` puts
         them on the bridge through vif-bridge (type_if=tap), as libxl does. qemu-xen does not
         write the VNC port to xenstore itself: libxl asks it over QMP (query-vnc), and so must the
-        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``."""
+        caller, through the QMP socket given here: ``qmp.vnc_port_from_qmp(backend.qmp_socket(D), D)``.
+        (vm-start does not use it on Xen: libxl starts qemu itself, see ``start_service``.)"""
         if memory_kib is None:
             value = self._xs_read(f"/local/domain/{domid}/memory/static-max")
             if value is None or not value.isdigit():
@@ -443,6 +505,98 @@ class XenBackend(Backend):
                 "-netdev", f"type=tap,id=net{n},ifname=vif{domid}.{n}-emu,script=no,downscript=no",
             ]
         return argv
+
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+        """The PV console server (xetool's vncterm) is started here, detached. The HVM device
+        model is not: libxl started qemu-xen inside `xl create` (xl_config asks for it), and a
+        second qemu on the same domain would fight the first."""
+        if kind == "device-model":
+            return self._adopt_device_model(domid, nics)
+        if kind != "console":
+            raise XeError("INVALID_VALUE", "service", kind)
+        return self._fork_console_server(domid, log)
+
+    def _fork_console_server(self, domid: int, log: Path) -> int:
+        """vncterm in a forked child of this process rather than a new interpreter: a Python
+        start-up and its imports cost seconds under the lab's emulation, and the host half waits
+        for the port. The child is detached (its own session, stdin /dev/null, stdout and stderr
+        to `log`, no descriptor of ours: the store, lock files, xenstore connections) and ends on
+        SIGTERM, which is how teardown stops it (console.stop)."""
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "vncterm", f"{log}: {e.strerror}") from None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            os.close(out)
+            return pid
+        code = 1
+        try:  # the child: never returns into the caller's code
+            import gc
+            import signal
+
+            gc.freeze()  # the parent's objects are never collected here, so never closed twice
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.closerange(3, 65536)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            sys.stdin = open(0, closefd=False)
+            sys.stdout = sys.stderr = open(2, "w", buffering=1, closefd=False)
+            from xetool.backends.xen import vncterm
+
+            font = ["--font", self._console_font] if self._console_font else []
+            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font])
+        except SystemExit as e:  # vncterm's own "no console/tty", "no free port", ...
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def _adopt_device_model(self, domid: int, nics: Sequence[tuple[str, str]]) -> int:
+        """Give libxl's qemu the seed's NICs (RTL8139 on taps vif<D>.<N>-emu, bridged) over QMP,
+        ask it for its VNC port, write that to console/vnc-port; return its pid."""
+        home = f"/local/domain/{domid}"
+        pid = self._xs_read(f"{home}/image/device-model-pid")
+        if not pid or not pid.isdigit():
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", "libxl started no device model (no image/device-model-pid)")
+        for mac, _bridge in nics:
+            if not re.fullmatch(r"(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", mac):
+                raise XeError("INVALID_VALUE", "MAC", mac)
+        path = self.libxl_qmp_socket(domid)
+        taps: list[tuple[str, str]] = []
+        try:
+            with qmp.session(path, 10.0) as q:
+                for n, (mac, bridge) in enumerate(nics[:MAX_EMULATED_NICS]):
+                    tap = f"vif{domid}.{n}-emu"  # libxl's name; hotplug() finds it by that name
+                    qmp.add_nic(q, n, mac, tap)
+                    taps.append((tap, bridge))
+                port = qmp.vnc_port(q)
+        except (OSError, ValueError) as e:
+            raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"QMP {path}: {e}") from None
+        for tap, bridge in taps:
+            self.ensure_bridge(bridge)
+            res = self._run(["ip", "link", "set", "dev", tap, "master", bridge, "up"], 10, None)
+            if res.returncode != 0:
+                raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"{tap} on {bridge}: {_last_error(res.stderr)}")
+        with XsClient(self._socket) as xs:  # what libxl's own post-config writes, and vncviewer reads
+            xs.write_many({f"{home}/console/vnc-listen": "127.0.0.1", f"{home}/console/vnc-port": str(port)})
+        return int(pid)
+
+    def libxl_qmp_socket(self, domid: int) -> str:
+        """The QMP socket of the device model libxl started (libxl_qmp.c: qmp-libxl-<domid>)."""
+        return f"{self._libxl_run_dir}/qmp-libxl-{domid}"
 
     def qmp_socket(self, domid: int) -> str:
         """The device model's QMP socket (optional method): ask it for the VNC port."""

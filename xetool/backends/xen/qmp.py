@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from xetool.errors import XeError
 
@@ -39,8 +40,11 @@ class _Qmp:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def execute(self, command: str) -> Any:
-        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        request: dict[str, Any] = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        self.sock.sendall(json.dumps(request).encode() + b"\n")
         while True:
             msg = self.message()
             if "return" in msg:
@@ -50,19 +54,37 @@ class _Qmp:
             # anything else is an asynchronous event: skip it
 
 
-def vnc_port_from_qmp(path: str, domid: int, timeout: float = 10.0) -> int:
-    """The TCP port of the device model's VNC server (QMP ``query-vnc``, field ``service``)."""
+@contextmanager
+def session(path: str, timeout: float = 10.0) -> Iterator[_Qmp]:
+    """A QMP connection past the greeting and capability negotiation; OSError on any failure."""
+    qmp = _Qmp(path, time.monotonic() + timeout)
     try:
-        qmp = _Qmp(path, time.monotonic() + timeout)
-        try:
-            if "QMP" not in qmp.message():
-                raise OSError("no QMP greeting")
-            qmp.execute("qmp_capabilities")
-            answer = qmp.execute("query-vnc")
-        finally:
-            qmp.sock.close()
-        if not answer.get("enabled") or not str(answer.get("service", "")).isdigit():
-            raise OSError(f"VNC is not enabled: {answer}")
-        return int(answer["service"])
+        if "QMP" not in qmp.message():
+            raise OSError("no QMP greeting")
+        qmp.execute("qmp_capabilities")
+        yield qmp
+    finally:
+        qmp.sock.close()
+
+
+def vnc_port(qmp: _Qmp) -> int:
+    """The TCP port of the device model's VNC server (``query-vnc``, field ``service``)."""
+    answer = qmp.execute("query-vnc")
+    if not answer.get("enabled") or not str(answer.get("service", "")).isdigit():
+        raise OSError(f"VNC is not enabled: {answer}")
+    return int(answer["service"])
+
+
+def add_nic(qmp: _Qmp, index: int, mac: str, tap: str) -> None:
+    """An emulated RTL8139 on a new tap, as the seed's device model has (-net nic,model=rtl8139)."""
+    qmp.execute("netdev_add", {"type": "tap", "id": f"net{index}", "ifname": tap, "script": "no", "downscript": "no"})
+    qmp.execute("device_add", {"driver": "rtl8139", "id": f"nic{index}", "netdev": f"net{index}", "mac": mac})
+
+
+def vnc_port_from_qmp(path: str, domid: int, timeout: float = 10.0) -> int:
+    """The device model's VNC port, in one QMP session."""
+    try:
+        with session(path, timeout) as qmp:
+            return vnc_port(qmp)
     except (OSError, ValueError) as e:
         raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", f"QMP {path}: {e}") from None
