@@ -239,6 +239,8 @@ class XenstoreServer:
                 return
             conn.inbuf += data
             self._process(conn)
+            if conn.out:  # answer at once: each client waits for its reply before the next request
+                self._flush_one(conn)
 
     def _process(self, conn: Connection) -> None:
         buf = conn.inbuf
