@@ -188,6 +188,20 @@ class Connection:
         self.server.dirty.add(self)
 
 
+def close_listener(loop: Loop, listener: socket.socket, path: str, inode: int) -> None:
+    """Stop listening, and remove the socket file unless a successor has replaced it."""
+    try:
+        loop.selector.unregister(listener)
+    except (KeyError, ValueError):
+        pass
+    listener.close()
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class XenstoreServer:
     """Serves a Tree on a Unix socket, inside a Loop (which may also run other components)."""
 
@@ -331,16 +345,7 @@ class XenstoreServer:
     def shutdown(self) -> None:
         for conn in list(self.connections):
             self.close(conn)
-        try:
-            self.loop.selector.unregister(self.listener)
-        except (KeyError, ValueError):
-            pass
-        self.listener.close()
-        try:
-            if os.stat(self.socket_path).st_ino == self._inode:
-                os.unlink(self.socket_path)
-        except FileNotFoundError:
-            pass
+        close_listener(self.loop, self.listener, self.socket_path, self._inode)
 
     # --- helpers for the handlers --------------------------------------------------------------
 

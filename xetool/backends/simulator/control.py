@@ -105,16 +105,9 @@ class ControlServer:
     def close(self) -> None:
         for sock in list(self.clients):
             self._close(sock)
-        try:
-            self.loop.selector.unregister(self.listener)
-        except (KeyError, ValueError):
-            pass
-        self.listener.close()
-        try:
-            if os.stat(self.path).st_ino == self._inode:  # not a successor's socket
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        from xetool.xenstore.server import close_listener  # the server side only
+
+        close_listener(self.loop, self.listener, self.path, self._inode)
 
 
 class HostUnreachable(Exception):
