@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("xetool.xenstore.server")
 
 OUTPUT_LIMIT = 512 * 1024  # bytes of unsent replies and events before a connection is dropped
+# Below glibc's mmap threshold (128 KiB): a larger recv buffer costs an mmap and munmap per
+# message, more than the message itself. A request is at most 4 KiB of payload anyway.
+RECV_SIZE = 65536
 READ_PAUSE = 64 * 1024  # stop reading a client's requests while this much of its output waits
 
 
@@ -243,7 +246,7 @@ class XenstoreServer:
             self._flush_one(conn)
         if mask & selectors.EVENT_READ and not conn.closed:
             try:
-                data = conn.sock.recv(262144)
+                data = conn.sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
