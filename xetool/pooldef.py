@@ -266,10 +266,12 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
     values = imp.fields("vm", table, data, {"memory", "vcpus", "hvm", "disk", "vif"})
     if "memory" in data:
-        size = imp.size(table, "memory", data["memory"])
-        for key in ("memory_static_max", "memory_dynamic_max", "memory_dynamic_min"):
-            values.setdefault(key, size)
-        values.setdefault("memory_static_min", min(size, values["memory_dynamic_min"], 128 << 20))
+        shortcut = objects.memory_of_size(imp.size(table, "memory", data["memory"]))
+        # an explicit dynamic-min below 128 MiB pulls static-min down with it
+        dynamic_min = values.get("memory_dynamic_min", shortcut["memory_dynamic_min"])
+        shortcut["memory_static_min"] = min(shortcut["memory_static_min"], dynamic_min)
+        for key, value in shortcut.items():
+            values.setdefault(key, value)
     if "vcpus" in data:
         vcpus = data["vcpus"]
         if not isinstance(vcpus, int) or isinstance(vcpus, bool):

@@ -9,16 +9,13 @@ mistaken for the original. `reap_dead_tasks` is the janitor: it undoes what a de
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 from xetool.errors import XeError
 from xetool.store.db import Row, Store, Txn
 from xetool.clock import now_iso
 
 _HOSTNAME = os.uname().nodename  # what socket.gethostname() says, without importing socket
-# Host-half cleanups, registered by xetool.host: each gets (store, task row) and undoes what
-# that dead task built on a host (domains, reservations, processes, leases).
-CLEANUPS: list[Callable[[Store, Row], None]] = []
 MARKED_CLASSES = ("vm", "vbd", "vif", "host", "vdi")
 
 
@@ -77,10 +74,9 @@ def reap_dead_tasks(store: Store) -> list[str]:
         pending = txn.select("task", None, {"status": "pending"})
     dead = [t for t in pending if not task_alive(t)]
     if dead:
-        import xetool.host.janitor  # noqa: F401  (registers the host-side cleanup in CLEANUPS)
+        from xetool.host.janitor import cleanup_dead_task  # what a dead start built on its host
     for task in dead:
-        for cleanup in CLEANUPS:
-            cleanup(store, task)
+        cleanup_dead_task(store, task)
         with store.write() as txn:
             _unmark_everything(txn, task["uuid"])
             txn.update("task", task["uuid"], {

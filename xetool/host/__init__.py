@@ -18,7 +18,6 @@ class LocalHostHalf:
         self.store, self.state_dir, self.observer = store, state_dir, observer
 
     def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None:
-        from xetool.host import janitor  # noqa: F401  (registers the dead-task cleanup)
         from xetool.host.vm_start import HostStart
 
         HostStart(self.store, self.state_dir, vm, host, task, paused, self.observer, force).run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xetool import tasks
 from xetool.host import memory, runtime, teardown
 from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.store.db import Row, Store
@@ -68,5 +67,4 @@ def mark_live(store: Store, host: str) -> None:
             txn.update("host", host, {"live": True})
 
 
-tasks.CLEANUPS.append(cleanup_dead_task)
 __all__ = ["cleanup_dead_task", "reconcile_hosts", "mark_live"]

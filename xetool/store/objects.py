@@ -41,6 +41,13 @@ def _with_allowed_operations(txn: Txn, cls: str, uuid: str) -> str:
     return uuid
 
 
+def memory_of_size(size: int) -> dict[str, int]:
+    """`memory=SIZE` (vm-create, pool definitions): static-max, dynamic-max and dynamic-min at
+    SIZE, static-min at most 128 MiB."""
+    return {"memory_static_max": size, "memory_dynamic_max": size, "memory_dynamic_min": size,
+            "memory_static_min": min(size, 128 << 20)}
+
+
 def _vm_defaults(fields: dict[str, Any]) -> dict[str, Any]:
     from xetool.datamodel.classes import VM
 

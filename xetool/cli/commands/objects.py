@@ -26,9 +26,7 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
     values: dict[str, Any] = {}
     memory = args.pop("memory")
     if memory is not None:
-        size = parse_size(memory, "memory")
-        values.update(memory_static_max=size, memory_dynamic_max=size, memory_dynamic_min=size,
-                      memory_static_min=min(size, 128 << 20))
+        values.update(objects.memory_of_size(parse_size(memory, "memory")))
     for key, text in args.params.items():
         base, colon, sub = key.partition(":")
         f = spec.field(base)
@@ -70,15 +68,22 @@ def sr_create(ctx: Context, cmd: Command, args: Args) -> Output:
     return Value(uuid)
 
 
-def sr_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+def _destroy_unless_used(ctx: Context, cls: str, uuid: str, user: str, connection: str, key: str,
+                         reason: str) -> Output:
+    """Remove an SR or network record with its hosts' connections (PBDs, PIFs), unless a `user`
+    object (VDI, VIF) still refers to it through `key`."""
     with ctx.store.write() as txn:
-        sr = txn.must("sr", args.params["uuid"], ["uuid"])
-        if txn.uuids("vdi", {"SR": sr["uuid"]}):
-            raise XeError("OBJECT_IN_USE", "sr", sr["uuid"], "the SR still holds VDIs")
-        for pbd in txn.uuids("pbd", {"SR": sr["uuid"]}):
-            txn.delete("pbd", pbd)
-        txn.delete("sr", sr["uuid"])
+        row = txn.must(cls, uuid, ["uuid"])
+        if txn.uuids(user, {key: row["uuid"]}):
+            raise XeError("OBJECT_IN_USE", cls, row["uuid"], reason)
+        for conn in txn.uuids(connection, {key: row["uuid"]}):
+            txn.delete(connection, conn)
+        txn.delete(cls, row["uuid"])
     return None
+
+
+def sr_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    return _destroy_unless_used(ctx, "sr", args.params["uuid"], "vdi", "pbd", "SR", "the SR still holds VDIs")
 
 
 def vdi_create(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -120,14 +125,8 @@ def network_create(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def network_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
-    with ctx.store.write() as txn:
-        net = txn.must("network", args.params["uuid"], ["uuid"])
-        if txn.uuids("vif", {"network": net["uuid"]}):
-            raise XeError("OBJECT_IN_USE", "network", net["uuid"], "VIFs are still on the network")
-        for pif in txn.uuids("pif", {"network": net["uuid"]}):
-            txn.delete("pif", pif)
-        txn.delete("network", net["uuid"])
-    return None
+    return _destroy_unless_used(ctx, "network", args.params["uuid"], "vif", "pif", "network",
+                                "VIFs are still on the network")
 
 
 def pif_create(ctx: Context, cmd: Command, args: Args) -> Output:
