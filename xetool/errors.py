@@ -8,7 +8,7 @@ formats error text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from xetool.records import record
 from enum import IntEnum
 
 
@@ -23,7 +23,7 @@ class ExitStatus(IntEnum):
     INTERNAL = 70  # a bug in xetool (EX_SOFTWARE)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ErrorSpec:
     code: str
     params: tuple[str, ...]

@@ -10,7 +10,7 @@ to the same pool.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +45,7 @@ def load(path: Path) -> dict[str, Any]:
         raise XeError("TOML_SYNTAX_ERROR", path, line, col, str(err).split(" (at")[0]) from None
 
 
-@dataclass
+@record
 class Importer:
     txn: Txn
     file: str

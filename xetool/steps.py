@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from typing import Callable, Protocol, Sequence
 
 from xetool.errors import XeError
@@ -23,7 +23,7 @@ from xetool.errors import XeError
 Note = str | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Step:
     name: str
     do: Callable[[], Note]
@@ -57,7 +57,7 @@ def _inject(name: str, when: str, plan: dict[str, str]) -> None:
         raise XeError("FIST", name)
 
 
-@dataclass
+@record
 class Runner:
     observer: Observer | None = None
     done: list[Step] = field(default_factory=list)

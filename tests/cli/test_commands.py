@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import EXAMPLE
-from xetool.cli.main import cli
+from xetool.cli.app import cli
 from xetool.cli.registry import commands
 from xetool.datamodel import CLASSES
 
@@ -186,3 +186,42 @@ def test_memory_fields_take_units_on_param_set(pool, ok):
 def test_format_option_takes_its_value_after_a_space(pool, ok, where):
     argv = ["--format", "json", "vm-list"] if where == "before" else ["vm-list", "--format", "json"]
     assert json.loads(ok(*argv))[0]["name-label"] == "web01"
+
+
+GLOBAL_FORMS = [
+    ["--minimal", "host-list"],
+    ["--format", "json", "--quiet", "host-list"],
+    ["--format=json", "--debug", "host-list", "params=name-label"],
+    ["--state-dir", "{state}", "--minimal", "vm-list", "power-state=halted"],
+    ["--state-dir={state}", "--trace", "host-list", "--minimal"],
+    ["--format=yaml", "host-list"],  # a bad value: click's usage error
+    ["--state-dir"],  # no value
+    ["--bogus", "host-list"],  # an unknown option
+    ["--minimal", "no-such-command"],
+    ["--minimal", "host-list", "--", "name-label=host1"],
+]
+
+
+@pytest.mark.parametrize("argv", GLOBAL_FORMS, ids=" ".join)
+def test_plain_path_and_click_agree(pool, argv):
+    """A plain line skips click (cli/main.py): whatever the line, the outcome is click's."""
+    import io
+
+    from tests.conftest import run_xe
+    from xetool.cli.app import invoke
+    from xetool.cli.context import Context
+    from xetool.cli.main import plain_line
+    from xetool.errors import XeError
+
+    argv = [a.format(state=pool) for a in argv]
+    plain = plain_line(list(argv), Context(pool)) is not None
+    ours = run_xe(pool, *argv)
+    ctx = Context(pool, out=io.StringIO(), err=io.StringIO())
+    try:
+        rc = invoke(list(argv), ctx)
+    except XeError as err:
+        rc, _ = int(err.status), ctx.err.write(err.render() + "\n")
+    assert (ours.rc, ours.out, ours.err) == (rc, ctx.out.getvalue(), ctx.err.getvalue())
+    assert not plain or (rc == 0 and ours.out != "")
+    assert plain == (argv[0] != "--bogus" and "yaml" not in argv[0] and len(argv) > 1 and "no-such-command" not in argv
+                     and "--" not in argv)

@@ -10,14 +10,16 @@ import pytest
 from tests.conftest import ROOT
 
 HEAVY = ("rich", "json", "tomllib", "tomli_w", "pyxs", "xetool.pooldef", "xetool.placement", "xetool.master",
-         "xetool.host", "hashlib")  # (uuid: click imports it)
+         "xetool.host", "hashlib",
+         "click", "dataclasses", "inspect", "uuid")  # a plain command line needs no click (cli/app.py)
 
 PROBE = """
 import sys
+at_start = set(sys.modules)  # what the interpreter's site loaded is not xetool's doing
 from xetool.cli.main import main
 rc = main(sys.argv[1:])
 sys.stdout.flush()
-sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n")
+sys.stderr.write("\\nMODULES " + " ".join(sorted(set(sys.modules) - at_start)) + "\\n")
 sys.exit(rc)
 """
 

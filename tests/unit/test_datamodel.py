@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from xetool import records
 
 import pytest
 
@@ -97,7 +97,7 @@ def test_new_field_gets_a_column_on_reopening(tmp_path, monkeypatch):
     Store(tmp_path).close()
     vm = CLASSES["vm"]
     extra = Field("test_added", Kind.INT, Qualifier.RW, "A field added by a newer datamodel.", 42)
-    newer = dataclasses.replace(vm, fields=vm.fields + (extra,), _index={})
+    newer = records.replace(vm, fields=vm.fields + (extra,), _index={})
     monkeypatch.setitem(CLASSES, "vm", newer)
     store = Store(tmp_path)
     cols = {r[1]: r[4] for r in store.db.execute('PRAGMA table_info("vm")')}

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import abc
 import subprocess
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from pathlib import Path
 from typing import Mapping, Sequence
 
 PLATFORM_FLAGS = ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PhysInfo:
     """What `xl info` reports about the host, in KiB."""
 
@@ -36,7 +36,7 @@ class PhysInfo:
     xen_version: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DomainConfig:
     """Everything the hypervisor needs to create and build one domain."""
 
@@ -58,7 +58,7 @@ class DomainConfig:
     sched_cap: int = 0  # credit scheduler cap, in % of one pCPU; 0 for none
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DomainInfo:
     """One domain as the hypervisor sees it (`xl list`)."""
 

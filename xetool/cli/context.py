@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from xetool.store.db import Store
 
 
-@dataclass
+@record
 class Context:
     state_dir: Path
     minimal: bool = False

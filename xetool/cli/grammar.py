@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from xetool.records import field, record
 
 from xetool.errors import XeError
 
@@ -24,7 +24,7 @@ _KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*(:[^=\s]*)?$")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-@dataclass
+@record
 class Args:
     """Parsed arguments: key -> value, in the order given."""
 

@@ -1,8 +1,9 @@
-"""The `xetool` command: a click group whose commands come from the registry.
+"""The `xetool` command line: global options, then a command from the registry, then xe's
+grammar (`cli/grammar.py`) for the words after it.
 
-click parses only the options before the command (`--state-dir`, `--debug`, ...); everything
-after the command name is xe's grammar (`cli/grammar.py`). This is the one place where an error
-becomes text on stderr and an exit status.
+A plain line (known options, a known command) is dispatched here without click; anything else
+goes to the click app in `cli/app.py`, which owns help, `--version` and usage errors. This is the
+one place where an error becomes text on stderr and an exit status.
 """
 
 from __future__ import annotations
@@ -11,78 +12,48 @@ import importlib
 import sys
 from typing import Any, Sequence
 
-import click
-
-from xetool import __version__
 from xetool.cli.context import Context
-from xetool.cli.grammar import Args, check_utf8, parse
-from xetool.cli.registry import Command, commands, lookup
+from xetool.cli.grammar import Args, parse
+from xetool.cli.registry import Command, lookup
 from xetool.errors import XeError
 
 FORMATS = ("xe", "json")
+# The options before the command: the flags, and those that take a value.
+FLAGS = {"--minimal": "minimal", "--debug": "debug", "--trace": "trace", "--quiet": "quiet"}
+VALUED = ("--state-dir", "--format")
 
 
-class XeGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(commands())
+def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
+    """The command and its words if the line needs no judging by click: known options with
+    good values before a known command. Their values go into `ctx`, as the click group's would."""
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        option, eq, value = argv[i].partition("=")
+        if argv[i] in FLAGS:
+            given[argv[i]] = ""
+        elif option in VALUED and (eq or i + 1 < len(argv)):
+            if not eq:
+                i += 1
+                value = argv[i]
+            given[option] = value
+        else:
+            return None
+        i += 1
+    fmt = given.get("--format", "xe")
+    if i == len(argv) or lookup(argv[i]) is None or "--" in argv[i:] or fmt not in FORMATS \
+            or given.get("--state-dir") == "":
+        return None
+    if "--state-dir" in given:
+        from xetool.paths import state_dir
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        cmd = lookup(name)
-        return _click_command(cmd) if cmd else None
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str, click.Command, list[str]]:
-        name = args[0]
-        check_utf8(name, "command")
-        if "=" in name:
-            raise XeError("SYNTAX_ERROR", f"the command name is missing before '{name}'")
-        found = self.get_command(ctx, name)
-        if found is None:
-            raise XeError("UNKNOWN_COMMAND", name)
-        return name, found, args[1:]
-
-
-def _click_command(cmd: Command) -> click.Command:
-    def callback(words: tuple[str, ...]) -> None:
-        run(click.get_current_context().find_object(Context), cmd, list(words))  # type: ignore[arg-type]
-
-    return click.Command(
-        cmd.name,
-        callback=callback,
-        params=[click.Argument(["words"], nargs=-1, type=click.UNPROCESSED)],
-        help=cmd.help,
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-    )
-
-
-@click.group(cls=XeGroup, invoke_without_command=True, context_settings={"help_option_names": []})
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Pool state directory.")
-@click.option("--minimal", is_flag=True, help="Print only the first field of each record, comma-separated.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="xe", help="Output format.")
-@click.option("--debug", is_flag=True, help="Show a traceback on internal errors.")
-@click.option("--trace", is_flag=True, help="Print each step of long operations with its duration.")
-@click.option("--quiet", is_flag=True, help="No notes or warnings on stderr.")
-@click.option("--version", is_flag=True, help="Print the version.")
-@click.option("--help", "show_help", is_flag=True, help="Show help.")
-@click.pass_context
-def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debug: bool, trace: bool,
-        quiet: bool, version: bool, show_help: bool) -> None:
-    """xe-style toolstack for Xen pools."""
-    obj = ctx.find_object(Context)
-    if obj is None:
-        obj = Context.from_options(state_dir)
-        ctx.obj = obj
-    elif state_dir:
-        from xetool.paths import state_dir as resolve
-
-        obj.state_dir = resolve(state_dir)
-    obj.minimal = obj.minimal or minimal
-    obj.fmt = fmt if fmt != "xe" else obj.fmt
-    obj.debug, obj.trace, obj.quiet = obj.debug or debug, obj.trace or trace, obj.quiet or quiet
-    ctx.call_on_close(obj.close)
-    if version:
-        click.echo(f"xetool {__version__}")
-    elif ctx.invoked_subcommand is None:
-        run(obj, lookup("help"), [])  # type: ignore[arg-type]
+        ctx.state_dir = state_dir(given["--state-dir"])
+    if fmt != "xe":
+        ctx.fmt = fmt
+    for flag, name in FLAGS.items():
+        if flag in given:
+            setattr(ctx, name, True)
+    return argv[i:]
 
 
 def _apply_globals(ctx: Context, args: Args) -> None:
@@ -163,15 +134,15 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     debug = "--debug" in argv
     obj = ctx if ctx is not None else Context.from_options(None)  # errors need its --format
     try:
-        with cli.make_context("xetool", list(argv), obj=obj) as cctx:
-            cli.invoke(cctx)
+        line = plain_line(argv, obj)
+        if line is None:
+            from xetool.cli.app import invoke
+
+            return invoke(argv, obj)
+        run(obj, lookup(line[0]), line[1:])  # type: ignore[arg-type]
         return 0
     except XeError as err:
         return report(err, obj, obj.err)
-    except click.exceptions.Exit as ex:
-        return int(ex.exit_code)
-    except click.ClickException as ex:
-        return report(XeError("SYNTAX_ERROR", ex.format_message()), obj, obj.err)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return 130
@@ -183,3 +154,5 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
 
             traceback.print_exc()
         return report(XeError("INTERNAL_ERROR", f"{type(ex).__name__}: {ex}"), obj, obj.err)
+    finally:
+        obj.close()

@@ -7,14 +7,14 @@ in `progress.py` and only on a terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from typing import Any, Sequence, TextIO
 
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.store.codec import escape_minimal, show
 
 
-@dataclass
+@record
 class Records:
     """Objects of one class, with the fields to print in record order."""
 
@@ -23,21 +23,21 @@ class Records:
     fields: Sequence[Field]
 
 
-@dataclass
+@record
 class Value:
     """One value on one line (param-get, a new object's uuid)."""
 
     text: str
 
 
-@dataclass
+@record
 class Message:
     """Informational text; dropped under --minimal, as xe does."""
 
     text: str
 
 
-@dataclass
+@record
 class Table:
     """Rows of named columns (placement tables, simulated hosts)."""
 
@@ -47,7 +47,7 @@ class Table:
     extra: dict[str, Any] = field(default_factory=dict)  # more for --format json
 
 
-@dataclass
+@record
 class Many:
     """Several outputs, printed in order (for --multiple)."""
 

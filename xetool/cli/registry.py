@@ -7,7 +7,7 @@ command is imported only when the command runs. The generic per-class commands (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from xetool.records import record
 from functools import lru_cache
 
 from xetool.datamodel import CLASSES, cli_class_name
@@ -17,7 +17,7 @@ from xetool.datamodel.types import Kind
 GLOBAL_OPTIONS = ("minimal", "format", "state-dir", "debug", "trace", "quiet")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Command:
     name: str
     help: str

@@ -7,7 +7,7 @@ completion all read these declarations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from enum import Enum
 from typing import Any
 
@@ -30,7 +30,7 @@ class Qualifier(Enum):
     DRO = "DRO"  # kept by xetool as things happen (xapi DynamicRO)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     name: str  # the attribute and column name, xapi's spelling: name_label, VCPUs_max
     kind: Kind
@@ -71,7 +71,7 @@ class Field:
         return self.default
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ClassSpec:
     name: str  # xapi's class name, lower case on the CLI: vm, host, vbd
     doc: str

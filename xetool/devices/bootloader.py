@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 
 from xetool.errors import XeError
@@ -19,7 +19,7 @@ HVMLOADER = "/usr/lib/xen-4.17/boot/hvmloader"
 KNOWN_BOOTLOADERS = ("pygrub",)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Kernel:
     kernel: str
     ramdisk: str

@@ -6,7 +6,7 @@ Device.add / Device.clean_shutdown).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from xetool.records import record
 from typing import Mapping
 
 from xetool.backends.base import Backend
@@ -21,7 +21,7 @@ def hotplug_timeout() -> float:
     return float(os.environ.get("XETOOL_HOTPLUG_TIMEOUT", "10"))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DevicePaths:
     kind: str  # vbd | vif
     domid: int
@@ -36,7 +36,7 @@ class DevicePaths:
         return f"/local/domain/0/backend/{self.kind}/{self.domid}/{self.devid}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Device:
     """One device to add: where it goes, its frontend and backend keys, and its name for errors."""
 

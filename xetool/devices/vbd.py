@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 
 from xetool.backends.base import Backend
@@ -37,7 +37,7 @@ def _letters(n: int) -> str:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Disk:
     userdevice: int
     path: Path | None  # None: an empty CD drive

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 
 from xetool.backends.base import Backend
@@ -16,7 +16,7 @@ from xetool.xenstore.client import XsClient
 INSTALLER_SUBNET = ipaddress.ip_network("192.168.128.0/24")  # xapi's guest installer network range
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Nic:
     device: int
     mac: str

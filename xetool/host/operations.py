@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 from typing import Iterator
 
@@ -112,7 +112,7 @@ def set_paused(store: Store, state_dir: Path, vm: str, paused: bool) -> None:
 
 # --- devices on a running VM ------------------------------------------------------------------------
 
-@dataclass
+@record
 class _Live:
     """A device, its running VM and what the host holds for it, while a device op runs."""
 

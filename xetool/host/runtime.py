@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from xetool.records import asdict, field, record
 from pathlib import Path
 
 
-@dataclass
+@record
 class Runtime:
     vm: str
     host: str

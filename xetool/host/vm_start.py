@@ -6,7 +6,7 @@ here, from the store and the host itself.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from xetool.records import field, record, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum
 MAX_VCPUS = 64
 
 
-@dataclass
+@record
 class _Disk:
     vbd: Row
     path: Path | None
@@ -241,7 +241,7 @@ class HostStart:
         if not size.isdigit():
             raise XeError("INVALID_VALUE", "other-config:machine-address-size", size)
         assert self.config is not None
-        self.config = _replace(self.config, address_size=int(size))
+        self.config = replace(self.config, address_size=int(size))
         return f"{size} bits"
 
     def create_kernel(self) -> str:
@@ -256,7 +256,7 @@ class HostStart:
         self.kernel = bootloader.choose(self.record, self.hvm, boot, self.host["backend"] == "simulator",
                                         self.state_dir / "hosts" / self.host_uuid / "boot" / self.vm_uuid)
         assert self.config is not None
-        self.config = _replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
+        self.config = replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
 
     def build_domain(self) -> str:
         """The domain builder, which also sets vCPU affinity and the scheduler's weight and cap."""
@@ -482,9 +482,3 @@ def _int_param(params: dict[str, str], key: str, default: int) -> int:
 def read_vm_view(store: Store, vm: str):  # type: ignore[no-untyped-def]
     with store.read() as txn:
         return read_vm(txn, vm)
-
-
-def _replace(config: DomainConfig, **changes: Any) -> DomainConfig:
-    from dataclasses import replace
-
-    return replace(config, **changes)

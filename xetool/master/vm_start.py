@@ -12,7 +12,7 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +35,7 @@ class HostHalf(Protocol):
         """Take back a start that the host half completed (a later master step failed)."""
 
 
-@dataclass
+@record
 class StartRequest:
     vm: str  # uuid
     on: str | None = None  # host uuid: start_on
@@ -45,7 +45,7 @@ class StartRequest:
     seed: int | None = None  # makes the chooser's random order reproducible
 
 
-@dataclass
+@record
 class StartResult:
     vm: str
     host: str = ""

@@ -7,7 +7,7 @@ strict form (stop at the first failure), the chooser (a yes/no per host) and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from xetool.records import record
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from xetool.errors import XeError
@@ -20,7 +20,7 @@ EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VmFacts:
     """What the checks derive from the VM alone, computed once per placement, not per host."""
 
@@ -40,7 +40,7 @@ class VmFacts:
         return cls(vm, invalid, vm_compute_start_memory(vm), unrestricted)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CheckResult:
     name: str
     passed: bool

@@ -15,7 +15,7 @@ HOST_NOT_ENOUGH_FREE_MEMORY from one arbitrary host.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from xetool.records import record
 from typing import Iterator, List, Optional, Protocol, Tuple
 
 from xetool.errors import XeError
@@ -39,7 +39,7 @@ class FirstChoice:
         return 0.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Placement:
     host: HostView
     category: str  # affinity | definite | probable | possible | start_on | wlb

@@ -6,7 +6,7 @@ MiB); the functions named after xapi's take and return bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from xetool.records import record
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ PAGES_PER_MIB = 256
 VCPU_STRUCT_PAGES = 38  # per-vCPU Xen structures (CA-423172)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DomainModel:
     """The fixed extras of one domain type, in MiB."""
 

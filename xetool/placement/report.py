@@ -7,13 +7,13 @@ vm-assert-can-boot-here, stderr before NO_HOSTS_AVAILABLE) and may render them w
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from xetool.records import record
 from typing import Dict, List, Optional, Tuple
 
 from xetool.placement.checks import CheckResult
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostReport:
     uuid: str
     name_label: str
@@ -32,7 +32,7 @@ class HostReport:
                 "checks": [c.to_json() for c in self.checks]}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TryStep:
     """One host in the chooser's order, with the memory category it was drawn from."""
 
@@ -40,7 +40,7 @@ class TryStep:
     category: str  # affinity | definite | probable | possible
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PlacementReport:
     vm: str
     hosts: Tuple[HostReport, ...]  # in the pool's host order

@@ -11,7 +11,7 @@ HA-protected VMs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from xetool.records import field, record
 from typing import Any, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xetool.placement.memory import guest_footprint, stored_overhead
@@ -19,7 +19,7 @@ from xetool.placement.memory import guest_footprint, stored_overhead
 RESTART = "restart"  # the ha_restart_priority that makes a VM protected
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VmView:
     """What placement needs of one VM (xapi field names, lower-cased)."""
 
@@ -59,7 +59,7 @@ class VmView:
         return (r,) if r else ((s,) if s else ())
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostView:
     uuid: str
     memory_total: int
@@ -80,7 +80,7 @@ class HostView:
         return "hvm" in caps or any(c.startswith("hvm-") for c in caps)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostLoad:
     """Sums over one host's resident ∪ scheduled VMs (bytes). `footprint` = Σ(dynamic_min +
     memory_overhead), what the memory check subtracts; the rest feed the placement categories."""
@@ -110,7 +110,7 @@ class HostLoad:
 EMPTY_LOAD = HostLoad()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WlbConfig:
     """An external recommender: `command` (argv, JSON on stdin/stdout) or `url` (HTTP POST)."""
 
@@ -125,7 +125,7 @@ class WlbConfig:
         return self.enabled and not self.choose_host_disable and bool(self.command or self.url)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PoolView:
     hosts: Tuple[HostView, ...]
     loads: Mapping[str, HostLoad] = field(default_factory=dict)  # host uuid -> sums

@@ -37,7 +37,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from xetool.records import record
 from typing import Any, List, Optional, Tuple
 
 from xetool.errors import XeError
@@ -52,7 +52,7 @@ CONSULTATION_FAILED = "WLB_CONSULTATION_FAILED"  # the message name, with xapi's
 CONSULTATION_FAILED_PRIORITY = 3
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Recommendation:
     host: str
     score: float
@@ -64,7 +64,7 @@ class Recommendation:
         return {"host": self.host, "score": self.score, "reason": self.reason, "impossible": self.impossible}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WlbWarning:
     """Why the recommender was not used; the placement fell back to the default chooser."""
 
@@ -84,7 +84,7 @@ class WlbWarning:
         return f"Workload balancing was not used ({self.error.code}: {detail}); the default placement decided."
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class WlbPlacement:
     placement: Placement
     recommendations: Tuple[Recommendation, ...] = ()

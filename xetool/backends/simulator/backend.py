@@ -3,7 +3,7 @@ operator's helpers (list_hosts, stop_host, xenstore_socket_path)."""
 
 from __future__ import annotations
 
-import dataclasses
+from xetool import records
 import fcntl
 import os
 import select
@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -187,7 +187,7 @@ class SimulatorBackend(Backend):
 
     @staticmethod
     def _config(config: DomainConfig) -> dict[str, Any]:
-        d = dataclasses.asdict(config)
+        d = records.asdict(config)
         d["platform"] = dict(config.platform)
         return d
 
@@ -260,7 +260,7 @@ class SimulatorBackend(Backend):
 # --- operators' helpers ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostStatus:
     uuid: str
     pid: int | None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from xetool.records import record
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.xenstore.tree import DOM0
 from xetool.xenstore.wire import XenbusState
@@ -30,7 +30,7 @@ NET_KINDS = ("vif",)
 S = XenbusState
 
 
-@dataclass
+@record
 class Device:
     kind: str
     domid: int

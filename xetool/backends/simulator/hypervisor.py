@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from xetool.records import asdict, field, record
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.errors import XeError
 from xetool.placement.memory import overhead_mib
@@ -23,7 +23,7 @@ SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "halt"
 XEN_VERSION = "4.17.0-sim"
 
 
-@dataclass
+@record
 class Domain:
     domid: int
     uuid: str

@@ -6,7 +6,7 @@ under /tmp named after the host directory (both sides compute the same name)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 
 from xetool.paths import host_dir
@@ -14,7 +14,7 @@ from xetool.paths import host_dir
 SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HostFiles:
     dir: Path
     xenstored_socket: Path

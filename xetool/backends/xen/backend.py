@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
-from dataclasses import dataclass
+from xetool.records import record
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -40,7 +40,7 @@ from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CmdResult:
     returncode: int
     stdout: str

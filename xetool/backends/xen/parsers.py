@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from xetool.records import record, replace
 from typing import Any, Mapping
 
 from xetool.backends.base import DomainInfo, PhysInfo
@@ -36,7 +36,7 @@ _LIST_ROW = re.compile(
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DomainFlags:
     """The six state flags of one `xl list` row."""
 
@@ -48,7 +48,7 @@ class DomainFlags:
     dying: bool
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class VcpuInfo:
     """One row of `xl vcpu-list`. Affinities are CPU numbers; None means "all"."""
 
@@ -62,7 +62,7 @@ class VcpuInfo:
     soft_affinity: tuple[int, ...] | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SchedParams:
     """One domain row of `xl sched-credit2` or `xl sched-credit`."""
 

@@ -26,7 +26,7 @@ import sys
 import termios
 import time
 import tty as ttymod
-from dataclasses import dataclass, field
+from xetool.records import field, record
 
 COLS, ROWS = 80, 25
 FONT_GLOBS = (
@@ -41,7 +41,7 @@ KEYSYMS = {0xFF0D: b"\r", 0xFF08: b"\x7f", 0xFF09: b"\t", 0xFF1B: b"\x1b", 0xFF8
 CTRL_KEYS = (0xFFE3, 0xFFE4)
 
 
-@dataclass
+@record
 class Font:
     width: int
     height: int
@@ -98,7 +98,7 @@ def find_font(explicit: str | None) -> Font:
     raise SystemExit("vncterm: no PSF console font (install console-setup-linux, or pass --font)")
 
 
-@dataclass
+@record
 class Screen:
     """The text screen: printable characters, CR, LF, BS, TAB; escape sequences dropped."""
 
