@@ -7,12 +7,15 @@ checked is what is written. xapi enforces the same rules at set time
 
 from __future__ import annotations
 
-from typing import Any
 
 from xetool.datamodel import get_class
 from xetool.datamodel.types import Kind
 from xetool.errors import XeError
 from xetool.store.db import Txn
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MEMORY = ("memory_static_min", "memory_dynamic_min", "memory_dynamic_max", "memory_static_max")
 # Fields that shape the domain when it is built: changed only while the VM is halted.

@@ -8,8 +8,9 @@ formats error text.
 
 from __future__ import annotations
 
-from xetool.records import record
 from enum import IntEnum
+
+from xetool.records import record
 
 
 class ExitStatus(IntEnum):

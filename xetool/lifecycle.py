@@ -8,11 +8,14 @@ transaction and refresh `allowed_operations`, which is only advice derived from 
 
 from __future__ import annotations
 
-from typing import Any
 
 from xetool.datamodel.classes import HOST_OPERATIONS, VBD_OPERATIONS, VIF_OPERATIONS, VM_OPERATIONS
 from xetool.errors import XeError
 from xetool.store.db import Row, Txn
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 H, P, R, S = "Halted", "Paused", "Running", "Suspended"
 VM_POWER_STATES: dict[str, tuple[str, ...]] = {

@@ -10,17 +10,20 @@ to the same pool.
 from __future__ import annotations
 
 import re
-from xetool.records import field, record
 from pathlib import Path
-from typing import Any, Callable
 
 from xetool.datamodel import get_class
 from xetool.datamodel.types import Field, Kind
 from xetool.errors import XeError
+from xetool.records import field, record
 from xetool.store import objects
 from xetool.store.codec import UUID_RE, parse_cli, show
 from xetool.store.db import Row, Txn
 from xetool.units import parse_size
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 RESERVED_HOST_MEMORY = 72 << 20  # squeezed keeps this back on every host (xapi reference 3.3)
 _LINE = re.compile(r"line (\d+), column (\d+)")

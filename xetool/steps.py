@@ -15,10 +15,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from xetool.records import field, record
-from typing import Callable, Protocol, Sequence
 
 from xetool.errors import XeError
+from xetool.records import field, record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Protocol, Sequence
+
+    class Observer(Protocol):
+        def step_started(self, index: int, total: int, name: str) -> None: ...
+
+        def step_done(self, name: str, seconds: float, note: Note) -> None: ...
+
+        def step_undone(self, name: str, error: BaseException | None) -> None: ...
+
 
 Note = str | None
 
@@ -28,14 +39,6 @@ class Step:
     name: str
     do: Callable[[], Note]
     undo: Callable[[], None] | None = None
-
-
-class Observer(Protocol):
-    def step_started(self, index: int, total: int, name: str) -> None: ...
-
-    def step_done(self, name: str, seconds: float, note: Note) -> None: ...
-
-    def step_undone(self, name: str, error: BaseException | None) -> None: ...
 
 
 def _fist() -> dict[str, str]:

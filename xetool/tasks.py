@@ -9,11 +9,14 @@ mistaken for the original. `reap_dead_tasks` is the janitor: it undoes what a de
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from xetool.errors import XeError
 from xetool.store.db import Row, Store, Txn
 from xetool.clock import now_iso
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _HOSTNAME = os.uname().nodename  # what socket.gethostname() says, without importing socket
 MARKED_CLASSES = ("vm", "vbd", "vif", "host", "vdi")

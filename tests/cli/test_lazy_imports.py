@@ -11,7 +11,9 @@ from tests.conftest import ROOT
 
 HEAVY = ("rich", "json", "tomllib", "tomli_w", "pyxs", "xetool.pooldef", "xetool.placement", "xetool.master",
          "xetool.host", "hashlib",
-         "click", "dataclasses", "inspect", "uuid")  # a plain command line needs no click (cli/app.py)
+         "click", "dataclasses", "inspect", "uuid", "typing", "logging")  # a plain line needs no click (cli/app.py)
+# vm-start needs the host's half, pyxs and uuids, but none of what only some starts or errors need
+START_HEAVY = ("rich", "click", "dataclasses", "inspect", "typing", "logging", "whisper", "tomllib", "xetool.pooldef")
 
 PROBE = """
 import sys
@@ -24,12 +26,27 @@ sys.exit(rc)
 """
 
 
+def _loaded(pool, argv: list[str]) -> set[str]:
+    p = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(ROOT), "XETOOL_STATE_DIR": str(pool), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    assert p.returncode == 0, p.stderr
+    return set(p.stderr.split("MODULES ")[1].split())
+
+
+def _among(loaded: set[str], heavy: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in loaded if any(m == h or m.startswith(h + ".") for h in heavy))
+
+
 @pytest.mark.parametrize("argv", [["host-list", "--minimal"], ["vm-list"], ["vm-param-get", "uuid={vm}", "param-name=power-state"]])
 def test_read_commands_stay_light(argv, pool, ok):
     vm = ok("vm-list", "name-label=web01", "--minimal").strip()
-    p = subprocess.run([sys.executable, "-c", PROBE, *[a.format(vm=vm) for a in argv]], capture_output=True, text=True,
-                       env={"PYTHONPATH": str(ROOT), "XETOOL_STATE_DIR": str(pool), "PATH": "/usr/bin:/bin"})
-    assert p.returncode == 0, p.stderr
-    loaded = set(p.stderr.split("MODULES ")[1].split())
-    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or any(m.startswith(h + ".") or m == h for h in HEAVY))
-    assert heavy == []
+    assert _among(_loaded(pool, [a.format(vm=vm) for a in argv]), HEAVY) == []
+
+
+def test_vm_start_stays_light(pool, ok):
+    ok("vm-start", "vm=web01")  # the archive exists after a first start: whisper is for creating one
+    ok("vm-shutdown", "vm=web01", "--force")
+    loaded = _loaded(pool, ["vm-start", "vm=web01"])
+    ok("vm-shutdown", "vm=web01", "--force")
+    assert "xetool.host.vm_start" in loaded and "pyxs" in loaded  # the probe did start it here
+    assert _among(loaded, START_HEAVY) == []

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import abc
 import subprocess
-from xetool.records import field, record
 from pathlib import Path
-from typing import Mapping, Sequence
+
+from xetool.records import field, record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 PLATFORM_FLAGS = ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import sys
-from xetool.records import field, record
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
 from xetool import paths
+from xetool.records import field, record
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from xetool.store.db import Store
 
 

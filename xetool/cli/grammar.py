@@ -15,9 +15,9 @@
 from __future__ import annotations
 
 import re
-from xetool.records import field, record
 
 from xetool.errors import XeError
+from xetool.records import field, record
 
 VALUE_OPTIONS = frozenset({"format", "state-dir"})  # `--format json` as well as `--format=json`
 _KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*(:[^=\s]*)?$")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Sequence
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args, parse
 from xetool.cli.registry import Command, lookup
 from xetool.errors import XeError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Sequence
 
 FORMATS = ("xe", "json")
 # The options before the command: the flags, and those that take a value.

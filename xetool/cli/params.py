@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from xetool import constraints
 from xetool.cli.context import Context
@@ -16,6 +15,10 @@ from xetool.datamodel import get_class
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
 from xetool.store.codec import parse_cli, show, split_escaped
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def record_fields(spec: ClassSpec, params: str | None) -> list[Field]:

@@ -7,11 +7,11 @@ command is imported only when the command runs. The generic per-class commands (
 
 from __future__ import annotations
 
-from xetool.records import record
 from functools import lru_cache
 
 from xetool.datamodel import CLASSES, cli_class_name
 from xetool.datamodel.types import Kind
+from xetool.records import record
 
 # Options every command takes; they are the CLI's, not the command's.
 GLOBAL_OPTIONS = ("minimal", "format", "state-dir", "debug", "trace", "quiet")

@@ -6,9 +6,12 @@ can be read side by side. Memory is in bytes, as in xapi.
 
 from __future__ import annotations
 
-from typing import Any
 
 from xetool.datamodel.types import ClassSpec, Field, Kind, Qualifier
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 RW, RO, DRO = Qualifier.RW, Qualifier.RO, Qualifier.DRO
 

@@ -7,9 +7,13 @@ completion all read these declarations.
 
 from __future__ import annotations
 
-from xetool.records import field, record
 from enum import Enum
-from typing import Any
+
+from xetool.records import field, record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Kind(Enum):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from xetool.records import record
 from pathlib import Path
 
 from xetool.errors import XeError
+from xetool.records import record
 
 HVMLOADER = "/usr/lib/xen-4.17/boot/hvmloader"
 KNOWN_BOOTLOADERS = ("pygrub",)

@@ -6,13 +6,16 @@ Device.add / Device.clean_shutdown).
 from __future__ import annotations
 
 import os
-from xetool.records import record
-from typing import Mapping
 
 from xetool.backends.base import Backend
 from xetool.devices.domain import home, write_tree
 from xetool.errors import XeError
+from xetool.records import record
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 CLOSING, CLOSED = "5", "6"
 

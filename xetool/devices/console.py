@@ -8,11 +8,14 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Sequence
 
 from xetool.backends.base import Backend
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Sequence
 
 START_TIMEOUT = float(os.environ.get("XETOOL_DM_TIMEOUT", "10"))
 

@@ -9,9 +9,12 @@ Permission lists follow libxl: "ro" = n0 then r<domid> (readable by the guest), 
 from __future__ import annotations
 
 import uuid as uuidlib
-from typing import Mapping
 
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Mapping
 
 GUEST_RW_DIRS = ("data", "drivers", "feature", "attr", "error", "vm-data", "messages", "control", "device/vbd", "device/vif")
 GENERIC_BIOS_STRINGS = {

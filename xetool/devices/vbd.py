@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from xetool.records import record
 from pathlib import Path
 
 from xetool.backends.base import Backend
 from xetool.devices import common
+from xetool.records import record
 from xetool.xenstore.client import XsClient
 
 HVM_IDE = {0: ("hda", 768), 1: ("hdb", 832), 2: ("hdc", 5632), 3: ("hdd", 5696)}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from xetool.records import record
 from pathlib import Path
 
 from xetool.backends.base import Backend
 from xetool.devices import common
 from xetool.host.locks import FileLock
+from xetool.records import record
 from xetool.xenstore.client import XsClient
 
 INSTALLER_SUBNET = ipaddress.ip_network("192.168.128.0/24")  # xapi's guest installer network range

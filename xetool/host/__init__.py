@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xetool.steps import Observer
 from xetool.store.db import Store
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from xetool.steps import Observer
 
 
 class LocalHostHalf:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from xetool.records import record
 from pathlib import Path
-from typing import Iterator
 
 from xetool import lifecycle, tasks
 from xetool.backends.base import Backend
@@ -21,10 +19,15 @@ from xetool.errors import XeError
 from xetool.host import runtime, teardown
 from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.host.locks import vm_lock
+from xetool.records import record
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
 from xetool.store.objects import sr_path
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 
 @contextmanager

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-from xetool.records import asdict, field, record
 from pathlib import Path
+
+from xetool.records import asdict, field, record
 
 
 @record

@@ -6,9 +6,7 @@ here, from the store and the host itself.
 from __future__ import annotations
 
 import json
-from xetool.records import field, record, replace
 from pathlib import Path
-from typing import Any
 
 from xetool import lifecycle, tasks
 from xetool.backends.base import Backend, DomainConfig
@@ -21,12 +19,19 @@ from xetool.host.runtime import Runtime
 from xetool.master.snapshot import is_hvm
 from xetool.placement.memory import vm_compute_memory_overhead
 from xetool.master.snapshot import read_vm
-from xetool.steps import Note, Observer, Runner, Step
+from xetool.steps import Note, Runner, Step
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
 from xetool.clock import now_iso
+from xetool.records import field, record, replace
 from xetool.store.objects import sr_path
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from xetool.steps import Observer
 
 MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum
 MAX_VCPUS = 64

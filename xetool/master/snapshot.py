@@ -8,10 +8,13 @@ one, since the HA planner needs them individually.
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from xetool.placement.snapshot import HostLoad, HostView, PoolView, VmView, WlbConfig
 from xetool.store.db import Row, Txn
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _VM_FIELDS = (
     "uuid", "name_label", "power_state", "is_control_domain", "HVM_boot_policy", "domain_type",

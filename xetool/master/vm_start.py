@@ -12,9 +12,7 @@ import json
 import os
 import random
 import time
-from xetool.records import field, record
 from pathlib import Path
-from typing import Protocol
 
 from xetool import lifecycle, messages, tasks
 from xetool.errors import XeError
@@ -22,17 +20,23 @@ from xetool.master import rrd
 from xetool.master.snapshot import pool_view, read_vm
 from xetool.placement import choose
 from xetool.placement.memory import vm_compute_memory_overhead
-from xetool.steps import Note, Observer, Runner, Step
+from xetool.records import field, record
+from xetool.steps import Note, Runner, Step
 from xetool.store.db import Store
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class HostHalf(Protocol):
-    """The one narrow call between the halves: identifiers only, so it can cross machines."""
+    from xetool.steps import Observer
 
-    def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None: ...
+    class HostHalf(Protocol):
+        """The one narrow call between the halves: identifiers only, so it can cross machines."""
 
-    def vm_start_undo(self, vm: str, host: str, task: str) -> None:
-        """Take back a start that the host half completed (a later master step failed)."""
+        def vm_start(self, vm: str, host: str, task: str, paused: bool, force: bool = False) -> None: ...
+
+        def vm_start_undo(self, vm: str, host: str, task: str) -> None:
+            """Take back a start that the host half completed (a later master step failed)."""
 
 
 @record

@@ -7,14 +7,17 @@ strict form (stop at the first failure), the chooser (a yes/no per host) and the
 
 from __future__ import annotations
 
-from xetool.records import record
-from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 from xetool.errors import XeError
 from xetool.placement.ha import placement_preserves_ha_plan
 from xetool.placement.memory import MIB, host_compute_free_memory_with_maximum_compression, vm_compute_start_memory
 from xetool.placement.snapshot import HostView, PoolView, VmView
 from xetool.placement.validate import validate_basic_parameters
+from xetool.records import record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
@@ -57,8 +60,9 @@ class CheckResult:
 
 # A failed check: an XeError, or (code, params) to build one only if anyone asks (the
 # chooser only needs yes or no, and a refused host costs no error object).
-Failure = Union[XeError, Tuple[str, Tuple[object, ...]]]
-Check = Callable[[VmFacts, HostView, PoolView], Optional[Failure]]
+Failure = XeError | tuple[str, tuple[object, ...]]
+if TYPE_CHECKING:  # a check: None, or why the host fails
+    Check = Callable[[VmFacts, HostView, PoolView], Optional[Failure]]
 
 
 def as_error(failure: Failure) -> XeError:

@@ -15,20 +15,22 @@ HOST_NOT_ENOUGH_FREE_MEMORY from one arbitrary host.
 from __future__ import annotations
 
 import random
-from xetool.records import record
-from typing import Iterator, List, Optional, Protocol, Tuple
 
 from xetool.errors import XeError
 from xetool.placement.checks import VmFacts, explain_host, first_failure, vm_can_run_on_host
 from xetool.placement.memory import stored_overhead
 from xetool.placement.report import HostReport, PlacementReport, TryStep
 from xetool.placement.snapshot import HostView, PoolView, VmView
+from xetool.records import record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Iterator, List, Optional, Protocol, Tuple
+
+    class RandomSource(Protocol):
+        def random(self) -> float: ...
 
 POSSIBLE_SCALE = 1000
-
-
-class RandomSource(Protocol):
-    def random(self) -> float: ...
 
 
 class FirstChoice:

@@ -25,12 +25,15 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Dict, List, Optional, Sequence
 
 from xetool.errors import XeError
 from xetool.placement.memory import host_compute_free_memory_with_maximum_compression as free_of
 from xetool.placement.memory import vm_compute_start_memory
 from xetool.placement.snapshot import HostView, PoolView, VmView, protected_footprint
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Sequence
 
 MAX_SCENARIOS = 512  # exact scenarios tried when the dominating instance does not pack
 

@@ -7,8 +7,9 @@ MiB); the functions named after xapi's take and return bytes.
 from __future__ import annotations
 
 from xetool.records import record
-from typing import TYPE_CHECKING
 
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from xetool.placement.snapshot import HostLoad, HostView, VmView
 

@@ -7,10 +7,13 @@ vm-assert-can-boot-here, stderr before NO_HOSTS_AVAILABLE) and may render them w
 from __future__ import annotations
 
 from collections import Counter
-from xetool.records import record
-from typing import Dict, List, Optional, Tuple
 
 from xetool.placement.checks import CheckResult
+from xetool.records import record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 
 @record(frozen=True)

@@ -11,10 +11,13 @@ HA-protected VMs.
 
 from __future__ import annotations
 
-from xetool.records import field, record
-from typing import Any, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 from xetool.placement.memory import guest_footprint, stored_overhead
+from xetool.records import field, record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 RESTART = "restart"  # the ha_restart_priority that makes a VM protected
 

@@ -3,10 +3,13 @@ xapi_vm_helpers.ml), with xapi's errors and parameter values."""
 
 from __future__ import annotations
 
-from typing import Tuple
 
 from xetool.errors import XeError
 from xetool.placement.snapshot import VmView
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Tuple
 
 CRASH_ACTIONS = frozenset(
     {"destroy", "restart", "preserve", "rename_restart", "coredump_and_destroy", "coredump_and_restart"}

@@ -37,15 +37,20 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from xetool.records import record
-from typing import Any, List, Optional, Tuple
 
 from xetool.errors import XeError
 from xetool.placement.checks import VmFacts, describe, first_failure
-from xetool.placement.choose import Placement, RandomSource, choose_host_for_vm
+from xetool.placement.choose import Placement, choose_host_for_vm
 from xetool.placement.memory import host_compute_free_memory_with_maximum_compression, stored_overhead
 from xetool.placement.report import TryStep
 from xetool.placement.snapshot import PoolView, VmView, WlbConfig
+from xetool.records import record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
+
+    from xetool.placement.choose import RandomSource
 
 MAX_ANSWER = 16 * 1024 * 1024  # bytes read from a recommender before it counts as garbage
 CONSULTATION_FAILED = "WLB_CONSULTATION_FAILED"  # the message name, with xapi's priority

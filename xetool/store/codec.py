@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from xetool.datamodel.types import Field, Kind
 from xetool.errors import XeError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 SQL_TYPES = {
     Kind.STR: "TEXT", Kind.INT: "INTEGER", Kind.FLOAT: "REAL", Kind.BOOL: "INTEGER",

@@ -11,7 +11,6 @@ import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
 
 from xetool.datamodel import CLASSES, get_class
 from xetool.datamodel.types import ClassSpec, Field
@@ -19,8 +18,12 @@ from xetool.errors import XeError
 from xetool.store import schema
 from xetool.store.codec import UUID_RE, from_column, needs_decoding, to_column
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Iterator, Sequence
+
 DB_NAME = "pool.db"
-Row = dict[str, Any]
+Row = dict[str, "Any"]  # (a string: typing is not imported at run time)
 
 
 def new_uuid() -> str:

@@ -8,13 +8,16 @@ them again if the transaction fails (see `pending_files`).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from xetool import constraints
 from xetool.clock import now_iso
 from xetool.errors import XeError
 from xetool.storage import file_sr
 from xetool.store.db import Row, Txn, new_uuid
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_VBD_DEVICE = 254
 MAX_VIF_DEVICE = 15

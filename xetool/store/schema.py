@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import zlib
 import sqlite3
-from typing import Callable
 
 from xetool.datamodel import CLASSES
 from xetool.datamodel.types import ClassSpec, Kind
 from xetool.store.codec import SQL_TYPES, to_column
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 SCHEMA_VERSION = 1
 

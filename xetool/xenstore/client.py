@@ -18,7 +18,6 @@ What this adds to pyxs:
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import queue
 import random
@@ -26,7 +25,6 @@ import threading
 import time
 import uuid
 from collections import namedtuple
-from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
 
 from pyxs.client import Router
 from pyxs.connection import UnixSocketConnection
@@ -36,9 +34,11 @@ from pyxs.exceptions import PyXSError, UnexpectedPacket
 from xetool.errors import XeError
 from xetool.xenstore.wire import XENSTORE_PAYLOAD_MAX, Op, XsError, validate_path
 
-log = logging.getLogger("xetool.xenstore.client")
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
 # pyxs's Packet refuses types outside its own table; the router only reads these fields.
 _Packet = namedtuple("_Packet", "op rq_id tx_id size payload")
@@ -266,7 +266,9 @@ class XsClient(_Ops):
         try:
             router()
         except (PyxsConnectionError, UnexpectedPacket, PyXSError, OSError, ValueError) as e:
-            log.debug("xenstore router stopped: %s", e)
+            import logging  # here: the import costs a command 10 ms, and this is rare
+
+            logging.getLogger(__name__).debug("xenstore router stopped: %s", e)
 
     def _alive(self) -> bool:
         return self._router is not None and self._router.thread.is_alive()

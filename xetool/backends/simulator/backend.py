@@ -12,15 +12,18 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from xetool.records import record
 from pathlib import Path
-from typing import Any, Iterator, Sequence
 
 import xetool
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.simulator import control
 from xetool.backends.simulator.layout import HostFiles, host_files
 from xetool.errors import XeError
+from xetool.records import record
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Sequence
 
 START_TIMEOUT = 10.0  # seconds for a new host process to answer
 LOCK_TIMEOUT = 15.0  # seconds to wait for another process that is starting the same host

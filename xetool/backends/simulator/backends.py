@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from xetool.records import record
 from xetool.backends.simulator.localxs import LocalXs
+from xetool.records import record
 from xetool.xenstore.tree import DOM0
 from xetool.xenstore.wire import XenbusState
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import selectors
 import socket
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 
     Dispatch = Callable[[str, dict[str, Any]], Any]
 
-log = logging.getLogger("xetool.simulator")
 
 MAX_LINE = 1 << 20
 
@@ -91,7 +89,9 @@ class ControlServer:
         except (ValueError, KeyError, TypeError) as e:
             return {"ok": False, "error": {"code": "INTERNAL_ERROR", "params": {"message": f"bad request: {e}"}}}
         except Exception as e:  # a simulator bug: report it, keep the host up
-            log.exception("control request failed")
+            import logging  # the host daemon has it loaded; a command importing this module need not
+
+            logging.getLogger("xetool.simulator").exception("control request failed")
             return {"ok": False, "error": {"code": "INTERNAL_ERROR", "params": {"message": repr(e)}}}
 
     def _close(self, sock: socket.socket) -> None:

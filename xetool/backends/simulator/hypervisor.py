@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 import time
-from xetool.records import asdict, field, record
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.errors import XeError
 from xetool.placement.memory import overhead_mib
+from xetool.records import asdict, field, record
 from xetool.xenstore.server import Loop
 from xetool.xenstore.tree import DOM0, Tree
 

@@ -6,10 +6,10 @@ under /tmp named after the host directory (both sides compute the same name)."""
 from __future__ import annotations
 
 import os
-from xetool.records import record
 from pathlib import Path
 
 from xetool.paths import host_dir
+from xetool.records import record
 
 SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
 

@@ -29,15 +29,18 @@ import subprocess
 import sys
 import time
 import uuid as uuidlib
-from xetool.records import record
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.xen import parsers, qmp
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
+from xetool.records import record
 from xetool.xenstore.client import XsClient
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Mapping, Sequence
 
 
 @record(frozen=True)
@@ -48,7 +51,8 @@ class CmdResult:
 
 
 # run_cmd(argv, timeout_s, env) -> CmdResult; env entries are added to the process environment
-RunCmd = Callable[[Sequence[str], float, "Mapping[str, str] | None"], CmdResult]
+if TYPE_CHECKING:
+    RunCmd = Callable[[Sequence[str], float, "Mapping[str, str] | None"], CmdResult]
 
 XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"  # xen.lowlevel.xc, shipped in xen-utils-4.17
 DEBIAN_QEMU_XEN = "/usr/libexec/xen-qemu-system-i386"  # qemu-system-xen; libxl's own default

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import sys
 import uuid as uuidlib
-from typing import Any
 
 from xetool.backends.base import DomainInfo, PhysInfo
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"
 SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")

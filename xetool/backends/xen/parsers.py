@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 import re
-from xetool.records import record, replace
-from typing import Any, Mapping
 
 from xetool.backends.base import DomainInfo, PhysInfo
 from xetool.errors import XeError
+from xetool.records import record, replace
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 # the fifth flag of `xl list`: Xen's shutdown codes 0..5 (SHUTDOWN_* in sched.h); "-" is 0
 SHUTDOWN_REASON_LETTERS = "-rscwS"

@@ -10,9 +10,12 @@ import json
 import socket
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
 
 from xetool.errors import XeError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 
 class _Qmp:

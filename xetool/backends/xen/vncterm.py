@@ -26,6 +26,7 @@ import sys
 import termios
 import time
 import tty as ttymod
+
 from xetool.records import field, record
 
 COLS, ROWS = 80, 25

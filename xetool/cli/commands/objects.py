@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
@@ -15,6 +14,10 @@ from xetool.storage import file_sr
 from xetool.store import objects
 from xetool.store.codec import parse_cli
 from xetool.units import parse_size
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _flag(args: Args, key: str, default: bool) -> bool:

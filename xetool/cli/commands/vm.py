@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
@@ -12,6 +11,10 @@ from xetool.cli.selectors import require_count, resolve_one, select, split_filte
 from xetool.datamodel import get_class
 from xetool.errors import XeError
 from xetool.store.db import Row
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 VM_DEFAULTS = {"is-a-template": "false"}
 
