@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The speed targets of issue 2, measured in one run:
 
-    python3 bench/cli_bench.py [--runs N] [--module]
+    python3 bench/cli_bench.py [--runs N] [--module] [--venv]
 
 - the floor: `python3 -c pass` (this interpreter, sys.executable);
 - `xetool host-list --minimal` on the example pool: median <= 50 ms and <= 6x the floor;
@@ -9,14 +9,14 @@
   `vm-param-get uuid=... param-name=power-state` <= 80 ms.
 
 The installed `xetool` console script is measured if it is on PATH, else `python3 -m xetool` from
-this tree (or always with --module). Exit status 1 if a target is missed.
+this tree (or always with --module); with --venv, the console script and python of a fresh venv
+(bench/clean_venv.py says why). Exit status 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -61,14 +61,38 @@ def generate(state_dir: Path, hosts: int, vms: int) -> str:
     return vm
 
 
+def installed_script() -> str | None:
+    """This interpreter's own `xetool` console script, if it runs this tree's code. Not a PATH
+    lookup: a wrapper there (a pyenv shim is a bash script) would be measured with it."""
+    script = Path(sys.executable).parent / "xetool"
+    if not script.exists():
+        return None
+    found = subprocess.run([sys.executable, "-c", "import xetool; print(xetool.__file__)"], cwd="/",
+                           capture_output=True, text=True).stdout.strip()
+    package = Path(found).parent if found else None
+    ours = sorted(p.relative_to(ROOT / "xetool") for p in (ROOT / "xetool").rglob("*.py"))
+    if package is None or any(not (package / p).exists() or (package / p).read_bytes() != (ROOT / "xetool" / p).read_bytes()
+                              for p in ours):
+        print(f"note: {script} runs another xetool than this tree's; measuring the tree")
+        return None
+    return str(script)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=21, help="runs per figure (median; default 21)")
     ap.add_argument("--module", action="store_true", help="measure `python3 -m xetool` from this tree")
+    ap.add_argument("--venv", action="store_true", help="measure in a fresh venv (bench/clean_venv.py)")
     opts = ap.parse_args()
+    if opts.venv:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from clean_venv import reexec_in_venv
+
+        with tempfile.TemporaryDirectory(prefix="xetool-venv-") as tmp:
+            return reexec_in_venv(Path(tmp) / "venv", __file__, [a for a in sys.argv[1:] if a != "--venv"])
     runs = max(opts.runs, 15)
 
-    installed = None if opts.module else shutil.which("xetool")
+    installed = None if opts.module else installed_script()
     xetool = [installed] if installed else [sys.executable, "-m", "xetool"]
     env = dict(os.environ)
     if env.pop("PYTHONDONTWRITEBYTECODE", None):

@@ -1,6 +1,6 @@
 """vm-start benchmarks (issues 4 and 5).
 
-    PYTHONPATH=. python3 bench/vm_start_bench.py [--starts 10] [--hosts 1000] [--vms 20000]
+    PYTHONPATH=. python3 bench/vm_start_bench.py [--starts 10] [--hosts 1000] [--vms 20000] [--venv]
 
 1. A fresh `xetool vm-start` of a PV VM with 2 VBDs and 2 VIFs on the simulator (web01 of
    examples/pool.toml, hosts already running), median over --starts starts, each followed by an
@@ -129,7 +129,15 @@ def main() -> int:
     ap.add_argument("--starts", type=int, default=10)
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--vms", type=int, default=20000)
+    ap.add_argument("--venv", action="store_true", help="measure in a fresh venv (bench/clean_venv.py)")
     a = ap.parse_args()
+    if a.venv:
+        from clean_venv import reexec_in_venv
+
+        with tempfile.TemporaryDirectory(prefix="xetool-venv-") as tmp:
+            argv = [x for x in sys.argv[1:] if x != "--venv"]
+            return reexec_in_venv(Path(tmp) / "venv", __file__, argv)
+    print(f"python: {sys.executable} ({sys.version.split()[0]})")
     ok = start_bench(a.starts)
     ok = dry_run_bench(a.hosts, a.vms, max(5, a.starts // 2)) and ok
     return 0 if ok else 1

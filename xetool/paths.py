@@ -1,27 +1,45 @@
-"""Where xetool keeps its state and configuration (DESIGN.md, "State")."""
+"""Where xetool keeps its state and configuration (DESIGN.md, "State").
+
+The state directory is resolved as a string: a read command's whole path (context, store) works
+on strings, since pathlib costs a command about 8 ms of start-up (it imports urllib.parse).
+"""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+HOSTS = "hosts"  # <state>/hosts/<host uuid>/: a host's runtime files
+HOSTD_PID = "hostd.pid"  # a simulated host's pid file, in its host directory
 
 
-def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+def state_dir_name(explicit: str | os.PathLike[str] | None = None) -> str:
     """`--state-dir`, else $XETOOL_STATE_DIR, else /var/lib/xetool for root and
     $XDG_STATE_HOME/xetool (default ~/.local/state/xetool) for everyone else."""
     if explicit:
-        return Path(explicit)
+        return os.fspath(explicit)
     env = os.environ.get("XETOOL_STATE_DIR")
     if env:
-        return Path(env)
+        return env
     if os.geteuid() == 0:
-        return Path("/var/lib/xetool")
+        return "/var/lib/xetool"
     xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(xdg) / "xetool"
+    return os.path.join(xdg, "xetool")
+
+
+def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    from pathlib import Path
+
+    return Path(state_dir_name(explicit))
 
 
 def config_file() -> Path:
     """/etc/xetool/xetool.toml for root, else $XDG_CONFIG_HOME/xetool/xetool.toml."""
+    from pathlib import Path
+
     if os.geteuid() == 0:
         return Path("/etc/xetool/xetool.toml")
     xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -30,4 +48,4 @@ def config_file() -> Path:
 
 def host_dir(state: Path, host_uuid: str) -> Path:
     """Per-host runtime files: the simulated host's sockets, locks, leases."""
-    return state / "hosts" / host_uuid
+    return state / HOSTS / host_uuid

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import site
 import subprocess
 import sys
 
@@ -11,7 +13,7 @@ from tests.conftest import ROOT
 
 HEAVY = ("rich", "json", "tomllib", "tomli_w", "pyxs", "xetool.pooldef", "xetool.placement", "xetool.master",
          "xetool.host", "hashlib",
-         "click", "dataclasses", "inspect", "uuid", "typing", "logging")  # a plain line needs no click (cli/app.py)
+         "click", "dataclasses", "inspect", "uuid", "typing", "logging", "pathlib")  # and no click (cli/app.py)
 # vm-start needs the host's half, pyxs and uuids, but none of what only some starts or errors need
 START_HEAVY = ("rich", "click", "dataclasses", "inspect", "typing", "logging", "whisper", "tomllib", "xetool.pooldef")
 
@@ -27,8 +29,11 @@ sys.exit(rc)
 
 
 def _loaded(pool, argv: list[str]) -> set[str]:
-    p = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True,
-                       env={"PYTHONPATH": str(ROOT), "XETOOL_STATE_DIR": str(pool), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    # -S: no .pth files run at start (this machine's import certifi, pathlib and typing); the
+    # site-packages directories are given by hand instead, as a clean venv would have them
+    path = os.pathsep.join([str(ROOT), *site.getsitepackages()])
+    p = subprocess.run([sys.executable, "-S", "-c", PROBE, *argv], capture_output=True, text=True,
+                       env={"PYTHONPATH": path, "XETOOL_STATE_DIR": str(pool), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
     assert p.returncode == 0, p.stderr
     return set(p.stderr.split("MODULES ")[1].split())
 

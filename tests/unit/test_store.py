@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_wal_mode_mode_0600_and_version(tmp_path):
     store = Store(tmp_path / "s")
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.db_file).st_mode) == 0o600
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == len(schema.MIGRATIONS)
     store.close()
     raw = sqlite3.connect(tmp_path / "s" / "pool.db")

@@ -68,9 +68,9 @@ def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debu
         obj = Context.from_options(state_dir)
         ctx.obj = obj
     elif state_dir:
-        from xetool.paths import state_dir as resolve
+        from xetool.paths import state_dir_name
 
-        obj.state_dir = resolve(state_dir)
+        obj.state = state_dir_name(state_dir)
     obj.minimal = obj.minimal or minimal
     obj.fmt = fmt if fmt != "xe" else obj.fmt
     obj.debug, obj.trace, obj.quiet = obj.debug or debug, obj.trace or trace, obj.quiet or quiet

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from xetool import paths
 from xetool.records import field, record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import TextIO
 
     from xetool.store.db import Store
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @record
 class Context:
-    state_dir: Path
+    state: str | os.PathLike[str]  # the state directory; `state_dir` is it as a Path
     minimal: bool = False
     fmt: str = "xe"  # xe | json
     debug: bool = False
@@ -33,14 +33,20 @@ class Context:
 
     @classmethod
     def from_options(cls, state_dir: str | None = None, **kw: object) -> Context:
-        return cls(paths.state_dir(state_dir), **kw)  # type: ignore[arg-type]
+        return cls(paths.state_dir_name(state_dir), **kw)  # type: ignore[arg-type]
+
+    @property
+    def state_dir(self) -> Path:
+        from pathlib import Path  # not at import: see xetool.paths
+
+        return Path(self.state)
 
     @property
     def store(self) -> Store:
         if self._store is None:
             from xetool.store.db import Store
 
-            self._store = Store(self.state_dir)
+            self._store = Store(self.state)
         return self._store
 
     def close(self) -> None:

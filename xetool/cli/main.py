@@ -48,9 +48,9 @@ def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
             or given.get("--state-dir") == "":
         return None
     if "--state-dir" in given:
-        from xetool.paths import state_dir
+        from xetool.paths import state_dir_name
 
-        ctx.state_dir = state_dir(given["--state-dir"])
+        ctx.state = state_dir_name(given["--state-dir"])
     if fmt != "xe":
         ctx.fmt = fmt
     for flag, name in FLAGS.items():
@@ -62,9 +62,9 @@ def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
 def _apply_globals(ctx: Context, args: Args) -> None:
     """xe accepts output options after the command too: `vm-list --minimal`, `minimal=true`."""
     if "state-dir" in args.params:
-        from xetool.paths import state_dir
+        from xetool.paths import state_dir_name
 
-        ctx.state_dir = state_dir(args.params.pop("state-dir"))
+        ctx.state = state_dir_name(args.params.pop("state-dir"))
     fmt = args.params.pop("format", None)
     if fmt is not None:
         if fmt not in FORMATS:

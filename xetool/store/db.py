@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from contextlib import contextmanager
-from pathlib import Path
 
 from xetool.datamodel import CLASSES, get_class
 from xetool.datamodel.types import ClassSpec, Field
@@ -20,6 +19,7 @@ from xetool.store.codec import UUID_RE, from_column, needs_decoding, to_column
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, Iterable, Iterator, Sequence
 
 DB_NAME = "pool.db"
@@ -166,12 +166,18 @@ def _field_any(spec: ClassSpec, name: str) -> Field:
 class Store:
     """The pool database in a state directory. Opening it creates and migrates it."""
 
-    def __init__(self, state_dir: Path, busy_timeout: float | None = None) -> None:
-        self.state_dir = Path(state_dir)
-        self.path = self.state_dir / DB_NAME
+    def __init__(self, state_dir: str | os.PathLike[str], busy_timeout: float | None = None) -> None:
+        self.state = os.fspath(state_dir)  # strings, not Paths: see xetool.paths
+        self.db_file = os.path.join(self.state, DB_NAME)
         timeout = busy_timeout if busy_timeout is not None else float(os.environ.get("XETOOL_DB_TIMEOUT", "30"))
-        self.db = _open(self.state_dir, self.path, timeout)
+        self.db = _open(self.state, self.db_file, timeout)
         self._migrate()
+
+    @property
+    def state_dir(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.state)
 
     def close(self) -> None:
         self.db.close()
@@ -199,7 +205,7 @@ class Store:
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > schema.SCHEMA_VERSION:
-            raise XeError("SCHEMA_TOO_NEW", self.path, version, schema.SCHEMA_VERSION)
+            raise XeError("SCHEMA_TOO_NEW", self.db_file, version, schema.SCHEMA_VERSION)
         fp = schema.fingerprint()
         if version == schema.SCHEMA_VERSION and self._meta("fingerprint") == fp:
             return
@@ -222,10 +228,10 @@ class Store:
         return row[0] if row else None
 
 
-def _open(state_dir: Path, path: Path, timeout: float) -> sqlite3.Connection:
+def _open(state_dir: str, path: str, timeout: float) -> sqlite3.Connection:
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not path.exists():
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        if not os.path.exists(path):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         if not os.access(state_dir, os.W_OK) or not os.access(path, os.W_OK):
             raise PermissionError("permission denied")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xetool.paths import host_dir
+from xetool.paths import HOSTD_PID, host_dir
 from xetool.records import record
 
 SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
@@ -32,5 +32,5 @@ def host_files(state_dir: Path, host_uuid: str) -> HostFiles:
 
         digest = hashlib.sha256(str(hd).encode()).hexdigest()[:16]
         sock_dir = Path(os.environ.get("TMPDIR") or "/tmp") / f"xetool-{os.getuid()}" / digest
-    return HostFiles(hd, sock_dir / "xenstored.sock", sock_dir / "control.sock", hd / "hostd.pid",
+    return HostFiles(hd, sock_dir / "xenstored.sock", sock_dir / "control.sock", hd / HOSTD_PID,
                      hd / "hostd.lock", hd / "hostd.log")

@@ -4,14 +4,16 @@ imports) brought in to settle its VMs."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
+from xetool.paths import HOSTD_PID, HOSTS
 from xetool.store.db import Store
 
 
-def _alive(pid_file: Path) -> bool:
+def _alive(pid_file: str) -> bool:
     try:
-        pid = int(pid_file.read_text().strip())
+        with open(pid_file) as f:
+            pid = int(f.read().strip())
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
     except (OSError, ValueError, IndexError):
@@ -19,14 +21,15 @@ def _alive(pid_file: Path) -> bool:
 
 
 def notice_crashed_hosts(store: Store) -> None:
-    root = Path(store.state_dir) / "hosts"
-    if not root.is_dir():
+    # strings, not Paths, as on the rest of a listing's path (see xetool.paths)
+    root = os.path.join(store.state, HOSTS)
+    try:
+        hosts = os.listdir(root)
+    except OSError:
         return
-    from xetool.backends.simulator.layout import host_files
-
-    for d in root.iterdir():
-        files = host_files(Path(store.state_dir), d.name)
-        if files.pid_file.exists() and not _alive(files.pid_file):
+    for name in hosts:
+        pid_file = os.path.join(root, name, HOSTD_PID)
+        if os.path.exists(pid_file) and not _alive(pid_file):
             from xetool.host import janitor
 
             janitor.reconcile_hosts(store)
