@@ -1,3 +1,3 @@
-from xetool.cli.main import main
+from xetool.cli.main import program
 
-raise SystemExit(main())
+program()
