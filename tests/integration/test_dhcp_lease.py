@@ -10,6 +10,7 @@ address, and with another MAC must get none. Needs root, iproute2 (ip netns), dn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -85,6 +86,34 @@ def udhcpc(cli: str, mac: str, tries: int) -> str | None:
     return m.group(1) if m else None
 
 
+@contextlib.contextmanager
+def dnsmasq(srv: str, hostsfile: Path, tmp_path: Path, pid_file: str = "") -> Iterator[Path]:
+    """dnsmasq in namespace `srv` serving `hostsfile` with a static range; yields its log once
+    it has read the file."""
+    log = tmp_path / "dnsmasq.log"
+    argv = [IP, "netns", "exec", srv, DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+            "--interface=vs", "--bind-interfaces", "--user=root", "--group=root",
+            "--dhcp-range=192.168.128.0,static,255.255.255.0", f"--dhcp-hostsfile={hostsfile}",
+            f"--dhcp-leasefile={tmp_path / 'leases'}", "--log-dhcp", f"--log-facility={log}", f"--pid-file={pid_file}"]
+    server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        # (dnsmasq 2.90 logs "read FILE" for a hostsfile, with no count: the exchanges show that
+        # the entries were understood)
+        while f"read {hostsfile}" not in (log.read_text() if log.exists() else ""):
+            assert server.poll() is None, f"dnsmasq exited: {server.stderr.read().decode()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"dnsmasq did not read {hostsfile}"
+            time.sleep(0.1)
+        yield log
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+
+
 def test_dnsmasq_serves_the_lease_vm_start_wrote(ok, pool: Path, netns: tuple[str, str], tmp_path: Path) -> None:
     ok("vm-start", "vm=web01")  # its VIF 1 is on the guest installer network (examples/pool.toml)
     files = list(pool.glob("hosts/*/dnsmasq/xenbr1.hosts"))
@@ -95,30 +124,28 @@ def test_dnsmasq_serves_the_lease_vm_start_wrote(ok, pool: Path, netns: tuple[st
     assert len(entry) == 1 and name == "web01" and ip.startswith("192.168.128.")
 
     srv, cli = netns
-    log = tmp_path / "dnsmasq.log"
-    argv = [IP, "netns", "exec", srv, DNSMASQ, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
-            "--interface=vs", "--bind-interfaces", "--user=root", "--group=root",
-            "--dhcp-range=192.168.128.0,static,255.255.255.0", f"--dhcp-hostsfile={hostsfile}",
-            f"--dhcp-leasefile={tmp_path / 'leases'}", "--log-dhcp", f"--log-facility={log}", "--pid-file="]
-    server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 10
-        while f"read {hostsfile}" not in (log.read_text() if log.exists() else ""):
-            assert server.poll() is None, f"dnsmasq exited: {server.stderr.read().decode()}"  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, f"dnsmasq did not read {hostsfile}"
-            time.sleep(0.1)
-        # (dnsmasq 2.90 logs "read FILE" for a hostsfile, with no count: the exchange below shows
-        # that the entry was understood)
-
+    with dnsmasq(srv, hostsfile, tmp_path) as log:
         assert udhcpc(cli, mac, tries=5) == ip  # the VM's MAC gets the VM's address
         assert udhcpc(cli, "00:16:3e:00:00:99", tries=2) is None  # static range: unknown MACs get nothing
         text = log.read_text()
         assert re.search(rf"DHCPACK\(vs\) {re.escape(ip)} {mac} web01", text), text[-2000:]
         assert "no address available" in text, text[-2000:]
-    finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+
+
+def test_a_running_dnsmasq_is_told_of_each_change(ok, pool: Path, netns: tuple[str, str], tmp_path: Path) -> None:
+    """A dnsmasq started with --pid-file=<bridge>.pid beside the hosts file is sent SIGHUP when a
+    lease is given or taken back, and serves the change without a restart."""
+    ok("vm-start", "vm=web01")
+    hostsfile = next(pool.glob("hosts/*/dnsmasq/xenbr1.hosts"))
+    host = hostsfile.parent.parent.name
+    mac, ip, _ = hostsfile.read_text().strip().split(",")
+    ok("vm-shutdown", "vm=web01", "--force")
+    assert hostsfile.read_text() == ""  # the lease went with the VM
+
+    srv, cli = netns
+    with dnsmasq(srv, hostsfile, tmp_path, pid_file=str(hostsfile.with_suffix(".pid"))) as log:
+        assert udhcpc(cli, mac, tries=2) is None  # no lease yet
+        ok("vm-start", "vm=web01", f"on={host}")  # the same host: the same file, the same address
+        assert udhcpc(cli, mac, tries=5) == ip, log.read_text()[-2000:]
+        ok("vm-shutdown", "vm=web01", "--force")
+        assert udhcpc(cli, mac, tries=2) is None, log.read_text()[-2000:]

@@ -1,10 +1,15 @@
 """Virtual network interfaces: the xenstore layout of a NIC, and the guest installer network's
-DHCP leases, kept as a dnsmasq hosts file (`dhcp-hostsfile`) per bridge on the host."""
+DHCP leases, kept as a dnsmasq hosts file (`dhcp-hostsfile`) per bridge on the host.
+
+dnsmasq reads a hosts file at start and again on SIGHUP. A dnsmasq serving `<bridge>.hosts` that
+was started with `--pid-file=<bridge>.pid` in the same directory is sent SIGHUP on every change,
+so a lease given or taken back takes effect at once."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 from pathlib import Path
 
 from xetool.backends.base import Backend
@@ -46,6 +51,10 @@ def leases_file(host_dir: Path, bridge: str) -> Path:
     return host_dir / "dnsmasq" / f"{bridge}.hosts"
 
 
+def dnsmasq_pid_file(host_dir: Path, bridge: str) -> Path:
+    return host_dir / "dnsmasq" / f"{bridge}.pid"
+
+
 def add_lease(host_dir: Path, bridge: str, mac: str, hostname: str) -> str:
     """Give `mac` an address on the installer network; returns it. Idempotent per MAC."""
     path = leases_file(host_dir, bridge)
@@ -63,6 +72,7 @@ def add_lease(host_dir: Path, bridge: str, mac: str, hostname: str) -> str:
         else:
             raise OSError("no free address on the guest installer network")
         _write(path, lines + [f"{mac},{ip},{hostname}"])
+    reload_dnsmasq(host_dir, bridge)
     return str(ip)
 
 
@@ -74,7 +84,23 @@ def remove_lease(host_dir: Path, bridge: str, mac: str) -> bool:
         lines = path.read_text().splitlines()
         kept = [line for line in lines if line.split(",")[0] != mac]
         _write(path, kept)
+    if len(kept) != len(lines):
+        reload_dnsmasq(host_dir, bridge)
     return len(kept) != len(lines)
+
+
+def reload_dnsmasq(host_dir: Path, bridge: str) -> bool:
+    """SIGHUP to the dnsmasq that serves the bridge's hosts file, if one registered its pid file;
+    True if one was told. A pid that is not a dnsmasq's (a stale file) is left alone."""
+    try:
+        pid = int(dnsmasq_pid_file(host_dir, bridge).read_text().split()[0])
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() != "dnsmasq":
+                return False
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError, IndexError):  # none running: one started later reads the file then
+        return False
+    return True
 
 
 def _write(path: Path, lines: list[str]) -> None:
