@@ -13,7 +13,7 @@ import click
 from xetool import __version__
 from xetool.cli.context import Context
 from xetool.cli.grammar import check_utf8
-from xetool.cli.main import FORMATS, run
+from xetool.cli.main import FORMATS, apply_options, run
 from xetool.cli.registry import Command, commands, lookup
 from xetool.errors import XeError
 
@@ -65,15 +65,8 @@ def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debu
     """xe-style toolstack for Xen pools."""
     obj = ctx.find_object(Context)
     if obj is None:
-        obj = Context.from_options(state_dir)
-        ctx.obj = obj
-    elif state_dir:
-        from xetool.paths import state_dir_name
-
-        obj.state = state_dir_name(state_dir)
-    obj.minimal = obj.minimal or minimal
-    obj.fmt = fmt if fmt != "xe" else obj.fmt
-    obj.debug, obj.trace, obj.quiet = obj.debug or debug, obj.trace or trace, obj.quiet or quiet
+        obj = ctx.obj = Context.from_options(state_dir)
+    apply_options(obj, state_dir, fmt, minimal=minimal, debug=debug, trace=trace, quiet=quiet)
     ctx.call_on_close(obj.close)
     if version:
         click.echo(f"xetool {__version__}")

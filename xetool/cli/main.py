@@ -48,16 +48,21 @@ def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
     if i == len(argv) or lookup(argv[i]) is None or "--" in argv[i:] or fmt not in FORMATS \
             or given.get("--state-dir") == "":
         return None
-    if "--state-dir" in given:
+    apply_options(ctx, given.get("--state-dir"), fmt, **{name: flag in given for flag, name in FLAGS.items()})
+    return argv[i:]
+
+
+def apply_options(ctx: Context, state_dir: str | None, fmt: str, **flags: bool) -> None:
+    """The options before the command into the context: the plain path's and click's alike."""
+    if state_dir:
         from xetool.paths import state_dir_name
 
-        ctx.state = state_dir_name(given["--state-dir"])
+        ctx.state = state_dir_name(state_dir)
     if fmt != "xe":
         ctx.fmt = fmt
-    for flag, name in FLAGS.items():
-        if flag in given:
+    for name, given in flags.items():
+        if given:
             setattr(ctx, name, True)
-    return argv[i:]
 
 
 def _apply_globals(ctx: Context, args: Args) -> None:
