@@ -7,7 +7,6 @@ checked is what is written. xapi enforces the same rules at set time
 
 from __future__ import annotations
 
-
 from xetool.datamodel import get_class
 from xetool.datamodel.types import Kind
 from xetool.errors import XeError

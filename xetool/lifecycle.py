@@ -8,7 +8,6 @@ transaction and refresh `allowed_operations`, which is only advice derived from 
 
 from __future__ import annotations
 
-
 from xetool.datamodel.classes import HOST_OPERATIONS, VBD_OPERATIONS, VIF_OPERATIONS, VM_OPERATIONS
 from xetool.errors import XeError
 from xetool.store.db import Row, Txn

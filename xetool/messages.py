@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from xetool.store.db import Txn
 from xetool.clock import now_iso
+from xetool.store.db import Txn
 
 KEEP = 10_000  # oldest messages beyond this are dropped, so the table stays small
 

@@ -23,7 +23,8 @@ from xetool.units import parse_size
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 RESERVED_HOST_MEMORY = 72 << 20  # squeezed keeps this back on every host (xapi reference 3.3)
 _LINE = re.compile(r"line (\d+), column (\d+)")

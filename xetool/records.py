@@ -16,7 +16,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing's: importing typing is a cost this module exists to avoid
 if TYPE_CHECKING:
-    from typing import Any, Callable, TypeVar
+    from collections.abc import Callable
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 

@@ -21,7 +21,8 @@ from xetool.records import field, record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable, Protocol, Sequence
+    from collections.abc import Callable, Sequence
+    from typing import Protocol
 
     class Observer(Protocol):
         def step_started(self, index: int, total: int, name: str) -> None: ...

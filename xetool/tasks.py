@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
+from xetool.clock import now_iso
 from xetool.errors import XeError
 from xetool.store.db import Row, Store, Txn
-from xetool.clock import now_iso
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:

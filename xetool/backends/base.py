@@ -24,7 +24,7 @@ from xetool.records import field, record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
 PLATFORM_FLAGS = ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
 

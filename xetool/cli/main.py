@@ -19,7 +19,8 @@ from xetool.errors import XeError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from collections.abc import Sequence
+    from typing import Any
 
 FORMATS = ("xe", "json")
 # The options before the command: the flags, and those that take a value.

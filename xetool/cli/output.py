@@ -7,14 +7,14 @@ in `progress.py` and only on a terminal.
 
 from __future__ import annotations
 
-
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.records import field, record
 from xetool.store.codec import escape_minimal, show
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Sequence, TextIO
+    from collections.abc import Sequence
+    from typing import Any, TextIO
 
 
 @record

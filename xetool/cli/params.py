@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-
 from xetool import constraints
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args

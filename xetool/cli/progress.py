@@ -68,7 +68,8 @@ def progress(ctx: Context, title: str, steps: Sequence[str] | int | None = None)
         yield Progress()
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bar, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
 
     names = list(steps) if isinstance(steps, Sequence) and not isinstance(steps, str) else []
     total = len(names) if names else steps if isinstance(steps, int) else None

@@ -6,7 +6,6 @@ Scalar filters become SQL; map filters (`other-config:owner=ops`) and set filter
 
 from __future__ import annotations
 
-
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
 from xetool.store.codec import UUID_RE, parse_cli
@@ -14,7 +13,8 @@ from xetool.store.db import Row, Txn
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Sequence
+    from collections.abc import Sequence
+    from typing import Any
 
 
 def split_filters(spec: ClassSpec, params: dict[str, str]) -> dict[str, str]:

@@ -6,7 +6,6 @@ can be read side by side. Memory is in bytes, as in xapi.
 
 from __future__ import annotations
 
-
 from xetool.datamodel.types import ClassSpec, Field, Kind, Qualifier
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)

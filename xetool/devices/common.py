@@ -15,7 +15,7 @@ from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Mapping
+    from collections.abc import Mapping
 
 CLOSING, CLOSED = "5", "6"
 

@@ -15,7 +15,7 @@ from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Sequence
+    from collections.abc import Sequence
 
 START_TIMEOUT = float(os.environ.get("XETOOL_DM_TIMEOUT", "10"))
 

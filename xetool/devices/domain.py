@@ -14,7 +14,7 @@ from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Mapping
+    from collections.abc import Mapping
 
 GUEST_RW_DIRS = ("data", "drivers", "feature", "attr", "error", "vm-data", "messages", "control", "device/vbd", "device/vif")
 GENERIC_BIOS_STRINGS = {

@@ -10,20 +10,19 @@ from pathlib import Path
 
 from xetool import lifecycle, tasks
 from xetool.backends.base import Backend, DomainConfig
+from xetool.clock import now_iso
 from xetool.devices import bootloader, console, domain, vbd, vif
 from xetool.errors import XeError
 from xetool.host import memory, runtime, teardown
 from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.host.locks import FileLock, host_queue, vm_lock
 from xetool.host.runtime import Runtime
-from xetool.master.snapshot import is_hvm
+from xetool.master.snapshot import is_hvm, read_vm
 from xetool.placement.memory import vm_compute_memory_overhead
-from xetool.master.snapshot import read_vm
+from xetool.records import field, record, replace
 from xetool.steps import Note, Runner, Step
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
-from xetool.clock import now_iso
-from xetool.records import field, record, replace
 from xetool.store.objects import sr_path
 from xetool.xenstore.client import XsClient
 

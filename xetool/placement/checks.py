@@ -7,7 +7,6 @@ strict form (stop at the first failure), the chooser (a yes/no per host) and the
 
 from __future__ import annotations
 
-
 from xetool.errors import XeError
 from xetool.placement.ha import placement_preserves_ha_plan
 from xetool.placement.memory import MIB, host_compute_free_memory_with_maximum_compression, vm_compute_start_memory
@@ -17,7 +16,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable, List, Optional, Sequence, Tuple
+    from collections.abc import Callable, Sequence
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
@@ -28,7 +27,7 @@ class VmFacts:
     """What the checks derive from the VM alone, computed once per placement, not per host."""
 
     vm: VmView
-    invalid: Optional[XeError]  # the first validate_basic_parameters failure
+    invalid: XeError | None  # the first validate_basic_parameters failure
     start_memory: int  # bytes, vm_compute_start_memory
     vcpus_unrestricted: bool
 
@@ -47,8 +46,8 @@ class VmFacts:
 class CheckResult:
     name: str
     passed: bool
-    reason: Optional[str] = None  # why it failed, with the numbers
-    error: Optional[XeError] = None
+    reason: str | None = None  # why it failed, with the numbers
+    error: XeError | None = None
 
     def to_json(self) -> dict:
         out: dict = {"check": self.name, "passed": self.passed}
@@ -62,66 +61,66 @@ class CheckResult:
 # chooser only needs yes or no, and a refused host costs no error object).
 Failure = XeError | tuple[str, tuple[object, ...]]
 if TYPE_CHECKING:  # a check: None, or why the host fails
-    Check = Callable[[VmFacts, HostView, PoolView], Optional[Failure]]
+    Check = Callable[[VmFacts, HostView, PoolView], Failure | None]
 
 
 def as_error(failure: Failure) -> XeError:
     return failure if isinstance(failure, XeError) else XeError(failure[0], *failure[1])
 
 
-def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return f.invalid
 
 
-def _live(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _live(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return None if host.live else ("HOST_NOT_LIVE", ())
 
 
-def _control_domain(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _control_domain(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     if f.vm.is_control_domain and f.vm.affinity != host.uuid:
         return ("OPERATION_NOT_ALLOWED", ("Cannot boot a control domain on a host different from its affinity",))
     return None
 
 
-def _enabled(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _enabled(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     # A control domain boots on its own host even when that host is disabled (xapi).
     return None if host.enabled or f.vm.is_control_domain else ("HOST_DISABLED", (host.uuid,))
 
 
-def _not_evacuating(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _not_evacuating(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return ("HOST_EVACUATE_IN_PROGRESS", (host.uuid,)) if EVACUATE in host.current_operations else None
 
 
-def _srs(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _srs(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     for sr in f.vm.required_srs:
         if sr not in host.srs:
             return ("VM_REQUIRES_SR", (f.vm.uuid, sr))
     return None
 
 
-def _networks(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _networks(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     for net in f.vm.required_networks:
         if net not in host.networks and net not in pool.shared_networks:
             return ("VM_REQUIRES_NETWORK", (f.vm.uuid, net))
     return None
 
 
-def _hvm(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _hvm(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return ("VM_HVM_REQUIRED", (f.vm.uuid,)) if f.vm.hvm and not host.supports_hvm else None
 
 
-def _memory(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _memory(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     free = host_compute_free_memory_with_maximum_compression(host, pool.load_without(host.uuid, f.vm))
     return ("HOST_NOT_ENOUGH_FREE_MEMORY", (f.start_memory, free)) if f.start_memory > free else None
 
 
-def _pcpus(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _pcpus(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     if f.vcpus_unrestricted or host.cpus >= f.vm.vcpus_max:
         return None
     return ("HOST_NOT_ENOUGH_PCPUS", (f.vm.vcpus_max, host.cpus))
 
 
-def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
+def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     if placement_preserves_ha_plan(f.vm, host, pool):
         return None
     return ("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", ())
@@ -130,7 +129,7 @@ def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Optional[Failure]:
 # The seed's order (xapi's, less the vGPU/USB/SR-IOV/CPUID checks xetool has no model for).
 # "evacuate" is not part of xapi's assert_can_boot_here: the chooser skips such hosts and
 # start_on refuses them, so the explain table shows it where it applies.
-CHECKS: Tuple[Tuple[str, Check], ...] = (
+CHECKS: tuple[tuple[str, Check], ...] = (
     ("validate", _validate),
     ("live", _live),
     ("control-domain", _control_domain),
@@ -143,7 +142,7 @@ CHECKS: Tuple[Tuple[str, Check], ...] = (
     ("pcpus", _pcpus),
     ("ha-plan", _ha_plan),
 )
-CHECK_NAMES: Tuple[str, ...] = tuple(name for name, _ in CHECKS)
+CHECK_NAMES: tuple[str, ...] = tuple(name for name, _ in CHECKS)
 _PASSED = {name: CheckResult(name, True) for name in CHECK_NAMES}  # immutable: shared by every row
 
 
@@ -153,12 +152,12 @@ _SELECTED = {
 }
 
 
-def _selected(do_memory_check: bool, evacuate: bool) -> Tuple[Tuple[str, Check], ...]:
+def _selected(do_memory_check: bool, evacuate: bool) -> tuple[tuple[str, Check], ...]:
     return _SELECTED[(do_memory_check, evacuate)]
 
 
 def first_failure(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_check: bool = True,
-                  evacuate: bool = True) -> Optional[XeError]:
+                  evacuate: bool = True) -> XeError | None:
     for _, check in _selected(do_memory_check, evacuate):
         failure = check(facts, host, pool)
         if failure is not None:
@@ -182,7 +181,7 @@ def vm_can_run_on_host(facts: VmFacts, host: HostView, pool: PoolView) -> bool:
 
 
 def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_check: bool = True,
-                 evacuate: bool = True) -> Tuple[CheckResult, ...]:
+                 evacuate: bool = True) -> tuple[CheckResult, ...]:
     """Every check on `host`, none skipped because an earlier one failed."""
     out = []
     for name, check in _selected(do_memory_check, evacuate):
@@ -202,7 +201,7 @@ def _mib(n: str, up: bool) -> str:
     return str(-(-b // MIB) if up else b // MIB)
 
 
-def describe(err: XeError, pool: Optional[PoolView] = None) -> str:
+def describe(err: XeError, pool: PoolView | None = None) -> str:
     """A human reason in xe's words (print_assert_exception), with the numbers."""
     p = err.params
     code = err.code
@@ -239,6 +238,6 @@ def describe(err: XeError, pool: Optional[PoolView] = None) -> str:
     return err.spec.doc
 
 
-def explain_hosts(vm: VmView, hosts: Sequence[HostView], pool: PoolView) -> List[Tuple[HostView, Tuple[CheckResult, ...]]]:
+def explain_hosts(vm: VmView, hosts: Sequence[HostView], pool: PoolView) -> list[tuple[HostView, tuple[CheckResult, ...]]]:
     facts = VmFacts.of(vm)
     return [(h, explain_host(facts, h, pool)) for h in hosts]

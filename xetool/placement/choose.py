@@ -25,7 +25,8 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Iterator, List, Optional, Protocol, Tuple
+    from collections.abc import Iterator
+    from typing import Protocol
 
     class RandomSource(Protocol):
         def random(self) -> float: ...
@@ -45,7 +46,7 @@ class FirstChoice:
 class Placement:
     host: HostView
     category: str  # affinity | definite | probable | possible | start_on | wlb
-    tried: Tuple[TryStep, ...]  # the hosts tried, in order, ending with the chosen one
+    tried: tuple[TryStep, ...]  # the hosts tried, in order, ending with the chosen one
 
 
 def _half_towards_zero(v: int) -> int:
@@ -54,7 +55,7 @@ def _half_towards_zero(v: int) -> int:
     return x // 2 if x >= 0 else -((-x) // 2)
 
 
-def _host_rows(pool: PoolView) -> List[Tuple[HostView, int, int, int, int]]:
+def _host_rows(pool: PoolView) -> list[tuple[HostView, int, int, int, int]]:
     """Per host, once per snapshot: (host, total − host overhead − Σ guest overhead, Σ static_max,
     Σ dynamic_max, Σ dynamic_min) over its guests."""
     rows = pool._cache.get("placement_rows")
@@ -68,7 +69,7 @@ def _host_rows(pool: PoolView) -> List[Tuple[HostView, int, int, int, int]]:
     return rows
 
 
-def host_values(vm: VmView, pool: PoolView) -> List[Tuple[HostView, int, int, int]]:
+def host_values(vm: VmView, pool: PoolView) -> list[tuple[HostView, int, int, int]]:
     """(host, definite, probable, possible) for each host, counting `vm` among its guests."""
     own_ovh = stored_overhead(vm)
     smax, dmax, dmin = vm.memory_static_max, vm.memory_dynamic_max, vm.memory_dynamic_min
@@ -101,12 +102,12 @@ def host_values(vm: VmView, pool: PoolView) -> List[Tuple[HostView, int, int, in
 _CATEGORY_COLUMN = (("definite", 1), ("probable", 2), ("possible", 3))
 
 
-def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[Tuple[HostView, str]]:
+def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[tuple[HostView, str]]:
     """The hosts in the order the chooser tries them, supposing each one tried fails.
     Consumes one `rng.random()` per host yielded."""
     values = host_values(vm, pool)
     tried: set = set()
-    categories: List[Tuple[str, int, List[Tuple[HostView, int, int, int]]]] = []
+    categories: list[tuple[str, int, list[tuple[HostView, int, int, int]]]] = []
     if vm.affinity:
         categories.append(("affinity", 3, [row for row in values if row[0].uuid == vm.affinity]))
     categories += [(name, col, values) for name, col in _CATEGORY_COLUMN]
@@ -122,11 +123,11 @@ def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[Tuple[
             yield host, name
 
 
-def placement_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Tuple[TryStep, ...]:
+def placement_order(vm: VmView, pool: PoolView, rng: RandomSource) -> tuple[TryStep, ...]:
     return tuple(TryStep(h.uuid, cat) for h, cat in host_order(vm, pool, rng))
 
 
-def explain_placement(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = None) -> PlacementReport:
+def explain_placement(vm: VmView, pool: PoolView, rng: RandomSource | None = None) -> PlacementReport:
     """Every check on every host, and the chooser's order with the host it would pick.
     Given an RNG in the same state, `chosen` is what choose_host_for_vm returns."""
     facts = VmFacts.of(vm)
@@ -137,7 +138,7 @@ def explain_placement(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = 
     return PlacementReport(vm.uuid, reports, order, chosen)
 
 
-def no_hosts_available(vm: VmView, pool: PoolView, tried: Tuple[TryStep, ...] = ()) -> XeError:
+def no_hosts_available(vm: VmView, pool: PoolView, tried: tuple[TryStep, ...] = ()) -> XeError:
     """NO_HOSTS_AVAILABLE (no parameters, as xapi) carrying `.report`, the explain table."""
     err = XeError("NO_HOSTS_AVAILABLE")
     facts = VmFacts.of(vm)
@@ -147,7 +148,7 @@ def no_hosts_available(vm: VmView, pool: PoolView, tried: Tuple[TryStep, ...] = 
     return err
 
 
-def choose_host_for_vm(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = None) -> Placement:
+def choose_host_for_vm(vm: VmView, pool: PoolView, rng: RandomSource | None = None) -> Placement:
     """The first host in `host_order` that passes every check.
 
     A VM whose own parameters are invalid gets that error (INVALID_VALUE, ...) at once rather
@@ -155,7 +156,7 @@ def choose_host_for_vm(vm: VmView, pool: PoolView, rng: Optional[RandomSource] =
     facts = VmFacts.of(vm)
     if facts.invalid is not None:
         raise facts.invalid
-    tried: List[TryStep] = []
+    tried: list[TryStep] = []
     for host, category in host_order(vm, pool, rng if rng is not None else random.Random()):
         tried.append(TryStep(host.uuid, category))
         if vm_can_run_on_host(facts, host, pool):

@@ -33,7 +33,7 @@ from xetool.placement.snapshot import HostView, PoolView, VmView, protected_foot
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Sequence
+    from collections.abc import Sequence
 
 MAX_SCENARIOS = 512  # exact scenarios tried when the dominating instance does not pack
 
@@ -42,7 +42,7 @@ def ha_check_active(pool: PoolView) -> bool:
     return pool.ha_enabled and not pool.ha_allow_overcommit
 
 
-def best_fit_decreasing(items_desc: Sequence[int], bins_asc: List[int]) -> bool:
+def best_fit_decreasing(items_desc: Sequence[int], bins_asc: list[int]) -> bool:
     """Pack items (largest first) each into the tightest bin with room. Mutates `bins_asc`."""
     for size in items_desc:
         i = bisect.bisect_left(bins_asc, size)
@@ -57,7 +57,7 @@ class HaState:
     """Free memory of the live hosts and the protected VMs on them, for one configuration,
     with the sorted lists the dominating instance needs computed once."""
 
-    def __init__(self, free: Dict[str, int], can_receive: Dict[str, bool], prot: Dict[str, List[int]]) -> None:
+    def __init__(self, free: dict[str, int], can_receive: dict[str, bool], prot: dict[str, list[int]]) -> None:
         self.free = free  # live host -> free bytes (negative once an arrival overfills it)
         self.can_receive = can_receive  # live host -> enabled (a disabled host takes no restart)
         self.prot = {h: sorted(v, reverse=True) for h, v in prot.items() if v}
@@ -74,13 +74,13 @@ class HaState:
         return HaState(free, self.can_receive, prot)
 
 
-def ha_state(pool: PoolView, exclude: Optional[VmView] = None) -> HaState:
+def ha_state(pool: PoolView, exclude: VmView | None = None) -> HaState:
     live = [h for h in pool.hosts if h.live]
     free = {}
     for h in live:
         load = pool.load_without(h.uuid, exclude) if exclude is not None else pool.load(h.uuid)
         free[h.uuid] = free_of(h, load)
-    prot: Dict[str, List[int]] = {}
+    prot: dict[str, list[int]] = {}
     for vm in pool.protected_vms():
         if exclude is not None and vm.uuid == exclude.uuid:
             continue
@@ -90,7 +90,7 @@ def ha_state(pool: PoolView, exclude: Optional[VmView] = None) -> HaState:
     return HaState(free, {h.uuid: h.enabled for h in live}, prot)
 
 
-def _dominating_packs(bins_asc: List[int], counts_desc: List[int], items_desc: List[int], n: int) -> bool:
+def _dominating_packs(bins_asc: list[int], counts_desc: list[int], items_desc: list[int], n: int) -> bool:
     k = sum(counts_desc[:n])
     if k == 0:
         return True
@@ -120,7 +120,7 @@ def _dominating_packs_after(state: HaState, host: str, need: int, protected: boo
     return _dominating_packs(bins, counts, items, n)
 
 
-def _scenarios_pack(state: HaState, n: int, budget: int) -> Optional[bool]:
+def _scenarios_pack(state: HaState, n: int, budget: int) -> bool | None:
     """Every N-failure scenario packed exactly; None when there are more than `budget`."""
     if n >= len(state.free):
         return not state.prot  # every live host fails: nothing can be restarted

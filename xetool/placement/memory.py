@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from xetool.records import record
 
-
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from xetool.placement.snapshot import HostLoad, HostView, VmView

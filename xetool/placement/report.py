@@ -13,21 +13,21 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    pass
 
 
 @record(frozen=True)
 class HostReport:
     uuid: str
     name_label: str
-    checks: Tuple[CheckResult, ...]
+    checks: tuple[CheckResult, ...]
 
     @property
     def ok(self) -> bool:
         return all(c.passed for c in self.checks)
 
     @property
-    def failures(self) -> Tuple[CheckResult, ...]:
+    def failures(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
     def to_json(self) -> dict:
@@ -46,11 +46,11 @@ class TryStep:
 @record(frozen=True)
 class PlacementReport:
     vm: str
-    hosts: Tuple[HostReport, ...]  # in the pool's host order
-    order: Tuple[TryStep, ...] = ()  # the whole order, as if every host failed
-    chosen: Optional[str] = None  # the first host of `order` that passes every check
+    hosts: tuple[HostReport, ...]  # in the pool's host order
+    order: tuple[TryStep, ...] = ()  # the whole order, as if every host failed
+    chosen: str | None = None  # the first host of `order` that passes every check
 
-    def failure_counts(self) -> Dict[str, int]:
+    def failure_counts(self) -> dict[str, int]:
         """Ganeti's one-line summary: how many hosts each check refused (first failure)."""
         counts = Counter(h.failures[0].name for h in self.hosts if not h.ok)
         return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -59,12 +59,12 @@ class PlacementReport:
         counts = self.failure_counts()
         return ", ".join(f"{k}: {v}" for k, v in counts.items()) if counts else "every host passes"
 
-    def never_tried(self) -> Tuple[str, ...]:
+    def never_tried(self) -> tuple[str, ...]:
         """Hosts outside every memory category: the chooser does not even try them."""
         tried = {s.host for s in self.order}
         return tuple(h.uuid for h in self.hosts if h.uuid not in tried)
 
-    def table_lines(self) -> List[str]:
+    def table_lines(self) -> list[str]:
         """xe's per-host table: `<name> : OK` or `<name> : Cannot start here [reasons]`."""
         width = max((len(h.name_label or h.uuid) for h in self.hosts), default=0)
         out = []
@@ -76,7 +76,7 @@ class PlacementReport:
                 out.append(f"{label} : Cannot start here [{'; '.join(c.reason or c.name for c in h.failures)}]")
         return out
 
-    def no_hosts_lines(self) -> List[str]:
+    def no_hosts_lines(self) -> list[str]:
         """What goes to stderr before NO_HOSTS_AVAILABLE (xe's hook_no_hosts_available)."""
         return [
             "There are no suitable hosts to start this VM on.",
@@ -87,7 +87,7 @@ class PlacementReport:
             f"Refused by: {self.summary()}",
         ]
 
-    def order_lines(self) -> List[str]:
+    def order_lines(self) -> list[str]:
         names = {h.uuid: h.name_label or h.uuid for h in self.hosts}
         return [
             f"{i:>4}. {names.get(s.host, s.host)} ({s.category})" + ("  <- chosen" if s.host == self.chosen else "")

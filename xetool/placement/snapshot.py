@@ -11,13 +11,13 @@ HA-protected VMs.
 
 from __future__ import annotations
 
-
 from xetool.placement.memory import guest_footprint, stored_overhead
 from xetool.records import field, record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, FrozenSet, Iterable, Mapping, Optional, Tuple
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 RESTART = "restart"  # the ha_restart_priority that makes a VM protected
 
@@ -38,23 +38,23 @@ class VmView:
     is_control_domain: bool = False
     hvm: bool = False  # HVM_boot_policy is non-empty
     # VM.memory_overhead as stored; None means "compute it from the model" (memory.py).
-    memory_overhead: Optional[int] = None
+    memory_overhead: int | None = None
     hvm_shadow_multiplier: float = 1.0
     actions_after_crash: str = "restart"
     platform: Mapping[str, str] = field(default_factory=dict)
-    affinity: Optional[str] = None  # host uuid
-    required_srs: Tuple[str, ...] = ()  # SRs of non-empty VBDs' VDIs, then the suspend VDI's
-    required_networks: Tuple[str, ...] = ()  # networks of the VIFs
+    affinity: str | None = None  # host uuid
+    required_srs: tuple[str, ...] = ()  # SRs of non-empty VBDs' VDIs, then the suspend VDI's
+    required_networks: tuple[str, ...] = ()  # networks of the VIFs
     ha_restart_priority: str = ""
     ha_always_run: bool = False
-    resident_on: Optional[str] = None  # host uuid
-    scheduled_to_be_resident_on: Optional[str] = None  # host uuid
+    resident_on: str | None = None  # host uuid
+    scheduled_to_be_resident_on: str | None = None  # host uuid
 
     @property
     def ha_protected(self) -> bool:
         return self.ha_restart_priority == RESTART
 
-    def hosts_charged(self) -> Tuple[str, ...]:
+    def hosts_charged(self) -> tuple[str, ...]:
         """The hosts whose memory this VM counts against: resident_on ∪ scheduled (xapi)."""
         r, s = self.resident_on, self.scheduled_to_be_resident_on
         if r and s and r != s:
@@ -71,10 +71,10 @@ class HostView:
     name_label: str = ""
     enabled: bool = True
     live: bool = True  # host_metrics.live
-    capabilities: FrozenSet[str] = frozenset({"hvm"})
-    srs: FrozenSet[str] = frozenset()  # SRs with a currently-attached PBD on this host
-    networks: FrozenSet[str] = frozenset()  # networks with a PIF on this host
-    current_operations: FrozenSet[str] = frozenset()  # e.g. {"evacuate", "vm_start"}
+    capabilities: frozenset[str] = frozenset({"hvm"})
+    srs: frozenset[str] = frozenset()  # SRs with a currently-attached PBD on this host
+    networks: frozenset[str] = frozenset()  # networks with a PIF on this host
+    current_operations: frozenset[str] = frozenset()  # e.g. {"evacuate", "vm_start"}
     is_master: bool = False
 
     @property
@@ -117,7 +117,7 @@ EMPTY_LOAD = HostLoad()
 class WlbConfig:
     """An external recommender: `command` (argv, JSON on stdin/stdout) or `url` (HTTP POST)."""
 
-    command: Tuple[str, ...] = ()
+    command: tuple[str, ...] = ()
     url: str = ""
     timeout: float = 30.0
     enabled: bool = True
@@ -130,7 +130,7 @@ class WlbConfig:
 
 @record(frozen=True)
 class PoolView:
-    hosts: Tuple[HostView, ...]
+    hosts: tuple[HostView, ...]
     loads: Mapping[str, HostLoad] = field(default_factory=dict)  # host uuid -> sums
     # Resident or scheduled VMs placement may look at one by one: at least the HA-protected
     # ones (restart priority "restart"); any VM here is also used to undo its own share of the
@@ -140,8 +140,8 @@ class PoolView:
     ha_host_failures_to_tolerate: int = 0
     ha_allow_overcommit: bool = False
     coordinator_bias: bool = True
-    shared_networks: FrozenSet[str] = frozenset()  # other_config:assume_network_is_shared=true
-    wlb: Optional[WlbConfig] = None
+    shared_networks: frozenset[str] = frozenset()  # other_config:assume_network_is_shared=true
+    wlb: WlbConfig | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
@@ -179,7 +179,7 @@ class PoolView:
     def load(self, host_uuid: str) -> HostLoad:
         return self.loads.get(host_uuid, EMPTY_LOAD)
 
-    def host(self, uuid: str) -> Optional[HostView]:
+    def host(self, uuid: str) -> HostView | None:
         by_uuid = self._cache.get("by_uuid")
         if by_uuid is None:
             by_uuid = self._cache["by_uuid"] = {h.uuid: h for h in self.hosts}
@@ -193,7 +193,7 @@ class PoolView:
             return load.plus(known, -1)
         return load
 
-    def protected_vms(self) -> Tuple[VmView, ...]:
+    def protected_vms(self) -> tuple[VmView, ...]:
         prot = self._cache.get("protected")
         if prot is None:
             prot = tuple(v for v in self.guests.values() if v.ha_protected and v.hosts_charged())

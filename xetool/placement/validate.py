@@ -3,13 +3,12 @@ xapi_vm_helpers.ml), with xapi's errors and parameter values."""
 
 from __future__ import annotations
 
-
 from xetool.errors import XeError
 from xetool.placement.snapshot import VmView
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Tuple
+    pass
 
 CRASH_ACTIONS = frozenset(
     {"destroy", "restart", "preserve", "rename_restart", "coredump_and_destroy", "coredump_and_restart"}
@@ -35,7 +34,7 @@ def validate_memory(vm: VmView) -> None:
         raise XeError("MEMORY_CONSTRAINT_VIOLATION", "dynamic_min <= dynamic_max")
 
 
-def coerce_memory(vm: VmView) -> Tuple[int, int, int, int]:
+def coerce_memory(vm: VmView) -> tuple[int, int, int, int]:
     """xapi's Vm_memory_constraints.transform: the dynamic range clamped into the static one.
     Nothing is written back; placement itself uses the recorded dynamic_min, as xapi does."""
     lo, hi = vm.memory_static_min, vm.memory_static_max

@@ -48,7 +48,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, List, Optional, Tuple
+    from typing import Any
 
     from xetool.placement.choose import RandomSource
 
@@ -61,9 +61,9 @@ CONSULTATION_FAILED_PRIORITY = 3
 class Recommendation:
     host: str
     score: float
-    reason: Optional[str] = None
+    reason: str | None = None
     impossible: bool = False  # the host failed a check (or is unknown); `reason` says why
-    error: Optional[XeError] = None
+    error: XeError | None = None
 
     def to_json(self) -> dict:
         return {"host": self.host, "score": self.score, "reason": self.reason, "impossible": self.impossible}
@@ -92,8 +92,8 @@ class WlbWarning:
 @record(frozen=True)
 class WlbPlacement:
     placement: Placement
-    recommendations: Tuple[Recommendation, ...] = ()
-    warning: Optional[WlbWarning] = None
+    recommendations: tuple[Recommendation, ...] = ()
+    warning: WlbWarning | None = None
 
 
 def wlb_request(vm: VmView, pool: PoolView) -> dict:
@@ -134,7 +134,7 @@ def _internal(reason: str) -> XeError:
     return XeError("WLB_INTERNAL_ERROR", reason)
 
 
-def _call_command(argv: Tuple[str, ...], payload: bytes, timeout: float) -> bytes:
+def _call_command(argv: tuple[str, ...], payload: bytes, timeout: float) -> bytes:
     try:
         # Its own session, so a timeout can kill the recommender and anything it started.
         proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -165,7 +165,7 @@ def _call_url(url: str, payload: bytes, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     try:
         with _NO_PROXY_OPENER.open(req, timeout=timeout) as resp:
-            chunks: List[bytes] = []
+            chunks: list[bytes] = []
             size = 0
             while True:
                 # The socket timeout bounds each read; the deadline bounds a slow trickle.
@@ -191,14 +191,14 @@ def _call_url(url: str, payload: bytes, timeout: float) -> bytes:
         raise _internal(f"HTTP exchange with {url} failed: {e}") from None
 
 
-def _score(value: Any) -> Optional[float]:
+def _score(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     f = float(value)
     return f if math.isfinite(f) else None
 
 
-def parse_answer(raw: bytes) -> List[Recommendation]:
+def parse_answer(raw: bytes) -> list[Recommendation]:
     """The recommender's answer as recommendations, or WLB_INTERNAL_ERROR saying what is wrong."""
     if len(raw) > MAX_ANSWER:
         raise _internal(f"answer larger than {MAX_ANSWER} bytes")
@@ -225,7 +225,7 @@ def parse_answer(raw: bytes) -> List[Recommendation]:
     return out
 
 
-def retrieve_wlb_recommendations(vm: VmView, pool: PoolView, config: Optional[WlbConfig] = None) -> List[Recommendation]:
+def retrieve_wlb_recommendations(vm: VmView, pool: PoolView, config: WlbConfig | None = None) -> list[Recommendation]:
     """Ask the recommender and re-check each host it names (`vm-retrieve-wlb-recommendations`).
     Raises WLB_TIMEOUT or WLB_INTERNAL_ERROR; best score first, impossible ones last."""
     config = config or pool.wlb
@@ -252,7 +252,7 @@ def retrieve_wlb_recommendations(vm: VmView, pool: PoolView, config: Optional[Wl
     return sorted(checked, key=lambda r: (r.impossible, -r.score))
 
 
-def choose_host_with_wlb(vm: VmView, pool: PoolView, rng: Optional[RandomSource] = None) -> WlbPlacement:
+def choose_host_with_wlb(vm: VmView, pool: PoolView, rng: RandomSource | None = None) -> WlbPlacement:
     """choose_host_for_vm as xapi's: the recommender first when active, else or on any failure
     the default chooser (whose errors, NO_HOSTS_AVAILABLE included, propagate)."""
     facts = VmFacts.of(vm)

@@ -19,8 +19,9 @@ from xetool.store.codec import UUID_RE, from_column, needs_decoding, to_column
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
-    from typing import Any, Iterable, Iterator, Sequence
+    from typing import Any
 
 DB_NAME = "pool.db"
 Row = dict[str, "Any"]  # (a string: typing is not imported at run time)

@@ -9,8 +9,8 @@ never has to be written out twice.
 
 from __future__ import annotations
 
-import zlib
 import sqlite3
+import zlib
 
 from xetool.datamodel import CLASSES
 from xetool.datamodel.types import ClassSpec, Kind
@@ -18,7 +18,7 @@ from xetool.store.codec import SQL_TYPES, to_column
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 SCHEMA_VERSION = 1
 

@@ -36,7 +36,8 @@ from xetool.xenstore.wire import XENSTORE_PAYLOAD_MAX, Op, XsError, validate_pat
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Collection, Iterable, Mapping, TypeVar
+    from collections.abc import Callable, Collection, Iterable, Mapping
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
 

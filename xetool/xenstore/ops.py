@@ -4,11 +4,11 @@ already replied itself) and raises XsError for an error reply."""
 from __future__ import annotations
 
 from xetool.xenstore.tree import format_perms, parse_perms
-from xetool.xenstore.wire import (OK, XENSTORE_PAYLOAD_MAX, Op, XsError, decode, split_args)
+from xetool.xenstore.wire import OK, XENSTORE_PAYLOAD_MAX, Op, XsError, decode, split_args
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
     from xetool.xenstore.server import Connection, XenstoreServer
 

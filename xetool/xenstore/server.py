@@ -24,12 +24,20 @@ from collections import deque
 from pathlib import Path
 
 from xetool.xenstore.tree import DOM0, Caller, Transaction, Tree
-from xetool.xenstore.wire import (HEADER, HEADER_SIZE, XENSTORE_PAYLOAD_MAX, Op, XsError, decode,
-                                  error_payload, validate_path)
+from xetool.xenstore.wire import (
+    HEADER,
+    HEADER_SIZE,
+    XENSTORE_PAYLOAD_MAX,
+    Op,
+    XsError,
+    decode,
+    error_payload,
+    validate_path,
+)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 log = logging.getLogger("xetool.xenstore.server")
 

@@ -82,7 +82,8 @@ class Quotas:
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Iterator, Protocol
+    from collections.abc import Iterator
+    from typing import Protocol
 
     class WatchOwner(Protocol):
         def deliver(self, path: str, token: str) -> None: ...

@@ -3,7 +3,6 @@ operator's helpers (list_hosts, stop_host, xenstore_socket_path)."""
 
 from __future__ import annotations
 
-from xetool import records
 import fcntl
 import os
 import select
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import xetool
+from xetool import records
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.simulator import control
 from xetool.backends.simulator.layout import HostFiles, host_files
@@ -23,7 +23,8 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
+    from typing import Any
 
 START_TIMEOUT = 10.0  # seconds for a new host process to answer
 LOCK_TIMEOUT = 15.0  # seconds to wait for another process that is starting the same host

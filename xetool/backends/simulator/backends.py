@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.records import record
 from xetool.xenstore.tree import DOM0

@@ -15,11 +15,13 @@ import os
 import selectors
 import socket
 import time
+
 from xetool.errors import XeError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
     from xetool.xenstore.server import Loop  # the server side only: clients never load it
 

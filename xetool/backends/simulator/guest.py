@@ -9,6 +9,7 @@ domain runs (unpaused); a paused guest catches up when it is unpaused.
 from __future__ import annotations
 
 import logging
+
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.xenstore.wire import XenbusState
 

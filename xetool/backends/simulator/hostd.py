@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
 from xetool.backends.simulator.control import ControlServer
 from xetool.backends.simulator.hypervisor import Hypervisor

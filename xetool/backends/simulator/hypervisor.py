@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.errors import XeError
 from xetool.placement.memory import overhead_mib

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+
 from xetool.xenstore.server import Loop
 from xetool.xenstore.tree import Caller, Tree, Watch, parse_perms
 from xetool.xenstore.wire import XsError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 log = logging.getLogger("xetool.simulator")
 

@@ -40,7 +40,7 @@ from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Callable, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 
 @record(frozen=True)

@@ -23,7 +23,8 @@ from xetool.records import record, replace
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from collections.abc import Mapping
+    from typing import Any
 
 # the fifth flag of `xl list`: Xen's shutdown codes 0..5 (SHUTDOWN_* in sched.h); "-" is 0
 SHUTDOWN_REASON_LETTERS = "-rscwS"

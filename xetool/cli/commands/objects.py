@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Output, Value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Many, Message, Output, Table, Value
@@ -14,7 +13,8 @@ from xetool.store.db import Row
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 VM_DEFAULTS = {"is-a-template": "false"}
 
@@ -202,8 +202,7 @@ def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import operations
-    from xetool.host import LocalHostHalf
+    from xetool.host import LocalHostHalf, operations
     from xetool.master.vm_start import MasterStart, StartRequest
 
     housekeeping(ctx)
