@@ -91,9 +91,10 @@ def _build(cls: type[T], frozen: bool) -> type[T]:
     setattr(cls, "__record_fields__", tuple(specs))
     setattr(cls, "__match_args__", tuple(f.name for f in specs))
     own = cls.__dict__
-    # a method the class writes itself is kept, as dataclasses keep it
-    explicit_hash = own.get("__hash__", _MISSING) not in (_MISSING, None) or \
-        ("__hash__" in own and "__eq__" not in own)
+    # a method the class writes itself is kept, as dataclasses keep it (a class body that defines
+    # __eq__ gets __hash__ = None from Python: that one is not the class's own)
+    class_hash = own.get("__hash__", _MISSING)
+    explicit_hash = not (class_hash is _MISSING or (class_hash is None and "__eq__" in own))
     methods: dict[str, Any] = {"__init__": _make_init(cls, specs, frozen), "__eq__": _eq, "__repr__": _repr}
     if frozen:
         methods.update(__setattr__=_frozen_setattr, __delattr__=_frozen_setattr)
