@@ -56,7 +56,7 @@ def _labels() -> dict[str, dict[str, Any]]:
 
 
 def state_dir(explicit: str = "") -> str:
-    """The same resolution as xetool.paths.state_dir, without importing it."""
+    """The same resolution as xetool.paths.state_dir_name, without importing it."""
     if explicit:
         return os.path.expanduser(explicit)
     env = os.environ.get("XETOOL_STATE_DIR")

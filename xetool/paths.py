@@ -1,4 +1,4 @@
-"""Where xetool keeps its state and configuration (DESIGN.md, "State").
+"""Where xetool keeps its state (DESIGN.md, "State").
 
 The state directory is resolved as a string: a read command's whole path (context, store) works
 on strings, since pathlib costs a command about 8 ms of start-up (it imports urllib.parse).
@@ -28,22 +28,6 @@ def state_dir_name(explicit: str | os.PathLike[str] | None = None) -> str:
         return "/var/lib/xetool"
     xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(xdg, "xetool")
-
-
-def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    from pathlib import Path
-
-    return Path(state_dir_name(explicit))
-
-
-def config_file() -> Path:
-    """/etc/xetool/xetool.toml for root, else $XDG_CONFIG_HOME/xetool/xetool.toml."""
-    from pathlib import Path
-
-    if os.geteuid() == 0:
-        return Path("/etc/xetool/xetool.toml")
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(xdg) / "xetool" / "xetool.toml"
 
 
 def host_dir(state: Path, host_uuid: str) -> Path:

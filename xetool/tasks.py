@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from xetool import processes
 from xetool.clock import now_iso
 from xetool.errors import XeError
 from xetool.store.db import Row, Store, Txn
@@ -22,28 +23,18 @@ _HOSTNAME = os.uname().nodename  # what socket.gethostname() says, without impor
 MARKED_CLASSES = ("vm", "vbd", "vif", "host", "vdi")
 
 
-def process_start(pid: int) -> str:
-    """The start time of a process in clock ticks since boot, or "" if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", "replace")
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
 def task_alive(task: Row) -> bool:
     if task.get("hostname") and task["hostname"] != _HOSTNAME:
         return True  # another machine's process: not ours to judge
     pid = task.get("pid") or 0
-    return pid > 0 and process_start(pid) == task.get("process_start")
+    return pid > 0 and processes.start_time(pid) == task.get("process_start")
 
 
 def create(txn: Txn, name: str, description: str = "", **other: str) -> str:
     pid = os.getpid()
     return txn.insert("task", {
         "name_label": name, "name_description": description, "created": now_iso(), "pid": pid,
-        "process_start": process_start(pid), "hostname": _HOSTNAME, "other_config": other,
+        "process_start": processes.start_time(pid), "hostname": _HOSTNAME, "other_config": other,
     })
 
 

@@ -135,8 +135,8 @@ def test_state_dir_matches_xetool_paths(monkeypatch: pytest.MonkeyPatch, env: di
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(os, "geteuid", lambda: euid)
-    assert completion.state_dir() == str(paths.state_dir()) == expected
-    assert completion.state_dir("/given") == str(paths.state_dir("/given"))
+    assert completion.state_dir() == paths.state_dir_name() == expected
+    assert completion.state_dir("/given") == paths.state_dir_name("/given")
 
 
 # --- the generator's tables --------------------------------------------------------------------------

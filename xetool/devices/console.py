@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xetool.backends.base import Backend
 from xetool.errors import XeError
+from xetool.processes import alive
 from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -43,15 +44,6 @@ def spawn(backend: Backend, kind: str, domid: int, nics: Sequence[tuple[str, str
         if time.monotonic() >= deadline:
             stop(pid)
             raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"no VNC port in xenstore after {START_TIMEOUT:g} s")
-
-
-def alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped by its parent) is dead."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def stop(pid: int, timeout: float = 3.0) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from xetool.backends.base import Backend
 from xetool.devices import common
 from xetool.host.locks import FileLock
+from xetool.processes import command_name, read_pid
 from xetool.records import record
 from xetool.xenstore.client import XsClient
 
@@ -92,13 +93,12 @@ def remove_lease(host_dir: Path, bridge: str, mac: str) -> bool:
 def reload_dnsmasq(host_dir: Path, bridge: str) -> bool:
     """SIGHUP to the dnsmasq that serves the bridge's hosts file, if one registered its pid file;
     True if one was told. A pid that is not a dnsmasq's (a stale file) is left alone."""
+    pid = read_pid(str(dnsmasq_pid_file(host_dir, bridge)))
+    if pid is None or command_name(pid) != "dnsmasq":  # none running: one started later reads the file
+        return False
     try:
-        pid = int(dnsmasq_pid_file(host_dir, bridge).read_text().split()[0])
-        with open(f"/proc/{pid}/comm") as f:
-            if f.read().strip() != "dnsmasq":
-                return False
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError, IndexError):  # none running: one started later reads the file then
+    except OSError:
         return False
     return True
 

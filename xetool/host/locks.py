@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from xetool.errors import XeError
+from xetool.paths import host_dir
 
 
 class FileLock:
@@ -69,7 +70,7 @@ class FileLock:
 
 def host_queue(state_dir: Path, host: str) -> FileLock:
     """The seed's host-local vm_lifecycle_op queue: one lifecycle operation at a time per host."""
-    return FileLock(state_dir / "hosts" / host / "lifecycle.lock", f"lifecycle queue of host {host}")
+    return FileLock(host_dir(state_dir, host) / "lifecycle.lock", f"lifecycle queue of host {host}")
 
 
 def vm_lock(state_dir: Path, vm: str) -> FileLock:
@@ -77,4 +78,4 @@ def vm_lock(state_dir: Path, vm: str) -> FileLock:
 
 
 def broker_lock(state_dir: Path, host: str) -> FileLock:
-    return FileLock(state_dir / "hosts" / host / "memory-broker.lock", f"memory broker of host {host}")
+    return FileLock(host_dir(state_dir, host) / "memory-broker.lock", f"memory broker of host {host}")

@@ -19,6 +19,7 @@ from xetool.errors import XeError
 from xetool.host import runtime, teardown
 from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.host.locks import vm_lock
+from xetool.paths import host_dir
 from xetool.records import record
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
@@ -178,7 +179,7 @@ def vif_plug(store: Store, state_dir: Path, vif_uuid: str) -> None:
             net = txn.must("network", d.row["network"])
         d.backend.ensure_bridge(net["bridge"])
         if net["other_config"].get("is_guest_installer_network") == "true":
-            vif.add_lease(state_dir / "hosts" / d.host["uuid"], net["bridge"], d.row["MAC"], d.vm["name_label"])
+            vif.add_lease(host_dir(state_dir, d.host["uuid"]), net["bridge"], d.row["MAC"], d.vm["name_label"])
             d.rt.leases.append((net["bridge"], d.row["MAC"]))
         nic = vif.Nic(int(d.row["device"]), d.row["MAC"], net["bridge"], d.row["MTU"], vif_uuid)
         try:
@@ -186,7 +187,7 @@ def vif_plug(store: Store, state_dir: Path, vif_uuid: str) -> None:
         except BaseException:  # no half-plugged interface, and no lease for it
             vif.unplug(d.xs, d.backend, d.vm["domid"], nic.device, vif_uuid, force=True)
             if (net["bridge"], nic.mac) in d.rt.leases:
-                vif.remove_lease(state_dir / "hosts" / d.host["uuid"], net["bridge"], nic.mac)
+                vif.remove_lease(host_dir(state_dir, d.host["uuid"]), net["bridge"], nic.mac)
                 d.rt.leases.remove((net["bridge"], nic.mac))
             raise
         d.rt.vifs[vif_uuid] = nic.device
@@ -197,7 +198,7 @@ def vif_unplug(store: Store, state_dir: Path, vif_uuid: str, force: bool) -> Non
     with _device_operation(store, state_dir, "vif", vif_uuid, "unplug") as d:
         vif.unplug(d.xs, d.backend, d.vm["domid"], int(d.row["device"]), vif_uuid, force)
         for bridge, mac in [lease for lease in d.rt.leases if lease[1] == d.row["MAC"]]:
-            vif.remove_lease(state_dir / "hosts" / d.host["uuid"], bridge, mac)
+            vif.remove_lease(host_dir(state_dir, d.host["uuid"]), bridge, mac)
             d.rt.leases.remove((bridge, mac))
         d.rt.vifs.pop(vif_uuid, None)
     _set_attached(store, "vif", vif_uuid, False)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from xetool.paths import host_dir
 from xetool.records import asdict, field, record
 
 
@@ -29,7 +30,7 @@ class Runtime:
 
 
 def path(state_dir: Path, host: str, vm: str) -> Path:
-    return state_dir / "hosts" / host / "run" / f"{vm}.json"
+    return host_dir(state_dir, host) / "run" / f"{vm}.json"
 
 
 def load(state_dir: Path, host: str, vm: str) -> Runtime | None:
@@ -55,7 +56,7 @@ def remove(state_dir: Path, host: str, vm: str) -> None:
 
 def all_on(state_dir: Path, host: str) -> list[Runtime]:
     out = []
-    for p in (state_dir / "hosts" / host / "run").glob("*.json"):
+    for p in (host_dir(state_dir, host) / "run").glob("*.json"):
         rt = load(state_dir, host, p.stem)
         if rt is not None:
             out.append(rt)

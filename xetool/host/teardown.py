@@ -14,6 +14,7 @@ from xetool.devices import console, domain, vbd, vif
 from xetool.errors import XeError
 from xetool.host import memory, runtime
 from xetool.host.runtime import Runtime
+from xetool.paths import host_dir
 from xetool.store.db import Store
 from xetool.xenstore.client import XsClient
 
@@ -25,9 +26,8 @@ def release_on_host(state_dir: Path, backend: Backend | None, rt: Runtime) -> li
         console.stop(rt.dm_pid)
     if rt.console_pid:
         console.stop(rt.console_pid)
-    host_dir = state_dir / "hosts" / rt.host
     for bridge, mac in rt.leases:
-        vif.remove_lease(host_dir, bridge, mac)
+        vif.remove_lease(host_dir(state_dir, rt.host), bridge, mac)
     if backend is None or rt.domid < 0:
         return problems
     try:

@@ -18,6 +18,7 @@ from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.host.locks import FileLock, host_queue, vm_lock
 from xetool.host.runtime import Runtime
 from xetool.master.snapshot import is_hvm, read_vm
+from xetool.paths import host_dir
 from xetool.placement.memory import vm_compute_memory_overhead
 from xetool.records import field, record, replace
 from xetool.steps import Note, Runner, Step
@@ -48,6 +49,7 @@ class HostStart:
                  observer: Observer | None = None, force: bool = False) -> None:
         self.store, self.state_dir = store, state_dir
         self.vm_uuid, self.host_uuid, self.task, self.paused, self.force = vm, host, task, paused, force
+        self.host_dir = host_dir(state_dir, host)  # the host's runtime files: boot, leases, logs
         self.runner = Runner(observer)
         self.locks: list[FileLock] = []
         with store.read() as txn:
@@ -258,7 +260,7 @@ class HostStart:
     def _choose_kernel(self) -> None:
         boot = next(((d.path, d.other_config) for d in self.disks if d.vbd["bootable"] and d.path), None)
         self.kernel = bootloader.choose(self.record, self.hvm, boot, self.host["backend"] == "simulator",
-                                        self.state_dir / "hosts" / self.host_uuid / "boot" / self.vm_uuid)
+                                        self.host_dir / "boot" / self.vm_uuid)
         assert self.config is not None
         self.config = replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
 
@@ -304,11 +306,10 @@ class HostStart:
                     if self.task in v["current_operations"]]
         done = []
         nics = []
-        host_dir = self.state_dir / "hosts" / self.host_uuid
         for v, net in sorted(vifs, key=lambda p: int(p[0]["device"])):
             self.backend.ensure_bridge(net["bridge"])  # Xapi_network.attach_internal
             if net["other_config"].get("is_guest_installer_network") == "true":
-                ip = vif.add_lease(host_dir, net["bridge"], v["MAC"], self.record["name_label"])
+                ip = vif.add_lease(self.host_dir, net["bridge"], v["MAC"], self.record["name_label"])
                 self.rt.leases.append((net["bridge"], v["MAC"]))
                 done.append(f"lease {ip}")
             nics.append(vif.Nic(int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"]))
@@ -349,7 +350,7 @@ class HostStart:
             nics = [(v["MAC"], txn.must("network", v["network"], ["bridge"])["bridge"])
                     for v in sorted(txn.select("vif", ["device", "MAC", "network"], {"VM": self.vm_uuid}),
                                     key=lambda v: int(v["device"]))][:8]
-        log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"qemu-dm-{self.rt.domid}.log"
+        log = self.host_dir / "logs" / f"qemu-dm-{self.rt.domid}.log"
         self.rt.dm_pid, self.rt.vnc_port = console.spawn(self.backend, "device-model", self.rt.domid, nics, log,
                                                          self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid")
         self._save()
@@ -358,7 +359,7 @@ class HostStart:
     def start_console_server(self) -> str:
         if self.hvm:
             return "HVM guest: the device model serves the console"
-        log = self.state_dir / "hosts" / self.host_uuid / "logs" / f"vncterm-{self.rt.domid}.log"
+        log = self.host_dir / "logs" / f"vncterm-{self.rt.domid}.log"
         self.rt.console_pid, self.rt.vnc_port = console.spawn(self.backend, "console", self.rt.domid, [], log,
                                                               self.vm_uuid, "vncterm", self.xs, "vncterm-pid")
         self._save()

@@ -19,6 +19,8 @@ from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.simulator import control
 from xetool.backends.simulator.layout import HostFiles, host_files
 from xetool.errors import XeError
+from xetool.paths import HOSTS
+from xetool.processes import alive, read_pid
 from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -42,23 +44,16 @@ def _package_root(name: str) -> str:
     return str(Path(spec.origin).resolve().parent.parent)
 
 
-def _pid_alive(pid: int) -> bool:
-    """True for a running process; a zombie (killed, not yet reaped) counts as dead."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _read_pid(files: HostFiles, host_uuid: str) -> int | None:
     """The host process's pid from its pid file, but only if that pid still runs this host's
     hostd: after a crash the number may have been reused by an unrelated process."""
+    pid = read_pid(str(files.pid_file))
+    if pid is None:
+        return None
     try:
-        pid = int(files.pid_file.read_text().strip())
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv = f.read().split(b"\0")
-    except (OSError, ValueError):
+    except OSError:
         return None
     if b"xetool.backends.simulator.hostd" in argv and host_uuid.encode() in argv:
         return pid
@@ -131,7 +126,7 @@ class SimulatorBackend(Backend):
     def _spawn(self) -> None:
         files = self.files
         old = _read_pid(files, self.host_uuid)
-        if old is not None and _pid_alive(old):  # alive but not answering: a wedged host
+        if old is not None and alive(old):  # alive but not answering: a wedged host
             os.kill(old, signal.SIGKILL)
         # -S: the host needs only the standard library and xetool (on PYTHONPATH below), and
         # site-packages .pth hooks can cost more than the whole start-up budget.
@@ -281,7 +276,7 @@ def xenstore_socket_path(state_dir: Path, host_uuid: str) -> str:
 
 def list_hosts(state_dir: Path) -> list[HostStatus]:
     """Every simulated host known under state_dir (started at least once), live or not."""
-    root = Path(state_dir) / "hosts"
+    root = Path(state_dir) / HOSTS
     out = []
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         if not (d / "hostd.lock").exists() and not (d / "hostd.log").exists():
@@ -293,7 +288,7 @@ def list_hosts(state_dir: Path) -> list[HostStatus]:
         except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
             live = False
         pid = _read_pid(files, d.name)
-        out.append(HostStatus(d.name, pid if pid is not None and _pid_alive(pid) else None, live,
+        out.append(HostStatus(d.name, pid if pid is not None and alive(pid) else None, live,
                               str(files.xenstored_socket), str(files.control_socket), str(files.log_file)))
     return out
 
@@ -309,7 +304,7 @@ def stop_host(state_dir: Path, host_uuid: str, timeout: float = 5.0) -> bool:
         was_running = True
     except (control.HostUnreachable, TimeoutError, OSError, ValueError, XeError):
         pass
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not alive(pid):
         return was_running
     deadline = time.monotonic() + timeout
     for sig in (None, signal.SIGTERM, signal.SIGKILL):
@@ -320,7 +315,7 @@ def stop_host(state_dir: Path, host_uuid: str, timeout: float = 5.0) -> bool:
                 return True
         step_deadline = min(deadline, time.monotonic() + timeout / 2)
         while time.monotonic() < step_deadline:
-            if not _pid_alive(pid):
+            if not alive(pid):
                 return True
             time.sleep(0.01)
     return True

@@ -7,17 +7,8 @@ from __future__ import annotations
 import os
 
 from xetool.paths import HOSTD_PID, HOSTS
+from xetool.processes import alive, read_pid
 from xetool.store.db import Store
-
-
-def _alive(pid_file: str) -> bool:
-    try:
-        with open(pid_file) as f:
-            pid = int(f.read().strip())
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
-    except (OSError, ValueError, IndexError):
-        return False
 
 
 def notice_crashed_hosts(store: Store) -> None:
@@ -29,7 +20,10 @@ def notice_crashed_hosts(store: Store) -> None:
         return
     for name in hosts:
         pid_file = os.path.join(root, name, HOSTD_PID)
-        if os.path.exists(pid_file) and not _alive(pid_file):
+        if not os.path.exists(pid_file):
+            continue  # never started, or stopped cleanly
+        pid = read_pid(pid_file)
+        if pid is None or not alive(pid):
             from xetool.host import janitor
 
             janitor.reconcile_hosts(store)

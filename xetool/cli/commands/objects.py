@@ -143,13 +143,18 @@ def vif_create(ctx: Context, cmd: Command, args: Args) -> Output:
                                         args.params["device"], args.get("mac")))
 
 
-def vif_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+def _destroy_unplugged(ctx: Context, cls: str, uuid: str) -> Output:
+    """Remove a VBD or VIF record that is neither plugged nor in an operation."""
     with ctx.store.write() as txn:
-        vif = txn.must("vif", args.params["uuid"], ["uuid", "currently_attached", "current_operations"])
-        if vif["currently_attached"] or vif["current_operations"]:
-            raise XeError("OPERATION_NOT_ALLOWED", "the VIF is plugged or busy; unplug it first")
-        txn.delete("vif", vif["uuid"])
+        row = txn.must(cls, uuid, ["uuid", "currently_attached", "current_operations"])
+        if row["currently_attached"] or row["current_operations"]:
+            raise XeError("OPERATION_NOT_ALLOWED", f"the {cls.upper()} is plugged or busy; unplug it first")
+        txn.delete(cls, row["uuid"])
     return None
+
+
+def vif_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
+    return _destroy_unplugged(ctx, "vif", args.params["uuid"])
 
 
 def vbd_create(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -165,12 +170,7 @@ def vbd_create(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def vbd_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
-    with ctx.store.write() as txn:
-        vbd = txn.must("vbd", args.params["uuid"], ["uuid", "currently_attached", "current_operations"])
-        if vbd["currently_attached"] or vbd["current_operations"]:
-            raise XeError("OPERATION_NOT_ALLOWED", "the VBD is plugged or busy; unplug it first")
-        txn.delete("vbd", vbd["uuid"])
-    return None
+    return _destroy_unplugged(ctx, "vbd", args.params["uuid"])
 
 
 def _set_hosts_enabled(ctx: Context, args: Args, enabled: bool) -> Output:
