@@ -93,12 +93,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Whatever the tests left running is stopped, and counted in the output so a leak shows."""
     if os.environ.get(SESSION_MARK) is None:
         return
-    left = marked_processes()
+    # multiprocessing's resource tracker leaves with this process, by itself
+    left = [p for p in marked_processes() if "multiprocessing.resource_tracker" not in _cmdline(p)]
     if left:
+        what = [_cmdline(pid) for pid in left]
         stop_processes(left)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"stopped {len(left)} process(es) the tests left running")
+            reporter.write_line(f"stopped {len(left)} process(es) the tests left running:")
+            for line in what:
+                reporter.write_line(f"  {line}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return f"{pid}: (gone)"
 
 
 @pytest.fixture
