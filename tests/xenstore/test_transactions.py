@@ -319,3 +319,15 @@ def test_libxenstore_unknown_transaction_is_enoent(libxs: LibXenstore) -> None:
         assert ctypes.get_errno() == errno.ENOENT
     finally:
         libxs.lib.xs_close(h)
+
+
+def test_c_clients_redo_their_transaction_on_eagain(raw: Raw, sock_path: str) -> None:
+    """xenstore-utils run each command in a transaction and start over on EAGAIN."""
+    from .test_protocol import needs_c_tools, xs_tool
+
+    if needs_c_tools.args[0]:
+        pytest.skip(needs_c_tools.kwargs["reason"])
+    assert raw.call(Op.XS_CONTROL, b"eagain\x000.5\0") == (Op.XS_CONTROL, b"OK\0")
+    for i in range(5):
+        assert xs_tool(sock_path, "xenstore-write", f"/eg/k{i}", str(i)).returncode == 0
+    assert xs_tool(sock_path, "xenstore-ls", "/eg").stdout.split("\n")[:5] == [f'k{i} = "{i}"' for i in range(5)]
