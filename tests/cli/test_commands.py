@@ -183,6 +183,10 @@ def test_help(xe):
         "        reqd params     : uuid, param-name",
         "        optional params : param-key",
         "        description     : " + commands()["vm-param-get"].help,
+        "        parameters      :",
+        "          uuid        The uuid of the object.",
+        "          param-name  The field, by its name as listed (name-label, other-config).",
+        "          param-key   One key of a map field (or one member of a set).",
     ]
 
 

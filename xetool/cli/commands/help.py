@@ -67,7 +67,8 @@ def help_cmd(ctx: Context, _cmd: Command, args: Args) -> Output:
         found = lookup(wanted)
         if found is None:
             raise XeError("UNKNOWN_COMMAND", wanted)
-        return Message(describe(found))
+        text = describe(found)  # a help page, not a listing: --minimal does not drop it
+        return Value(text.rstrip("\n")) if ctx.minimal else Message(text)
     show_all = args.flag("all")
     names = list(table) if show_all else [n for n, c in table.items() if c.standard]
     if ctx.minimal:
