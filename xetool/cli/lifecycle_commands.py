@@ -48,8 +48,9 @@ COMMANDS: tuple[Command, ...] = (
             _HOST + "host_compute_free_memory", selector="host"),
     Command("host-compute-memory-overhead", "Print the memory the host keeps for itself, in bytes.",
             _HOST + "host_compute_memory_overhead", selector="host"),
-    Command("host-sim-list", "List the simulated hosts' processes: pid, live, xenstore socket.",
-            _HOST + "host_sim_list"),
+    Command("host-sim-list", "List the simulated hosts' processes: state (running, stopped, not-started), pid, "
+            "xenstore socket; a listing like any other (params=, field filters, --minimal, --format json).",
+            _HOST + "host_sim_list", optn=("params",), cls="host_sim", any_field=True, lists=True),
     Command("host-sim-start", "Start (or restart after a crash) a simulated host's process.",
             _HOST + "host_sim_start", selector="host"),
     Command("host-sim-stop", "Stop a simulated host's process: to its VMs, a host crash.",

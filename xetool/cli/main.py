@@ -126,12 +126,12 @@ def check_params(cmd: Command, args: Args) -> None:
     allowed = set(cmd.reqd) | set(cmd.optn) | {"multiple"}
     spec = None
     if cmd.selector or cmd.any_field:
-        from xetool.datamodel import get_class
+        from xetool.cli.views import spec_of
 
         name = cmd.selector or cmd.cls or args.params.get("class")  # event-wait names its class
         if name is None:
             raise XeError("MISSING_PARAMETER", "class")
-        spec = get_class(name)
+        spec = spec_of(name)
     for key in args.params:
         if key in allowed or cmd.free_keys:
             continue

@@ -186,7 +186,7 @@ def lookup(name: str) -> Command | None:
 def command_class(cmd: Command) -> str | None:
     """The class a command is about: its cls or selector, else the longest class prefix of its name."""
     if cmd.cls or cmd.selector:
-        return cmd.cls or cmd.selector
+        return cmd.cls or cmd.selector  # a class of the datamodel, or a view (cli/views.py)
     best = [name for name in CLASSES if cmd.name.startswith(cli_class_name(CLASSES[name]) + "-")]
     return max(best, key=len) if best else None
 
@@ -204,5 +204,7 @@ def param_doc(cmd: Command, name: str) -> str | None:
     if name in PARAM_HELP:
         return PARAM_HELP[name]
     cls = command_class(cmd)
-    f = CLASSES[cls].field(name) if cls else None
+    from xetool.cli.views import spec_of
+
+    f = spec_of(cls).field(name) if cls else None
     return f.doc if f is not None else None
