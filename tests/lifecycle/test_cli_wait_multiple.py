@@ -110,3 +110,21 @@ def test_no_hosts_failure_once_under_multiple(pool: Pool) -> None:
     doc = "There were no servers available to complete the specified operation."
     assert out.stderr.count(doc) == 3, out.stderr  # web01, db01, win01: once each
     pool.xe("host-enable", "--multiple")
+
+
+def test_host_sim_list_is_a_listing_of_records(pool: Pool) -> None:
+    pool.xe("vm-start", "vm=web01", "on=host2")
+    host2 = pool.uuid("host", "host2")
+    assert pool.xe("host-sim-list", "state=running", "--minimal") == host2 + "\n"
+    assert pool.xe("host-sim-list", "state=running", "params=name-label", "--minimal") == "host2\n"
+    records = json.loads(pool.xe("host-sim-list", "--format=json", "params=name-label,state,pid"))
+    by_name = {r["name-label"]: r for r in records}
+    assert set(by_name) == {"host1", "host2", "host3"} and by_name["host2"]["state"] == "running"
+    assert isinstance(by_name["host2"]["pid"], int) and by_name["host2"]["pid"] > 0
+    assert by_name["host1"] == {"name-label": "host1", "state": "not-started", "pid": -1}
+    text = pool.xe("host-sim-list", "host-sim=host2", "params=state,pid")
+    assert text.splitlines()[0].startswith("state ( RO)") and "running" in text
+    assert pool.xe("host-sim-list", "state=bogus") == ""  # as any listing: a value no record has
+    pool.fails("host-sim-list", "nosuch=1", code="UNKNOWN_PARAMETER", status=2)
+    pool.xe("host-sim-stop", "host=host2")
+    assert json.loads(pool.xe("host-sim-list", "host-sim=host2", "--format=json"))[0]["state"] == "stopped"
