@@ -62,6 +62,7 @@ def _click_command(cmd: Command) -> click.Command:
 def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debug: bool, trace: bool,
         quiet: bool, version: bool, show_help: bool) -> None:
     """xe-style toolstack for Xen pools."""
+    # --version and --help never reach here: `invoke` answers them before the group runs.
     obj = ctx.find_object(Context)
     if obj is None:
         obj = ctx.obj = Context.from_options(state_dir)
