@@ -92,6 +92,8 @@ _e("VDI_IN_USE", "vdi operation", "This VDI is in use by another VM.")
 _e("VDI_READONLY", "vdi", "The operation required write access but this VDI is read-only.")
 _e("VDI_MISSING", "sr vdi", "This operation cannot be performed because the specified VDI could not be found on the storage substrate.")
 _e("TASK_CANCELLED", "task", "The request was asynchronously cancelled.")
+_e("OPERATION_WAIT_TIMEOUT", "class object operation_type operation_ref seconds",
+   "Another operation still held the object when the wait (--wait) ran out.", T)  # xetool's own
 _e("LOCK_TIMEOUT", "lock holder seconds", "A lock could not be taken within the time allowed.", B)
 
 # --- placement (xapi) -----------------------------------------------------------------------------

@@ -141,7 +141,9 @@ class Importer:
 
             constraints.check_update(self.txn, cls, existing, diff)
             self.txn.update(cls, existing["uuid"], diff)
-            self.changes.append(f"updated {cls} {existing.get('name_label') or existing['uuid']}: {', '.join(sorted(diff))}")
+            spec = get_class(cls)  # the report names fields as the CLI does (name-label, not name_label)
+            names = sorted(f.cli_name if (f := spec.field(k)) is not None else k for k in diff)
+            self.changes.append(f"updated {cls} {existing.get('name_label') or existing['uuid']}: {', '.join(names)}")
         return str(existing["uuid"])
 
     def named(self, cls: str, name: str, uuid: str) -> None:
@@ -294,7 +296,7 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
     for n, disk in enumerate(_tables(data, "disk", imp.file)):
         _import_disk(imp, f"{table}.disk[{n}]", uuid, name, disk)
     for n, vif in enumerate(_tables(data, "vif", imp.file)):
-        _import_vif(imp, f"{table}.vif[{n}]", uuid, vif)
+        _import_vif(imp, f"{table}.vif[{n}]", uuid, name, vif)
 
 
 def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str, Any]) -> None:
@@ -339,7 +341,7 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
     imp.changes.append(f"created vbd {device} of {vm_name}")
 
 
-def _import_vif(imp: Importer, table: str, vm: str, data: dict[str, Any]) -> None:
+def _import_vif(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str, Any]) -> None:
     for key in data:
         if key not in ("device", "network", "mac", "uuid"):
             raise imp.bad(table, key, "unknown key (device, network, mac, uuid)")
@@ -349,8 +351,8 @@ def _import_vif(imp: Importer, table: str, vm: str, data: dict[str, Any]) -> Non
         raise imp.bad(table, "network", "every VIF needs a network")
     if device != "autodetect" and imp.txn.select("vif", ["uuid"], {"VM": vm, "device": device}):
         return
-    objects.create_vif(imp.txn, vm, net, device, data.get("mac"), data.get("uuid"))
-    imp.changes.append(f"created vif {device}")
+    made = objects.create_vif(imp.txn, vm, net, device, data.get("mac"), data.get("uuid"))
+    imp.changes.append(f"created vif {imp.txn.must('vif', made, ['device'])['device']} of {vm_name}")
 
 
 # --- export ----------------------------------------------------------------------------------------

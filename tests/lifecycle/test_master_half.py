@@ -159,8 +159,10 @@ def test_busy_vm_refused_at_once(pool: Pool) -> None:
     assert time.monotonic() - t0 < 10  # two CLI runs, no waiting
     assert params == {"class": "VM", "object": vm, "operation_type": "clean_shutdown", "operation_ref": task}
     t0 = time.monotonic()
-    pool.fails("vm-start", "vm=web01", "wait=1.5", code="OTHER_OPERATION_IN_PROGRESS", status=3)
+    params = pool.fails("vm-start", "vm=web01", "wait=1.5", code="OPERATION_WAIT_TIMEOUT", status=4)
     assert 1.4 < time.monotonic() - t0 < 8  # waited, bounded
+    assert params == {"class": "VM", "object": vm, "operation_type": "clean_shutdown", "operation_ref": task,
+                      "seconds": "1.5"}
     _unmark(pool, vm, task)
     pool.assert_no_marks()
 

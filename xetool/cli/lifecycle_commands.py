@@ -3,25 +3,41 @@ object commands because the master and host halves implement them."""
 
 from __future__ import annotations
 
-from xetool.cli.registry import Command
+from xetool.cli.registry import VBD_HELP, Command
 
 _VM = "xetool.cli.commands.vm:"
 _DEV = "xetool.cli.commands.devices:"
 _HOST = "xetool.cli.commands.hosts:"
 
+START_HELP = (
+    ("on", "The host to start on (name-label or uuid) instead of the chooser's pick; its checks still apply."),
+    ("paused", "Build the domain and leave it paused (vm-unpause runs it)."),
+    ("force", "Skip the host's pre-boot safety checks (memory pinning), as xapi's force does."),
+    ("dry-run", "Print each host's placement checks and the order the chooser would try, and change nothing."),
+    ("seed", "An integer that makes the chooser's random order among equally good hosts reproducible."),
+)
+STOP_HELP = (
+    ("force", "A hard stop at once, instead of asking the guest and waiting for it."),
+    ("timeout", "Seconds to wait for the guest to shut down cleanly (default 60); exit 4 when they run out."),
+)
+
 COMMANDS: tuple[Command, ...] = (
     Command("vm-start", "Start the selected VM(s): choose a host (or on=HOST), build the domain there, and run it "
             "(or leave it paused with paused=true). --dry-run prints, for every host, each placement check and "
             "the order the chooser would try them in, and changes nothing.", _VM + "vm_start",
-            optn=("on", "paused", "force", "dry-run", "wait", "seed"), selector="vm", standard=True),
+            optn=("on", "paused", "force", "dry-run", "wait", "seed"), selector="vm", standard=True, param_help=START_HELP),
     Command("vm-shutdown", "Shut the selected VM(s) down: cleanly through the guest (timeout= seconds, default 60), "
-            "or at once with --force.", _VM + "vm_shutdown", optn=("force", "timeout"), selector="vm", standard=True),
+            "or at once with --force.", _VM + "vm_shutdown", optn=("force", "timeout", "wait"), selector="vm", standard=True,
+            param_help=STOP_HELP),
     Command("vm-reboot", "Reboot the selected VM(s) on the same host: cleanly, or with --force.", _VM + "vm_reboot",
-            optn=("force", "timeout"), selector="vm", standard=True),
-    Command("vm-pause", "Pause the selected running VM(s).", _VM + "vm_pause", selector="vm", standard=True),
-    Command("vm-unpause", "Unpause the selected paused VM(s).", _VM + "vm_unpause", selector="vm", standard=True),
+            optn=("force", "timeout", "wait"), selector="vm", standard=True, param_help=STOP_HELP),
+    Command("vm-pause", "Pause the selected running VM(s).", _VM + "vm_pause", optn=("wait",), selector="vm",
+            standard=True),
+    Command("vm-unpause", "Unpause the selected paused VM(s).", _VM + "vm_unpause", optn=("wait",), selector="vm",
+            standard=True),
     Command("vm-assert-can-boot-here", "Check whether the VM can start on the host: every check, pass or reason.",
-            _VM + "vm_assert_can_boot_here", reqd=("host",), selector="vm"),
+            _VM + "vm_assert_can_boot_here", reqd=("host",), selector="vm",
+            param_help=(("host", "The host to check (name-label or uuid)."),)),
     Command("vm-compute-memory-overhead", "Print the memory the hypervisor needs for the VM beside its own, in bytes.",
             _VM + "vm_compute_memory_overhead", selector="vm"),
     Command("vm-retrieve-wlb-recommendations", "Ask the workload balancing recommender where the VM should start.",
@@ -32,8 +48,9 @@ COMMANDS: tuple[Command, ...] = (
             _HOST + "host_compute_free_memory", selector="host"),
     Command("host-compute-memory-overhead", "Print the memory the host keeps for itself, in bytes.",
             _HOST + "host_compute_memory_overhead", selector="host"),
-    Command("host-sim-list", "List the simulated hosts' processes: pid, live, xenstore socket.",
-            _HOST + "host_sim_list"),
+    Command("host-sim-list", "List the simulated hosts' processes: state (running, stopped, not-started), pid, "
+            "xenstore socket; a listing like any other (params=, field filters, --minimal, --format json).",
+            _HOST + "host_sim_list", optn=("params",), cls="host_sim", any_field=True, lists=True),
     Command("host-sim-start", "Start (or restart after a crash) a simulated host's process.",
             _HOST + "host_sim_start", selector="host"),
     Command("host-sim-stop", "Stop a simulated host's process: to its VMs, a host crash.",
@@ -41,12 +58,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("host-xenstore-socket", "Print the host's xenstore socket, for XENSTORED_PATH=... xenstore-ls.",
             _HOST + "host_xenstore_socket", selector="host"),
     Command("host-xenstore-ls", "List the host's xenstore tree under path= (default /local/domain), with values.",
-            _HOST + "host_xenstore_ls", optn=("path",), selector="host"),
+            _HOST + "host_xenstore_ls", optn=("path",), selector="host",
+            param_help=(("path", "The xenstore path to list under (default /local/domain)."),)),
     Command("vbd-attach", "Create a VBD joining a VDI to a VM and, if the VM runs, plug it.", _DEV + "vbd_attach",
-            reqd=("vm-uuid", "vdi-uuid", "device"), optn=("bootable", "mode", "type", "unpluggable")),
+            reqd=("vm-uuid", "vdi-uuid", "device"), optn=("bootable", "mode", "type", "unpluggable"), param_help=VBD_HELP),
     Command("vbd-plug", "Plug a VBD into its running VM.", _DEV + "vbd_plug", reqd=("uuid",)),
     Command("vbd-unplug", "Unplug a VBD from its running VM (--force skips the guest's handshake).",
-            _DEV + "vbd_unplug", reqd=("uuid",), optn=("force",)),
+            _DEV + "vbd_unplug", reqd=("uuid",), optn=("force",),
+            param_help=(("force", "Unplug without waiting for the guest to let go of the disk."),)),
     Command("vif-plug", "Plug a VIF into its running VM.", _DEV + "vif_plug", reqd=("uuid",)),
-    Command("vif-unplug", "Unplug a VIF from its running VM.", _DEV + "vif_unplug", reqd=("uuid",), optn=("force",)),
+    Command("vif-unplug", "Unplug a VIF from its running VM.", _DEV + "vif_unplug", reqd=("uuid",), optn=("force",),
+            param_help=(("force", "Unplug without waiting for the guest to let go of the interface."),)),
 )

@@ -45,11 +45,15 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def vm_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool import lifecycle
+    from xetool.cli.commands.vm import wait_seconds, while_busy
 
-    with ctx.store.write() as txn:
-        vm = txn.must("vm", args.params["uuid"])
-        lifecycle.assert_vm_operation_valid(txn, vm, "destroy")
-        objects.destroy_vm(txn, vm)
+    def destroy() -> None:
+        with ctx.store.write() as txn:
+            vm = txn.must("vm", args.params["uuid"])
+            lifecycle.assert_vm_operation_valid(txn, vm, "destroy")
+            objects.destroy_vm(txn, vm)
+
+    while_busy(ctx, wait_seconds(args), destroy)
     return None
 
 

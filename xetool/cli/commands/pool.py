@@ -42,7 +42,8 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
     if not imp.changes:
         return Message("No changes: the pool already matches the definition.")
     verb = "Would make" if args.flag("dry-run") else "Made"
-    return Message(f"{verb} {len(imp.changes)} changes:\n" + "\n".join("  " + c for c in imp.changes))
+    count = len(imp.changes)
+    return Message(f"{verb} {count} change{'' if count == 1 else 's'}:\n" + "\n".join("  " + c for c in imp.changes))
 
 
 def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
