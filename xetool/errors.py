@@ -130,6 +130,7 @@ _e("HOTPLUG_FAILED", "type device reason", "The device's hotplug script reported
 _e("SR_BACKEND_FAILURE", "sr reason", "The SR backend failed to complete the operation.")
 _e("NETWORK_BRIDGE_FAILED", "network bridge reason", "The network's bridge could not be created.")
 _e("HYPERVISOR_ERROR", "operation domid reason", "The hypervisor refused the operation.")
+_e("PERMISSION_DENIED", "message", "Caller not allowed to perform this operation.")
 _e("SIMULATOR_FAILED", "host reason", "The simulated host could not be started or reached.")
 _e("XENSTORE_ERROR", "operation path error", "The xenstore server refused the request.")
 _e("XENSTORE_TIMEOUT", "operation path seconds", "The xenstore server did not answer in time.", T)

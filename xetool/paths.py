@@ -94,3 +94,28 @@ def on_read_only_fs(path: str) -> bool:
         except OSError:
             return False
     return False
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = 0o600) -> None:
+    """Write a whole file or nothing: a same-directory temporary file (of `mode` whatever the
+    umask; None: as the umask makes it), then rename. On any failure the temporary file is removed and the error raised, so
+    a full disk leaves neither a half-written file nor a stray temporary one."""
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask; an old file keeps its own
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -92,11 +92,10 @@ def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
     if not target or target == "-":
         ctx.out.write(text)
         return None
-    tmp = Path(target).with_name(f".{Path(target).name}.tmp{os.getpid()}")
-    try:  # same-directory temporary file, then rename: never a half-written definition
-        tmp.write_text(text)
-        os.replace(tmp, target)
+    from xetool.paths import write_atomic
+
+    try:  # never a half-written definition, nor a stray temporary file
+        write_atomic(target, text, None)  # the operator's file: their umask
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise XeError("FILE_NOT_READABLE", target, err.strerror) from None
     return Message(f"Wrote {target}")
