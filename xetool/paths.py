@@ -81,6 +81,16 @@ def state_dir_error(state: str, err: OSError) -> Exception:
     return XeError("STATE_DIR_NOT_WRITABLE", state, err.strerror or str(err))
 
 
+def no_space_left(path: str) -> bool:
+    """True if the file system holding `path` has no block left for us: SQLite reports some
+    writes that fail for want of space (its shared-memory file, a WAL frame) as I/O errors."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return st.f_bavail == 0 or st.f_favail == 0
+
+
 def on_read_only_fs(path: str) -> bool:
     """True if `path` (or its nearest existing parent) is on a file system mounted read-only."""
     while path:

@@ -293,7 +293,8 @@ def _check_file(path: str) -> None:
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    if pages and header[24:28] == header[92:96] and size < page_size * pages:
+    in_wal = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0  # the rest may be there
+    if pages and header[24:28] == header[92:96] and size < page_size * pages and not in_wal:
         raise XeError("STORE_CORRUPT", path, "SQLITE_CORRUPT",
                       f"the file is truncated: {size} bytes of {page_size * pages}")
 
@@ -357,7 +358,7 @@ def store_error(err: sqlite3.Error, path: str, timeout: float = 0.0) -> XeError:
     reason = str(err)
     if primary in (_BUSY, _LOCKED):
         return XeError("LOCK_TIMEOUT", f"the pool database {path}", "another xetool command", f"{timeout:g}")
-    if primary == _FULL:
+    if primary == _FULL or (primary == _IOERR and paths.no_space_left(path)):
         return XeError("STORE_DISK_FULL", path, code)
     if primary in (_CORRUPT, _NOTADB):
         return XeError("STORE_CORRUPT", path, code, reason)

@@ -115,7 +115,8 @@ class SimulatorBackend(Backend):
         if self.is_live():
             return
         try:
-            self.files.dir.mkdir(parents=True, exist_ok=True)
+            self.files.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.files.dir.mkdir(exist_ok=True, mode=0o700)  # the host's runtime files: its owner's only
         except OSError as e:
             raise XeError("STATE_DIR_NOT_WRITABLE", self.files.dir, e.strerror) from None
         with _flock(self.files.lock_file, LOCK_TIMEOUT, self.host_uuid):
