@@ -142,19 +142,24 @@ def des_encrypt(key: bytes, block: bytes) -> bytes:
     return _des_block(_subkeys(key), block)
 
 
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Exactly n bytes; ConnectionError if the peer goes away first."""
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("the peer closed the connection")
+        data += chunk
+    return data
+
+
 def client_login(sock: socket.socket, password: str | None) -> bytes:
     """The client's half of the RFB 3.8 handshake with VNC Authentication; returns the server's
     ServerInit. PermissionError if the server refuses the password (or offers no VNC
     Authentication), ConnectionError if it goes away. For tests and operators' checks."""
 
     def recv(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("the VNC server closed the connection")
-            data += chunk
-        return data
+        return recv_exact(sock, n)
 
     if not recv(12).startswith(b"RFB 003."):
         raise ConnectionError("not an RFB server")

@@ -27,16 +27,6 @@ WIDTH, HEIGHT = 640, 480
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("client went away")
-        data += chunk
-    return data
-
-
 def _fail(conn: socket.socket, version: bytes, reason: bytes) -> None:
     """SecurityResult failed; RFB 3.8 adds the reason."""
     conn.sendall(struct.pack(">I", 1) + (struct.pack(">I", len(reason)) + reason if version >= b"RFB 003.008" else b""))
@@ -49,12 +39,12 @@ def serve_client(conn: socket.socket, name: str, password: str | None = None) ->
     try:
         conn.settimeout(30)
         conn.sendall(b"RFB 003.008\n")
-        version = _recv_exact(conn, 12)
+        version = vncauth.recv_exact(conn, 12)
         if not version.startswith(b"RFB 003."):
             return
         if version >= b"RFB 003.007":
             conn.sendall(bytes([1, kind]))  # one security type
-            if _recv_exact(conn, 1) != bytes([kind]):
+            if vncauth.recv_exact(conn, 1) != bytes([kind]):
                 _fail(conn, version, b"unsupported security type")
                 return
         else:
@@ -62,12 +52,12 @@ def serve_client(conn: socket.socket, name: str, password: str | None = None) ->
         if password is not None:
             challenge = vncauth.challenge()
             conn.sendall(challenge)
-            if not vncauth.check(password, challenge, _recv_exact(conn, 16)):
+            if not vncauth.check(password, challenge, vncauth.recv_exact(conn, 16)):
                 _fail(conn, version, b"authentication failed")
                 return
         if version >= b"RFB 003.008" or password is not None:
             conn.sendall(struct.pack(">I", 0))  # SecurityResult OK
-        _recv_exact(conn, 1)  # ClientInit (shared flag)
+        vncauth.recv_exact(conn, 1)  # ClientInit (shared flag)
         raw = name.encode()
         conn.sendall(struct.pack(">HH", WIDTH, HEIGHT) + PIXEL_FORMAT + struct.pack(">I", len(raw)) + raw)
         conn.settimeout(None)
