@@ -46,7 +46,10 @@ def _raw_request(path: str, op: str, args: dict) -> dict:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect(path)
-        s.sendall(json.dumps({"op": op, "args": args}).encode() + b"\n")
+        try:
+            s.sendall(json.dumps({"op": op, "args": args}).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a refused peer may be answered and closed before its request is even sent
         buf = b""
         while not buf.endswith(b"\n"):
             chunk = s.recv(65536)
