@@ -56,7 +56,17 @@ _e("MAP_KEY_NOT_FOUND", "field key", "The map has no such key.")
 _e("NO_MATCHING_OBJECTS", "class", "No matching objects found.")
 _e("MULTIPLE_MATCHES", "class count", "More than one object matched: --multiple is required.", U)
 _e("STATE_DIR_NOT_WRITABLE", "path reason", "The state directory cannot be written.")
-_e("STORE_CORRUPT", "path reason", "The pool database cannot be used.")
+_e("STATE_DIR_READ_ONLY", "path code",
+   "The state directory is on a read-only file system: remount it read-write, or use another --state-dir.")
+_e("STATE_DIR_UNSAFE", "path reason fix",
+   "Another user could change the state directory, so xetool will not use it.")
+_e("POOL_NOT_FOUND", "path",
+   "The state directory holds no pool: create one with 'xetool pool-import file=POOL.toml', or give the right --state-dir.")
+_e("STORE_CORRUPT", "path code reason", "The pool database cannot be used; it was left as it is.")
+_e("STORE_DISK_FULL", "path code",
+   "The file system holding the pool database is full; the change was rolled back. Free some space and retry.")
+_e("STORE_IO_ERROR", "path code reason", "The pool database could not be read or written (an I/O error).")
+_e("STORE_ERROR", "path code reason", "The pool database refused the request.")
 _e("SCHEMA_TOO_NEW", "path version supported", "The pool database was written by a newer xetool.")
 _e("TOML_SYNTAX_ERROR", "file line column detail", "The pool definition is not valid TOML.", U)
 _e("POOL_DEFINITION_INVALID", "file table key reason", "The pool definition has a bad value.", U)
@@ -122,6 +132,7 @@ _e("HOTPLUG_FAILED", "type device reason", "The device's hotplug script reported
 _e("SR_BACKEND_FAILURE", "sr reason", "The SR backend failed to complete the operation.")
 _e("NETWORK_BRIDGE_FAILED", "network bridge reason", "The network's bridge could not be created.")
 _e("HYPERVISOR_ERROR", "operation domid reason", "The hypervisor refused the operation.")
+_e("PERMISSION_DENIED", "message", "Caller not allowed to perform this operation.")
 _e("SIMULATOR_FAILED", "host reason", "The simulated host could not be started or reached.")
 _e("XENSTORE_ERROR", "operation path error", "The xenstore server refused the request.")
 _e("XENSTORE_TIMEOUT", "operation path seconds", "The xenstore server did not answer in time.", T)

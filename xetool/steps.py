@@ -40,6 +40,10 @@ class Step:
     name: str
     do: Callable[[], Note]
     undo: Callable[[], None] | None = None
+    # A step after the operation has taken effect and been recorded (vm-start's VM_STARTED
+    # message, its RRD push): its failure is reported in its note and undoes nothing, as xapi
+    # ignores those failures too.
+    best_effort: bool = False
 
 
 def _fist() -> dict[str, str]:
@@ -66,6 +70,7 @@ class Runner:
     observer: Observer | None = None
     done: list[Step] = field(default_factory=list)
     timings: list[tuple[str, float, Note]] = field(default_factory=list)
+    ignored: list[tuple[str, Exception]] = field(default_factory=list)  # best-effort steps that failed
 
     def run(self, steps: Sequence[Step]) -> None:
         plan = _fist()
@@ -73,15 +78,24 @@ class Runner:
             for index, step in enumerate(steps):
                 if self.observer:
                     self.observer.step_started(index, len(steps), step.name)
-                _inject(step.name, "", plan)
                 started = time.perf_counter()
-                note = step.do()
+                try:
+                    _inject(step.name, "", plan)
+                    note = step.do()
+                    if step.best_effort:
+                        _inject(step.name, "-after", plan)
+                except Exception as err:
+                    if not step.best_effort:
+                        raise
+                    note = f"failed, ignored: {err.code if isinstance(err, XeError) else type(err).__name__}"
+                    self.ignored.append((step.name, err))
                 self.done.append(step)
                 seconds = time.perf_counter() - started
                 self.timings.append((step.name, seconds, note))
                 if self.observer:
                     self.observer.step_done(step.name, seconds, note)
-                _inject(step.name, "-after", plan)
+                if not step.best_effort:
+                    _inject(step.name, "-after", plan)
         except BaseException:
             self.rollback()
             raise

@@ -111,9 +111,10 @@ def test_write_is_begin_immediate(tmp_path):
     """A second writer cannot even start while one write transaction is open."""
     a, b = Store(tmp_path), Store(tmp_path, busy_timeout=0.05)
     with a.write():
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(XeError) as err:
             with b.write():
                 pass
+        assert err.value.code == "LOCK_TIMEOUT" and str(tmp_path / "pool.db") in err.value.params["lock"]
     with b.write() as txn:  # free again
         txn.insert("vm", {"name_label": "after"})
     a.close(), b.close()

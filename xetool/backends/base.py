@@ -162,11 +162,15 @@ class Backend(abc.ABC):
         (mac, bridge) pairs, a USB tablet, VNC on 127.0.0.1 only. It writes its VNC port to
         /local/domain/<domid>/console/vnc-port."""
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """Start the domain's device model (kind "device-model") or PV console server ("console")
         as a process detached from the caller, logging to `log`; return its pid. The process
-        writes its VNC port to xenstore itself. By default, the argv below, spawned here."""
+        writes its VNC port to xenstore itself, and asks VNC clients for the password in `secret`.
+        By default, the argv below, spawned here."""
         argv = self.device_model_argv(domid, 0, nics) if kind == "device-model" else self.console_server_argv(domid)
+        if secret is not None:
+            argv += ["--password-file", str(secret)]
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,

@@ -42,7 +42,7 @@ COMMANDS: tuple[Command, ...] = (
             _VM + "vm_compute_memory_overhead", selector="vm"),
     Command("vm-retrieve-wlb-recommendations", "Ask the workload balancing recommender where the VM should start.",
             _VM + "vm_retrieve_wlb_recommendations", selector="vm"),
-    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1.",
+    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password.",
             _VM + "vm_vnc", selector="vm"),
     Command("host-compute-free-memory", "Print the memory a new VM could get on the host now, in bytes.",
             _HOST + "host_compute_free_memory", selector="host"),

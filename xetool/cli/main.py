@@ -224,6 +224,10 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as ex:  # a bug: one line, the traceback only with --debug
+        if type(ex).__module__ == "sqlite3":  # a store error outside Store's transactions: still not a bug
+            from xetool.store.db import DB_NAME, store_error
+
+            return report(store_error(ex, os.path.join(os.fspath(obj.state), DB_NAME)), obj, obj.err)  # type: ignore[arg-type]
         if debug:
             import traceback
 

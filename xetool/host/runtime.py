@@ -5,10 +5,9 @@ undo, or the janitor after a crash knows exactly what to release."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from xetool.paths import host_dir
+from xetool.paths import host_dir, write_atomic
 from xetool.records import asdict, field, record
 
 
@@ -45,9 +44,7 @@ def load(state_dir: Path, host: str, vm: str) -> Runtime | None:
 def save(state_dir: Path, rt: Runtime) -> None:
     target = path(state_dir, rt.host, rt.vm)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(rt)))
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps(asdict(rt)))
 
 
 def remove(state_dir: Path, host: str, vm: str) -> None:

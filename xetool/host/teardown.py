@@ -26,6 +26,8 @@ def release_on_host(state_dir: Path, backend: Backend | None, rt: Runtime) -> li
         console.stop(rt.dm_pid)
     if rt.console_pid:
         console.stop(rt.console_pid)
+    if rt.domid >= 0:
+        console.secret_file(host_dir(state_dir, rt.host), rt.domid).unlink(missing_ok=True)
     for bridge, mac in rt.leases:
         vif.remove_lease(host_dir(state_dir, rt.host), bridge, mac)
     if backend is None or rt.domid < 0:

@@ -357,7 +357,8 @@ class HostStart:
                                     key=lambda v: int(v["device"]))][:8]
         log = self.host_dir / "logs" / f"qemu-dm-{self.rt.domid}.log"
         self.rt.dm_pid, self.rt.vnc_port = console.spawn(self.backend, "device-model", self.rt.domid, nics, log,
-                                                         self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid")
+                                                         self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid",
+                                                         console.secret_file(self.host_dir, self.rt.domid))
         self._save()
         return f"pid {self.rt.dm_pid}, VNC 127.0.0.1:{self.rt.vnc_port}, {len(nics)} RTL8139 NICs"
 
@@ -366,7 +367,8 @@ class HostStart:
             return "HVM guest: the device model serves the console"
         log = self.host_dir / "logs" / f"vncterm-{self.rt.domid}.log"
         self.rt.console_pid, self.rt.vnc_port = console.spawn(self.backend, "console", self.rt.domid, [], log,
-                                                              self.vm_uuid, "vncterm", self.xs, "vncterm-pid")
+                                                              self.vm_uuid, "vncterm", self.xs, "vncterm-pid",
+                                                              console.secret_file(self.host_dir, self.rt.domid))
         self._save()
         return f"pid {self.rt.console_pid}, VNC 127.0.0.1:{self.rt.vnc_port}"
 

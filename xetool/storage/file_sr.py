@@ -19,8 +19,11 @@ def create(sr_uuid: str, sr_path: str, vdi_uuid: str, size: int) -> str:
     """Make the sparse file; return its location (the file name)."""
     location = f"{vdi_uuid}.raw"
     try:
-        Path(sr_path).mkdir(parents=True, exist_ok=True)
-        with open(vdi_path(sr_path, location), "xb") as f:
+        Path(sr_path).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A guest's disk: owner-only whatever the umask (O_CREAT's mode is masked by it).
+        fd = os.open(vdi_path(sr_path, location), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "wb") as f:
+            os.fchmod(fd, 0o600)
             f.truncate(size)
     except OSError as err:
         raise XeError("SR_BACKEND_FAILURE", sr_uuid, f"cannot create {location}: {err.strerror}") from None

@@ -115,7 +115,8 @@ class SimulatorBackend(Backend):
         if self.is_live():
             return
         try:
-            self.files.dir.mkdir(parents=True, exist_ok=True)
+            self.files.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.files.dir.mkdir(exist_ok=True, mode=0o700)  # the host's runtime files: its owner's only
         except OSError as e:
             raise XeError("STATE_DIR_NOT_WRITABLE", self.files.dir, e.strerror) from None
         with _flock(self.files.lock_file, LOCK_TIMEOUT, self.host_uuid):
@@ -245,11 +246,12 @@ class SimulatorBackend(Backend):
             argv += ["--nic", f"{mac},{bridge}"]
         return argv
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """Forked by the host process (fast), rather than a fresh interpreter spawned here."""
         log.parent.mkdir(parents=True, exist_ok=True)
         return int(self._call("start_service", kind=kind, domid=domid, nics=[f"{m},{b}" for m, b in nics],
-                              log=str(log.absolute())))
+                              log=str(log.absolute()), secret=str(secret.absolute()) if secret else ""))
 
     def console_server_argv(self, domid: int) -> list[str]:
         return [sys.executable, "-m", "xetool.backends.simulator.vnc", "--kind", "vncterm", "--domid", str(domid),

@@ -510,7 +510,8 @@ class XenBackend(Backend):
             ]
         return argv
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """The PV console server (xetool's vncterm) is started here, detached. The HVM device
         model is not: libxl started qemu-xen inside `xl create` (xl_config asks for it), and a
         second qemu on the same domain would fight the first."""
@@ -518,9 +519,9 @@ class XenBackend(Backend):
             return self._adopt_device_model(domid, nics)
         if kind != "console":
             raise XeError("INVALID_VALUE", "service", kind)
-        return self._fork_console_server(domid, log)
+        return self._fork_console_server(domid, log, secret)
 
-    def _fork_console_server(self, domid: int, log: Path) -> int:
+    def _fork_console_server(self, domid: int, log: Path, secret: Path | None = None) -> int:
         """vncterm in a forked child of this process rather than a new interpreter: a Python
         start-up and its imports cost seconds under the lab's emulation, and the host half waits
         for the port. The child is detached (its own session, stdin /dev/null, stdout and stderr
@@ -528,7 +529,7 @@ class XenBackend(Backend):
         SIGTERM, which is how teardown stops it (console.stop)."""
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
-            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as e:
             raise XeError("FAILED_TO_START_EMULATOR", domid, "vncterm", f"{log}: {e.strerror}") from None
         sys.stdout.flush()
@@ -556,7 +557,8 @@ class XenBackend(Backend):
             from xetool.backends.xen import vncterm
 
             font = ["--font", self._console_font] if self._console_font else []
-            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font])
+            password = ["--password-file", str(secret)] if secret else []
+            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font, *password])
         except SystemExit as e:  # vncterm's own "no console/tty", "no free port", ...
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)

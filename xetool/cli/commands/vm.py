@@ -308,4 +308,14 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
             f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']}")
     if ctx.minimal:
         return Value(str(rt.vnc_port))
-    return Message(text + f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to localhost:5900")
+    from xetool.devices import console, vncauth
+    from xetool.paths import host_dir
+
+    secret = console.secret_file(host_dir(ctx.state_dir, vm["resident_on"]), rt.domid)
+    try:
+        password = vncauth.read_password(str(secret))
+    except OSError as err:
+        raise XeError("FILE_NOT_READABLE", secret, err.strerror) from None
+    return Message(text + f"\nPassword: {password} (VNC Authentication; kept 0600 in {secret})"
+                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to "
+                   "localhost:5900 with that password")
