@@ -10,7 +10,7 @@ from typing import Iterator, Mapping, Sequence
 
 import pytest
 
-from xetool.backends.base import DomainConfig
+from xetool.backends.base import DomainConfig, PhysInfo
 from xetool.backends.xen.backend import CmdResult, XenBackend, xl_config
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
@@ -185,3 +185,30 @@ def test_device_model_argv(tmp_path: Path) -> None:
 def test_console_server_argv() -> None:
     argv = XenBackend(FakeXl()).console_server_argv(3)
     assert argv[1:5] == ["-m", "xetool.backends.xen.vncterm", "--domid", "3"]
+
+
+def test_hvm_console_password_goes_to_libxl_and_to_the_secret_file(tmp_path: Path) -> None:
+    """libxl starts an HVM guest's qemu inside `xl create`: its VNC password is in the xl config
+    (0600), and the device model's adoption writes that same password to the console's file."""
+    from xetool.devices import vncauth
+
+    assert "vncpasswd" not in xl_config(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"))
+    assert 'vncpasswd = "s3cret"' in xl_config(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"),
+                                                vnc_password="s3cret")
+    xl = FakeXl()
+    backend = XenBackend(xl, config_dir=tmp_path, hypercalls=NoHypercalls())
+    backend.physinfo = lambda: PhysInfo(1 << 20, 1 << 19, 2, frozenset({"hvm", "pv"}))  # type: ignore[method-assign]
+    domid = backend.create_domain(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"))
+    cfg = tmp_path / f"{UUID}.cfg"
+    assert cfg.stat().st_mode & 0o077 == 0
+    password = next(line.split('"')[1] for line in cfg.read_text().splitlines() if line.startswith("vncpasswd"))
+    assert len(password) == vncauth.PASSWORD_LEN
+    backend._adopt_device_model = lambda d, nics: 4242  # type: ignore[method-assign]  # QMP: tests/unit/test_xen_hvm_device_model.py
+    secret = tmp_path / "consoles" / "vnc.passwd"
+    assert backend.start_service("device-model", domid, [], tmp_path / "dm.log", secret=secret) == 4242
+    assert vncauth.read_password(str(secret)) == password
+    other = XenBackend(FakeXl(), config_dir=tmp_path, hypercalls=NoHypercalls())
+    other._adopt_device_model = lambda d, nics: 4242  # type: ignore[method-assign]
+    with pytest.raises(XeError) as e:
+        other.start_service("device-model", domid, [], tmp_path / "dm.log", secret=secret)
+    assert e.value.code == "FAILED_TO_START_EMULATOR"
