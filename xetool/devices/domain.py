@@ -100,6 +100,17 @@ def finish_build(xs: XsClient, domid: int) -> None:
 
 
 def remove_domain_entries(xs: XsClient, domid: int, vm_uuid: str) -> None:
-    for path in (home(domid), f"/vm/{vm_uuid}/domains/{domid}"):
+    """What a destroyed domain leaves in xenstore: its home, its device model's node in dom0's
+    tree, the backend halves of its devices, and its entry under /vm/<uuid>."""
+    paths = [home(domid), f"/local/domain/0/device-model/{domid}", f"/vm/{vm_uuid}/domains/{domid}"]
+    kinds = xs.ls("/local/domain/0/backend") if xs.exists("/local/domain/0/backend") else []
+    paths += [f"/local/domain/0/backend/{kind}/{domid}" for kind in kinds]
+    for path in paths:
         if xs.exists(path):
             xs.rm(path)
+
+
+def remove_vm_entries(xs: XsClient, vm_uuid: str) -> None:
+    """/vm/<uuid>, once the VM has no domain left on this host (libxl removes it on destroy)."""
+    if xs.exists(f"/vm/{vm_uuid}"):
+        xs.rm(f"/vm/{vm_uuid}")
