@@ -91,43 +91,44 @@ class _Seen:
     domains: dict[str, DomainInfo] | None = None
 
 
-def _vm_divergence(vm: Row, host: Row, dom: DomainInfo | None, earlier: str) -> Divergence | None:
+def _vm_divergences(vm: Row, host: Row, dom: DomainInfo | None, earlier: str) -> list[Divergence]:
     """A VM the store places on `host`, against the host's domain for it (None: none there)."""
     name, h = vm["name_label"], host["uuid"]
     where = host["name_label"]
     if dom is None:
         if earlier:
-            return Divergence("vm-of-earlier-boot", h, vm["uuid"],
-                              f"{name} was resident on {where} under boot {earlier}; the host has restarted",
-                              "Halted, everything it held released")
-        return Divergence("vm-without-domain", h, vm["uuid"],
-                          f"{name} is {vm['power_state']} on {where} in the store, and the host has no domain for it",
-                          "Halted, everything it held released")
+            return [Divergence("vm-of-earlier-boot", h, vm["uuid"],
+                               f"{name} was resident on {where} under boot {earlier}; the host has restarted",
+                               "Halted, everything it held released")]
+        return [Divergence("vm-without-domain", h, vm["uuid"],
+                           f"{name} is {vm['power_state']} on {where} in the store, and the host has no domain for it",
+                           "Halted, everything it held released")]
     if dom.shutdown_reason:
-        return Divergence("domain-shut-down", h, vm["uuid"],
-                          f"the domain {dom.domid} of {name} on {where} has shut down ({dom.shutdown_reason})",
-                          "domain destroyed, VM Halted, everything it held released", dom.domid)
+        return [Divergence("domain-shut-down", h, vm["uuid"],
+                           f"the domain {dom.domid} of {name} on {where} has shut down ({dom.shutdown_reason})",
+                           "domain destroyed, VM Halted, everything it held released", dom.domid)]
     state = "Paused" if dom.paused else "Running"
     if vm["power_state"] not in ACTIVE:
-        return Divergence("halted-vm-with-domain", h, vm["uuid"],
-                          f"{name} is {vm['power_state']} in the store but resident on {where} as domain {dom.domid}",
-                          f"{state} on {where}, domid {dom.domid}", dom.domid)
+        return [Divergence("halted-vm-with-domain", h, vm["uuid"],
+                           f"{name} is {vm['power_state']} in the store but resident on {where} as domain {dom.domid}",
+                           f"{state} on {where}, domid {dom.domid}", dom.domid)]
+    out = []
     if dom.domid != vm["domid"]:
-        return Divergence("domid-differs", h, vm["uuid"],
-                          f"{name} has domid {vm['domid']} in the store, domain {dom.domid} on {where}",
-                          f"domid {dom.domid}", dom.domid)
+        out.append(Divergence("domid-differs", h, vm["uuid"],
+                              f"{name} has domid {vm['domid']} in the store, domain {dom.domid} on {where}",
+                              f"domid {dom.domid}", dom.domid))
     if state != vm["power_state"]:
-        return Divergence("power-state-differs", h, vm["uuid"],
-                          f"{name} is {vm['power_state']} in the store, its domain {dom.domid} is {state.lower()}",
-                          state, dom.domid)
-    return None
+        out.append(Divergence("power-state-differs", h, vm["uuid"],
+                              f"{name} is {vm['power_state']} in the store, its domain {dom.domid} is {state.lower()}",
+                              state, dom.domid))
+    return out
 
 
 def _domain_divergence(dom: DomainInfo, vm: Row | None, host: Row, half_built: bool) -> Divergence | None:
     """A domain on the host whose VM the store does not place there."""
     h, where = host["uuid"], host["name_label"]
     if vm is not None and vm["power_state"] == "Halted" and not dom.shutdown_reason and not half_built:
-        return _vm_divergence(vm, host, dom, "")  # xapi's rule: the domain runs, so the VM is resident
+        return _vm_divergences(vm, host, dom, "")[0]  # xapi's rule: the domain runs, so the VM is resident
     if vm is None:
         why = "no VM in the store has this uuid"
     elif vm["power_state"] in ACTIVE and vm["resident_on"] != h:
@@ -166,10 +167,9 @@ def plan_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_ta
     here = {u: v for u, v in vms.items() if v["resident_on"] == host["uuid"]}
     for uuid, vm in here.items():
         if not _held(vm, live, own_task):
-            d = _vm_divergence(vm, host, domains.get(uuid), earlier)
-            if d is not None and seen.state == "down":
-                d = Divergence(d.kind, d.host, d.obj, f"{d.found} ({host['name_label']}'s process is gone)", d.repair)
-            if d is not None:
+            for d in _vm_divergences(vm, host, domains.get(uuid), earlier):
+                if seen.state == "down":
+                    d = Divergence(d.kind, d.host, d.obj, f"{d.found} ({host['name_label']}'s process is gone)", d.repair)
                 out.append(d)
     others = [d for u, d in domains.items() if u not in here and not (u in vms and _held(vms[u], live, own_task))]
     unfinished = inventory.half_built(backend, [d for d in others if d.uuid in vms]) if others else set()
@@ -190,27 +190,25 @@ def _plan_host_files(store: Store, state_dir: Path, host: Row, vms: dict[str, Ro
     out = []
     gone = {d.obj for d in found if d.kind in ("vm-of-earlier-boot", "vm-without-domain", "domain-shut-down",
                                                  "orphan-domain")}
-    kept_macs: set[tuple[str, str]] = set()
+    recorded: set[tuple[str, str]] = set()  # leases some runtime file holds: they go with it
     for rt in runtime.all_on(state_dir, h):
+        recorded |= set(rt.leases)
         vm = vms.get(rt.vm)
         mine = vm is not None and (vm["resident_on"] == h or _held(vm, live, own_task)
                                    or (rt.vm in domains and rt.vm not in gone))
         if vm is not None and rt.task and rt.task in live and rt.task != own_task:
             mine = True  # a start in progress writes its runtime file before the store knows
-        if mine and rt.vm not in gone:
-            kept_macs |= set(rt.leases)
-        elif rt.vm not in gone:
+        if not mine and rt.vm not in gone:
             name = vm["name_label"] if vm else rt.vm
             out.append(Divergence("stale-runtime-file", h, rt.vm, f"{where} keeps runtime records of {name}, "
                                   "which is not on it", "its services, leases and records released"))
-    macs_of_gone = {lease for rt in runtime.all_on(state_dir, h) if rt.vm in gone for lease in rt.leases}
     busy = _macs_of(store, [u for u, v in vms.items() if _held(v, live, own_task)])  # a start may not have recorded its lease yet
     hd = host_dir(state_dir, h)
     for hosts_file in sorted((hd / "dnsmasq").glob("*.hosts")) if (hd / "dnsmasq").is_dir() else []:
         bridge = hosts_file.stem
         for line in vif.leases_file(hd, bridge).read_text().splitlines():
             mac = line.split(",")[0].strip().lower()
-            if mac and mac not in busy and not any(b == bridge and m.lower() == mac for b, m in kept_macs | macs_of_gone):
+            if mac and mac not in busy and not any(b == bridge and m.lower() == mac for b, m in recorded):
                 out.append(Divergence("stale-lease", h, f"{bridge}/{mac}", f"{where} gives {line} on {bridge}, "
                                       "and no VM on the host holds it", "lease removed"))
     return out
@@ -317,8 +315,7 @@ def _still(store: Store, state_dir: Path, host: Row, backend: Backend | None, d:
         if dom is None or vm["power_state"] in ACTIVE or dom.domid in inventory.half_built(backend, [dom]):  # type: ignore[arg-type]
             return False
     earlier = d.kind == "vm-of-earlier-boot" and bool(recorded_boot)
-    again = _vm_divergence(vm, host, dom, recorded_boot if earlier else "")
-    return again is not None and again.kind == d.kind
+    return d.kind in [x.kind for x in _vm_divergences(vm, host, dom, recorded_boot if earlier else "")]
 
 
 def _release_vm_marks(store: Store, vm: str, host: str) -> None:
@@ -336,11 +333,10 @@ def _release_vm_marks(store: Store, vm: str, host: str) -> None:
 
 def _adopt(store: Store, d: Divergence) -> str:
     """The domain's truth into the store: resident there, its domid and power state."""
-    state = d.repair.split(" ", 1)[0]
     with store.write() as txn:
         values: dict[str, object] = {"domid": d.domid}
         if d.kind != "domid-differs":
-            values["power_state"] = state
+            values["power_state"] = d.repair.split(" ", 1)[0]  # Running or Paused, as the domain is
         if d.kind == "halted-vm-with-domain":
             values |= {"resident_on": d.host, "scheduled_to_be_resident_on": None}
         txn.update("vm", d.obj, values)
