@@ -7,6 +7,7 @@ that crashed (where the domain and processes are already gone and only the recor
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from xetool import processes
@@ -32,6 +33,7 @@ def release_on_host(state_dir: Path, backend: Backend | None, rt: Runtime) -> li
     hd = host_dir(state_dir, rt.host)
     for bridge, mac in rt.leases:
         vif.remove_lease(hd, bridge, mac)
+    shutil.rmtree(hd / "boot" / rt.vm, ignore_errors=True)  # a kernel the bootloader extracted
     if backend is None:
         _remove_empty_logs(hd, rt.domid)
         return problems
