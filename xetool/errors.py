@@ -110,6 +110,7 @@ _e("LOCK_TIMEOUT", "lock holder seconds", "A lock could not be taken within the 
 _e("NO_HOSTS_AVAILABLE", "", "There were no servers available to complete the specified operation.")
 _e("HOST_NOT_LIVE", "", "This operation cannot be completed as the server is not live.")
 _e("HOST_OFFLINE", "host", "You attempted an operation which involves a host which could not be contacted.")
+_e("POOL_CHECK_FAILED", "divergences next", "The store and the hosts disagree (xetool's own: pool-check).")
 _e("HOST_DISABLED", "host", "The specified server is disabled.")
 _e("HOST_EVACUATE_IN_PROGRESS", "host", "This host is being evacuated.")
 _e("VM_REQUIRES_SR", "vm sr", "You attempted to run a VM on a host that does not have access to an SR required by the VM.")

@@ -7,7 +7,9 @@ reverse previous steps". Each step may return a note saying what it did, or why 
 
 Fault injection, for the fault tests: XETOOL_FIST is a comma-separated list of `STEP` (fail
 before the step), `STEP:fail-after` (fail once the step is done), `STEP:kill` (SIGKILL this
-process before the step) or `STEP:kill-after`.
+process before the step) or `STEP:kill-after`. A step may also name points inside itself
+(`checkpoint("domain_created")`), which take `NAME:fail` and `NAME:kill` the same way: the
+windows between a hypervisor call and its record.
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def _inject(name: str, when: str, plan: dict[str, str]) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if how == f"fail{when}":
         raise XeError("FIST", name)
+
+
+def checkpoint(name: str) -> None:
+    """A named point inside a step where a fault test may fail or kill this process."""
+    if "XETOOL_FIST" in os.environ:
+        _inject(name, "", _fist())
 
 
 @record

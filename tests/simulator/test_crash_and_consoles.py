@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from xetool.backends.simulator import SimulatorBackend, list_hosts, stop_host
 from xetool.devices import vncauth
-from xetool.backends.simulator import SimulatorBackend, list_hosts
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 from .conftest import make_backend, start_pv
@@ -51,15 +51,25 @@ def test_killing_the_host_process_is_a_host_crash(state_dir: Path, host: Simulat
         assert not xs.exists(f"/local/domain/{domid}")
 
 
-def test_a_wedged_host_times_out_and_is_replaced(state_dir: Path, host: SimulatorBackend) -> None:
+def test_a_wedged_host_is_offline_and_never_replaced(state_dir: Path, host: SimulatorBackend) -> None:
+    """A host that runs but does not answer (SIGSTOP) is HOST_OFFLINE within a bound: a second
+    process beside it would be a second host with the same name and sockets."""
     pid = list_hosts(state_dir)[0].pid
     assert pid
+    boot = host.boot_id()
     os.kill(pid, signal.SIGSTOP)
     try:
-        assert host.is_live() is False
-        host.ensure_running()  # kills the stopped one, starts afresh
-        assert host.is_live()
-        assert list_hosts(state_dir)[0].pid != pid
+        assert host.is_live() is False and host.reachability() == "unresponsive"
+        t0 = time.monotonic()
+        with pytest.raises(XeError) as e:
+            host.ensure_running()
+        assert e.value.code == "HOST_OFFLINE" and e.value.params["name"] == "sim1"
+        assert "does not answer" in e.value.params["reason"] and time.monotonic() - t0 < 5
+        assert list_hosts(state_dir)[0].pid == pid
+        stop_host(state_dir, host.host_uuid)  # the operator's way out: stop it, then start it again
+        assert host.reachability() == "down"
+        host.ensure_running()
+        assert host.is_live() and list_hosts(state_dir)[0].pid != pid and host.boot_id() != boot
     finally:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -212,3 +212,28 @@ def test_hvm_console_password_goes_to_libxl_and_to_the_secret_file(tmp_path: Pat
     with pytest.raises(XeError) as e:
         other.start_service("device-model", domid, [], tmp_path / "dm.log", secret=secret)
     assert e.value.code == "FAILED_TO_START_EMULATOR"
+
+
+def test_find_domain_by_uuid_from_xl_list(tmp_path: Path) -> None:
+    """The domain handle, not a stored domid: `xl list -v` rows carry the uuid."""
+    xl = FakeXl()
+    xl.answers[("xl", "list", "-v")] = CmdResult(0, (DATA / "xl-list-v-running.txt").read_text(), "")
+    xl.answers[("xl", "list", "-l")] = CmdResult(0, (DATA / "xl-list-l-running.json").read_text(), "")
+    b = XenBackend(xl, config_dir=tmp_path, hypercalls=NoHypercalls())
+    running = b.find_domain("a598ed20-34a7-4b4e-9df7-add50770d337")
+    assert running is not None and running.domid == 2 and not running.paused
+    assert b.find_domain("4d181961-b175-487b-b67b-bef0f77d0ffc").domid == 1  # type: ignore[union-attr]
+    assert b.find_domain("00000000-0000-0000-0000-000000000000") is None  # dom0 is never a VM's domain
+    assert b.find_domain("11111111-2222-3333-4444-555555555555") is None
+    assert set(b.domains_by_uuid()) == {"a598ed20-34a7-4b4e-9df7-add50770d337", "4d181961-b175-487b-b67b-bef0f77d0ffc"}
+
+
+def test_boot_id_is_dom0s(tmp_path: Path) -> None:
+    f = tmp_path / "boot_id"
+    f.write_text("6c1f2e0a-27c4-4a53-9a0b-0e3f6f0d7d11\n")
+    b = XenBackend(FakeXl(), config_dir=tmp_path, hypercalls=NoHypercalls(), boot_id_file=str(f))
+    assert b.boot_id() == "6c1f2e0a-27c4-4a53-9a0b-0e3f6f0d7d11"
+    f.unlink()
+    with pytest.raises(XeError) as err:
+        b.boot_id()
+    assert err.value.code == "HOST_OFFLINE" and "boot_id" in err.value.params["reason"]

@@ -146,6 +146,26 @@ class Backend(abc.ABC):
     def domain_info(self, domid: int) -> DomainInfo | None:
         return next((d for d in self.list_domains() if d.domid == domid), None)
 
+    def find_domain(self, uuid: str) -> DomainInfo | None:
+        """The guest domain whose handle is the VM's `uuid` (xenopsd's way of finding a VM's
+        domain): a stored domid alone may name another VM's domain after the host restarted.
+        A dying domain is on its way out and is not returned."""
+        return next((d for d in self.list_domains() if d.uuid == uuid and d.domid != 0 and not d.dying), None)
+
+    def domains_by_uuid(self) -> dict[str, DomainInfo]:
+        """Every guest domain, by its handle: what a resync compares with the store."""
+        return {d.uuid: d for d in self.list_domains() if d.domid != 0 and not d.dying and d.uuid}
+
+    @abc.abstractmethod
+    def boot_id(self) -> str:
+        """The host's per-boot identity: a new value after every restart of the host (or of the
+        simulated host's process). Residency recorded under an earlier boot is void."""
+
+    def reachability(self) -> str:
+        """"live"; "down" when the host is known not to run (its domains are gone); or
+        "unresponsive" when it may run but does not answer (nothing may be assumed)."""
+        return "live" if self.is_live() else "unresponsive"
+
     @abc.abstractmethod
     def ensure_bridge(self, bridge: str) -> None:
         """Create the network's bridge in dom0 if it is not there."""

@@ -48,6 +48,11 @@ COMMANDS: tuple[Command, ...] = (
             _HOST + "host_compute_free_memory", selector="host"),
     Command("host-compute-memory-overhead", "Print the memory the host keeps for itself, in bytes.",
             _HOST + "host_compute_memory_overhead", selector="host"),
+    Command("pool-check", "Compare the store with every host's domains (by VM uuid) and with itself: list each "
+            "divergence (a VM recorded as running with no domain, an orphan domain, a VM of an earlier boot of its "
+            "host, stale marks, reservations without tasks, tasks of dead processes) and exit 1 if there is one; "
+            "--repair applies the resync, each repair a message (message-list).",
+            "xetool.cli.commands.pool:pool_check", optn=("repair",)),
     Command("host-sim-list", "List the simulated hosts' processes: state (running, stopped, not-started), pid, "
             "xenstore socket; a listing like any other (params=, field filters, --minimal, --format json).",
             _HOST + "host_sim_list", optn=("params",), cls="host_sim", any_field=True, lists=True),

@@ -105,6 +105,8 @@ HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     e("backend", RO, "How xetool drives this host's hypervisor.", ("simulator", "xen"), "simulator"),
     b("enabled", RO, "False while the host is disabled: no new VMs start on it.", True),
     b("live", DRO, "True if the host answered the last time it was asked.", True, cli="host-metrics-live"),
+    s("boot_id", DRO, "The host's per-boot identity when the pool last resynchronised with it; "
+      "VMs resident under an earlier boot are Halted.", hidden=True),
     i("memory_total", RO, "Total host memory, in bytes.", 0),
     i("memory_free", DRO, "Free host memory reported by the hypervisor, in bytes.", 0),
     i("memory_overhead", DRO, "Memory used by the host itself (dom0 and the toolstack's reserve), in bytes.", 0),

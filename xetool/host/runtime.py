@@ -23,7 +23,9 @@ class Runtime:
     vifs: dict[str, int] = field(default_factory=dict)  # vif uuid -> device
     leases: list[tuple[str, str]] = field(default_factory=list)  # (bridge, mac)
     dm_pid: int = 0
+    dm_start: str = ""  # the process's start time (processes.start_time): a pid alone may be reused
     console_pid: int = 0
+    console_start: str = ""
     vnc_port: int = 0
     started: bool = False  # the start completed: the janitor must leave this VM alone
 

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import uuid as uuidlib
 from pathlib import Path
 
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
@@ -37,6 +38,8 @@ class Host:
         self.files = host_files(args.state_dir, args.host_uuid)
         make_private_dirs(self.files.xenstored_socket.parent)
         self.host_uuid = args.host_uuid
+        # this process is one boot of the host: a new id each start (Linux's random/boot_id)
+        self.boot_id = str(uuidlib.uuid4())
         self.loop = Loop()
         self.tree = Tree(eagain_probability=args.eagain)
         self.xenstored = XenstoreServer(self.tree, self.loop, self.files.xenstored_socket)
@@ -57,7 +60,8 @@ class Host:
     def dispatch(self, op: str, a: dict[str, Any]) -> Any:
         hv = self.hv
         if op == "ping":
-            return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket)}
+            return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket),
+                    "boot_id": self.boot_id}
         if op == "physinfo":
             return hv.physinfo()
         if op == "create":
@@ -76,6 +80,8 @@ class Host:
             return hv.shutdown(int(a["domid"]), str(a["reason"]))
         if op == "list":
             return hv.list(details=bool(a.get("details")))
+        if op == "find":
+            return hv.find(str(a["uuid"]))
         if op == "ensure_bridge":
             return hv.ensure_bridge(str(a["bridge"]))
         if op == "bridges":

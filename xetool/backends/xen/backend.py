@@ -196,6 +196,7 @@ class XenBackend(Backend):
         hypercalls: Hypercalls | None = None,
         libxl_run_dir: str = "/var/run/xen",
         console_font: str | None = None,
+        boot_id_file: str = "/proc/sys/kernel/random/boot_id",
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -210,6 +211,7 @@ class XenBackend(Backend):
         self._libxl_run_dir = libxl_run_dir
         self._console_font = console_font  # vncterm's PSF font; None: the first console font found
         self._vnc_passwords: dict[int, str] = {}  # HVM domains this process created: libxl's qemu's
+        self._boot_id_file = boot_id_file
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -245,6 +247,13 @@ class XenBackend(Backend):
         # a real hypervisor cannot be started from here: say why it is unreachable
         if not self.is_live():
             raise XeError("HOST_OFFLINE", f"{socket.gethostname()} (no Xen dom0 with xenstored at {self._socket})")
+
+    def boot_id(self) -> str:
+        """dom0's boot id: Xen and dom0 boot together, so a new one means the host restarted."""
+        try:
+            return Path(self._boot_id_file).read_text().strip()
+        except OSError as e:
+            raise XeError("HOST_OFFLINE", socket.gethostname(), reason=f"cannot read {self._boot_id_file}: {e.strerror}") from None
 
     def physinfo(self) -> PhysInfo:
         # the hypercall `xl info` makes (XEN_SYSCTL_physinfo), without an xl process
@@ -292,6 +301,17 @@ class XenBackend(Backend):
             self._run([self._xl, "destroy", name], self._timeout, None)
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {name} but has no domid for it")
         return parsers.parse_domid(res.stdout, name)
+
+    def find_domain(self, uuid: str) -> DomainInfo | None:
+        """By the domain handle: one hypercall where the bindings exist, else `xl list -v`,
+        whose rows carry the uuid."""
+        domid = self._domid_of(uuid)
+        if domid is not None:
+            info = self._domain_state(domid)
+            if info is not None and (not info.uuid or info.uuid == uuid):
+                return info
+        text = self._xl_cmd("find_domain", "", "list", "-v")
+        return next((d for d in parsers.parse_xl_list(text) if d.uuid == uuid and d.domid != 0 and not d.dying), None)
 
     def _domid_of(self, uuid: str) -> int | None:
         """The live domain with this uuid, by one hypercall (None: ask xl)."""

@@ -23,9 +23,11 @@ def selected_hosts(ctx: Context, args: Args, one: bool = False) -> list[Row]:
 def host_compute_free_memory(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import memory
 
+    from xetool.master import resync
+
     host = selected_hosts(ctx, args, one=True)[0]
     backend = backend_for(ctx.state_dir, host)
-    backend.ensure_running()
+    resync.touch(ctx.store, ctx.state_dir, host, backend)  # a restarted host first settles what it lost
     return Message(str(memory.free_kib(ctx.store, backend, host["uuid"]) * 1024))
 
 
@@ -66,12 +68,12 @@ def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def host_sim_start(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import janitor
+    from xetool.master import resync
 
     for host in selected_hosts(ctx, args):
         _simulated(host)
         janitor.reconcile_hosts(ctx.store)  # a crashed host comes back empty: settle its VMs first
-        backend_for(ctx.state_dir, host).ensure_running()
-        janitor.mark_live(ctx.store, host["uuid"])
+        resync.touch(ctx.store, ctx.state_dir, host)  # started, then matched with the store (a new boot)
     return None
 
 

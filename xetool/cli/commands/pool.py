@@ -100,3 +100,36 @@ def pool_export(ctx: Context, cmd: Command, args: Args) -> Output:
     except OSError as err:
         raise XeError("FILE_NOT_READABLE", target, err.strerror) from None
     return Message(f"Wrote {target}")
+
+
+def pool_check(ctx: Context, cmd: Command, args: Args) -> Output:
+    """Every divergence between the store and the hosts (and inside the store); --repair applies
+    the resync. Exit 1 (POOL_CHECK_FAILED) while a divergence is left."""
+    from xetool.cli.output import Many, Table, render
+    from xetool.master import resync
+
+    repair = args.flag("repair")
+    if repair:
+        done, left = resync.repair_pool(ctx.store, ctx.state_dir)
+    else:
+        done, left = [], resync.check_pool(ctx.store, ctx.state_dir)
+    with ctx.store.read() as txn:
+        names = {r["uuid"]: r["name_label"] for cls in ("host", "vm") for r in txn.select(cls, ["uuid", "name_label"])}
+    columns = ("host", "kind", "object", "found", "repair")
+
+    def table(items: list[resync.Divergence], title: str) -> Table:
+        return Table(columns, [d.row(names) for d in items], title,
+                     {"divergences": [{"kind": d.kind, "host": d.host, "object": d.obj, "found": d.found,
+                                       "repair": d.repair, "domid": d.domid} for d in items]})
+
+    parts = []
+    if done:
+        parts.append(table(done, f"Repaired {len(done)}:"))
+    if left:
+        parts.append(table(left, f"{'Left' if repair else 'Found'} {len(left)} (the store and the hosts disagree):"))
+    if not left:
+        parts.append(Message("No divergence: the store matches the hosts."))
+    if left:
+        render(Many(parts) if len(parts) > 1 else parts[0], ctx.out, minimal=ctx.minimal, fmt=ctx.fmt)
+        raise XeError("POOL_CHECK_FAILED", len(left), "pool-check --repair" if not repair else "see the rows above")
+    return Many(parts) if len(parts) > 1 else parts[0]

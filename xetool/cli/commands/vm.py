@@ -292,11 +292,15 @@ def vm_retrieve_wlb_recommendations(ctx: Context, cmd: Command, args: Args) -> O
 
 
 def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import runtime
+    from xetool.host import operations, runtime
 
-    vm = selected_vms(ctx, args, ("uuid", "name_label", "resident_on", "power_state"))[0]
+    uuid = selected_vms(ctx, args)[0]["uuid"]
+    operations.before(ctx.store, ctx.state_dir, uuid)
+    with ctx.store.read() as txn:
+        vm = txn.must("vm", uuid, ["uuid", "name_label", "resident_on", "power_state"])
     if not vm["resident_on"]:
         raise XeError("VM_BAD_POWER_STATE", vm["uuid"], "running, paused", vm["power_state"].lower())
+    operations.resident(ctx.store, ctx.state_dir, uuid)  # its domain, found on the host by the VM's uuid
     rt = runtime.load(ctx.state_dir, vm["resident_on"], vm["uuid"])
     if rt is None or not rt.vnc_port:
         raise XeError("OPERATION_NOT_ALLOWED", "the VM has no console server")
