@@ -52,7 +52,8 @@ COMMANDS: tuple[Command, ...] = (
             "divergence (a VM recorded as running with no domain, an orphan domain, a VM of an earlier boot of its "
             "host, stale marks, reservations without tasks, tasks of dead processes) and exit 1 if there is one; "
             "--repair applies the resync, each repair a message (message-list).",
-            "xetool.cli.commands.pool:pool_check", optn=("repair",)),
+            "xetool.cli.commands.pool:pool_check", optn=("repair",),
+            param_help=(("repair", "Apply the resync to each divergence found (without it nothing changes)."),)),
     Command("host-sim-list", "List the simulated hosts' processes: state (running, stopped, not-started), pid, "
             "xenstore socket; a listing like any other (params=, field filters, --minimal, --format json).",
             _HOST + "host_sim_list", optn=("params",), cls="host_sim", any_field=True, lists=True),
