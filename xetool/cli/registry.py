@@ -112,7 +112,7 @@ def _generated(spec_name: str) -> tuple[Command, ...]:
                free_keys=True),
             _c(f"{c}-param-remove", f"Remove a key (or member) from a set or map field of one {c}.",
                impl + "param_remove", reqd=("uuid", "param-name", "param-key"), cls=spec.name),
-            _c(f"{c}-param-clear", f"Empty a set or map field of one {c} (or reset a scalar).",
+            _c(f"{c}-param-clear", f"Empty a set or map field of one {c} (other fields are changed with -param-set).",
                impl + "param_clear", reqd=("uuid", "param-name"), cls=spec.name),
         ]
     return tuple(cmds)

@@ -18,12 +18,21 @@ def vdi_path(sr_path: str, location: str) -> Path:
 def create(sr_uuid: str, sr_path: str, vdi_uuid: str, size: int) -> str:
     """Make the sparse file; return its location (the file name)."""
     location = f"{vdi_uuid}.raw"
+    made_dir = not os.path.isdir(sr_path)
+    path = vdi_path(sr_path, location)
     try:
         Path(sr_path).mkdir(parents=True, exist_ok=True)
-        with open(vdi_path(sr_path, location), "xb") as f:
-            f.truncate(size)
-    except OSError as err:
-        raise XeError("SR_BACKEND_FAILURE", sr_uuid, f"cannot create {location}: {err.strerror}") from None
+        with open(path, "xb") as f:
+            try:
+                f.truncate(size)
+            except BaseException:  # nothing is left behind: not the file, not a directory made for it
+                path.unlink()
+                if made_dir:
+                    os.rmdir(sr_path)
+                raise
+    except (OSError, OverflowError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise XeError("SR_BACKEND_FAILURE", sr_uuid, f"cannot create {location}: {reason}") from None
     return location
 
 

@@ -11,6 +11,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 
+from xetool import limits
 from xetool.datamodel import CLASSES, get_class
 from xetool.datamodel.types import ClassSpec, Field
 from xetool.errors import XeError
@@ -116,7 +117,9 @@ class Txn:
         spec = get_class(cls)
         row = {f.name: f.initial() for f in spec.persisted_fields}
         for key, value in values.items():
-            row[_field(spec, key).name] = value
+            f = _field(spec, key)
+            _bounded(spec, f, value)
+            row[f.name] = value
         row["uuid"] = (row.get("uuid") or new_uuid()).lower()
         names = list(row)
         self.db.execute(
@@ -132,6 +135,8 @@ class Txn:
             return
         spec = get_class(cls)
         fields = [_field(spec, k) for k in values]
+        for f, v in zip(fields, values.values()):
+            _bounded(spec, f, v)
         cur = self.db.execute(
             f'UPDATE "{spec.table}" SET ' + ", ".join(f'"{f.name}" = ?' for f in fields) + " WHERE uuid = ?",
             [to_column(f, v) for f, v in zip(fields, values.values())] + [uuid],
@@ -142,6 +147,13 @@ class Txn:
     def delete(self, cls: str, uuid: str) -> None:
         self._writing()
         self.db.execute(f'DELETE FROM "{get_class(cls).table}" WHERE uuid = ?', (uuid,))
+
+
+def _bounded(spec: ClassSpec, f: Field, value: Any) -> None:
+    """Every write is within the field's bounds (xetool.limits): no path into the store can
+    leave a number SQLite cannot hold or a name that breaks the record layout."""
+    if isinstance(value, int) or (isinstance(value, str) and f.name in limits.NAME_FIELDS):
+        limits.check_field(spec.name, f, value)
 
 
 def _field(spec: ClassSpec, name: str) -> Field:
