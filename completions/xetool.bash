@@ -217,14 +217,14 @@ declare -gA _xetool_V=(
     ['host-disable multiple']='e:true false'
     ['host-enable host']=n:host
     ['host-enable multiple']='e:true false'
-    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count capabilities allowed-operations current-operations resident-VMs PBDs PIFs other-config tags'
+    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-list host']=n:host
     ['host-param-add uuid']=u:host
     ['host-param-add param-name']='e:other-config tags'
     ['host-param-clear uuid']=u:host
     ['host-param-clear param-name']='e:name-label name-description other-config tags'
     ['host-param-get uuid']=u:host
-    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count capabilities allowed-operations current-operations resident-VMs PBDs PIFs other-config tags'
+    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-param-list uuid']=u:host
     ['host-param-remove uuid']=u:host
     ['host-param-remove param-name']='e:other-config tags'
@@ -405,7 +405,7 @@ declare -gA _xetool_V=(
     ['vm-guest-metrics-param-remove uuid']=u:vm_guest_metrics
     ['vm-guest-metrics-param-remove param-name']=e:other-config
     ['vm-guest-metrics-param-set uuid']=u:vm_guest_metrics
-    ['vm-list params']='l:all uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run suspend-VDI metrics guest-metrics start-delay VBDs VIFs other-config tags'
+    ['vm-list params']='l:all uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead memory-actual memory-target VCPUs-max VCPUs-at-startup VCPUs-params VCPUs-number domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-boot-record suspend-VDI-uuid possible-hosts start-time install-time metrics guest-metrics start-delay VBDs VIFs other-config tags'
     ['vm-list vm']=n:vm
     ['vm-metrics-list params']='l:all uuid vm-uuid memory-actual VCPUs-number start-time install-time last-updated other-config'
     ['vm-metrics-list vm-metrics']=n:vm_metrics
@@ -424,7 +424,7 @@ declare -gA _xetool_V=(
     ['vm-param-clear uuid']=u:vm
     ['vm-param-clear param-name']='e:name-label name-description is-a-template blocked-operations affinity memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run start-delay other-config tags'
     ['vm-param-get uuid']=u:vm
-    ['vm-param-get param-name']='e:uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-booted-record suspend-VDI metrics guest-metrics start-delay VBDs VIFs other-config tags'
+    ['vm-param-get param-name']='e:uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead memory-actual memory-target VCPUs-max VCPUs-at-startup VCPUs-params VCPUs-number domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-boot-record suspend-VDI-uuid possible-hosts start-time install-time metrics guest-metrics start-delay VBDs VIFs other-config tags'
     ['vm-param-list uuid']=u:vm
     ['vm-param-remove uuid']=u:vm
     ['vm-param-remove param-name']='e:blocked-operations VCPUs-params HVM-boot-params platform bios-strings xenstore-data other-config tags'
@@ -453,9 +453,9 @@ declare -gA _xetool_V=(
 declare -gA _xetool_FW=(
     [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config: tags:contains='
     [pool/rw]='name-label= name-description= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config:'
-    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-overhead= dom0-memory= cpu-count= capabilities:contains= allowed-operations:contains= current-operations: resident-VMs:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
+    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
     [host/rw]='name-label= name-description= other-config:'
-    [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= suspend-VDI= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
+    [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= memory-actual= memory-target= VCPUs-max= VCPUs-at-startup= VCPUs-params: VCPUs-number= domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= last-boot-record= suspend-VDI-uuid= possible-hosts:contains= start-time= install-time= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
     [vm/rw]='name-label= name-description= is-a-template= blocked-operations: affinity= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= start-delay= other-config:'
     [vm_metrics]='uuid= vm-uuid= memory-actual= VCPUs-number= start-time= install-time= last-updated= other-config:'
     [vm_metrics/rw]=other-config:
@@ -513,7 +513,7 @@ declare -gA _xetool_FV=(
     ['vm actions-after-crash']='e:destroy coredump_and_destroy restart coredump_and_restart preserve rename_restart'
     ['vm ha-restart-priority']='e:restart best-effort'
     ['vm ha-always-run']='e:true false'
-    ['vm suspend-VDI']=u:vdi
+    ['vm suspend-VDI-uuid']=u:vdi
     ['vm metrics']=u:vm_metrics
     ['vm guest-metrics']=u:vm_guest_metrics
     ['vm/rw is-a-template']='e:true false'

@@ -147,6 +147,7 @@ class XeError(Exception):
         params.update({k: str(v) for k, v in named.items()})
         self.spec = spec
         self.params = params
+        self.extra: dict[str, object] = {}  # more for --format json (a per-host table, ...)
         super().__init__(self.render())
 
     @property
@@ -166,4 +167,8 @@ class XeError(Exception):
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"code": self.code, "doc": self.spec.doc, "params": self.params}
+        """xapi's error form (the code, then its parameters as a list in the registry's order)
+        with the sentence and the parameters by name beside them."""
+        names = list(self.spec.params) + [k for k in self.params if k not in self.spec.params]
+        return {"code": self.code, "params": [self.params.get(n, "") for n in names], "message": self.spec.doc,
+                "fields": {n: self.params.get(n, "") for n in names}, **self.extra}

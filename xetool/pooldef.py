@@ -276,7 +276,8 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 4096:
         raise imp.bad(table, "cpus", "a whole number of CPUs")
     overhead = dom0 + RESERVED_HOST_MEMORY
-    static = {"memory_total": total, "dom0_memory": dom0, "cpu_count": cpus, "capabilities": list(caps),
+    static = {"memory_total": total, "dom0_memory": dom0, "cpu_count": cpus, "cpu_info": cpu_info(cpus, backend),
+              "capabilities": list(caps),
               "backend": backend, "hostname": str(data.get("hostname", name)), "address": str(data.get("address", ""))}
     values = {**values, **static}
     existing = imp.txn.get("host", values["uuid"]) if values.get("uuid") else None
@@ -287,6 +288,14 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
         values |= {"memory_overhead": overhead, "memory_free": total - overhead}
     uuid = imp.upsert("host", table, values, {"name_label": name})
     imp.named("host", name, uuid)
+
+
+def cpu_info(cpus: int, backend: str) -> dict[str, str]:
+    """Host.cpu_info as far as xetool knows it: the count, and for a simulated host what it is."""
+    info = {"cpu_count": str(cpus)}
+    if backend == "simulator":
+        info |= {"vendor": "xetool", "modelname": "simulated CPU"}
+    return info
 
 
 def _import_sr(imp: Importer, table: str, data: dict[str, Any]) -> None:

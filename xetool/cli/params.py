@@ -7,7 +7,7 @@ from __future__ import annotations
 from xetool import constraints
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
-from xetool.cli.output import Output, Records, Value
+from xetool.cli.output import Output, Records, Value, json_value
 from xetool.cli.registry import Command
 from xetool.cli.selectors import select, split_filters
 from xetool.datamodel import get_class
@@ -51,16 +51,17 @@ def list_cmd(ctx: Context, cmd: Command, args: Args) -> Output:
 
         notice_crashed_hosts(ctx.store)
         notice_dead_tasks(ctx.store)
-    with ctx.store.read() as txn:
-        rows = select(txn, spec, filters, [f.name for f in fields])
-    return Records(spec, rows, fields)
+    with ctx.store.read() as txn:  # expensive fields are not computed for a listing (xe)
+        rows = select(txn, spec, filters, [f.name for f in fields if not f.expensive])
+    return Records(spec, rows, fields, listing=True)
 
 
 def param_list(ctx: Context, cmd: Command, args: Args) -> Output:
     spec = get_class(cmd.cls or "")
+    fields = [f for f in spec.fields if not f.hidden]
     with ctx.store.read() as txn:
-        row = txn.must(spec.name, args.params["uuid"])
-    return Records(spec, [row], [f for f in spec.fields if not f.hidden])
+        row = txn.must(spec.name, args.params["uuid"], [f.name for f in fields])
+    return Records(spec, [row], fields)
 
 
 def _field(spec: ClassSpec, name: str) -> Field:
@@ -82,8 +83,8 @@ def param_get(ctx: Context, cmd: Command, args: Args) -> Output:
             raise XeError("FIELD_TYPE_ERROR", f.cli_name, key, "a map field for param-key")
         if key not in value:
             raise XeError("MAP_KEY_NOT_FOUND", f.cli_name, key)
-        return Value(value[key])
-    return Value(show(f, value))
+        return Value(value[key], value[key], True)
+    return Value(show(f, value), json_value(f, value), True)
 
 
 def _writable(spec: ClassSpec, name: str) -> Field:

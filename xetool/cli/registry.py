@@ -52,7 +52,9 @@ BESPOKE: tuple[Command, ...] = (
        "xetool.cli.commands.pool:pool_import", reqd=("file",), optn=("dry-run",)),
     _c("pool-export", "Write the pool as a TOML definition that imports back to the same pool.",
        "xetool.cli.commands.pool:pool_export", optn=("file",)),
-    _c("vm-create", "Create a halted VM; any settable VM field may be given as key=value.",
+    _c("vm-create", "Create a halted VM; any settable VM field may be given as key=value. memory=SIZE sets "
+       "static-max, dynamic-max and dynamic-min (16MiB to 1536GiB). " + "Sizes are bytes or binary units: "
+       "K/KiB, M/MiB, G/GiB, T/TiB (MB, GB are refused as ambiguous).",
        "xetool.cli.commands.objects:vm_create", reqd=("name-label",), optn=("memory",), cls="vm", any_field=True),
     _c("vm-destroy", "Destroy a halted VM's record with its VBDs and VIFs (its disks are kept).",
        "xetool.cli.commands.objects:vm_destroy", reqd=("uuid",)),
@@ -61,7 +63,8 @@ BESPOKE: tuple[Command, ...] = (
        optn=("type", "name-description", "device-config:path", "host-uuid", "shared", "content-type")),
     _c("sr-destroy", "Destroy an SR record that holds no disks, with its PBDs.",
        "xetool.cli.commands.objects:sr_destroy", reqd=("uuid",)),
-    _c("vdi-create", "Create a disk image in an SR (a sparse raw file for a file SR).",
+    _c("vdi-create", "Create a disk image in an SR (a sparse raw file for a file SR); virtual-size is 1 byte to "
+       "2040GiB, in bytes or binary units (MiB, GiB; MB, GB are refused as ambiguous).",
        "xetool.cli.commands.objects:vdi_create", reqd=("sr-uuid", "name-label", "virtual-size"),
        optn=("type", "sharable", "read-only", "name-description")),
     _c("vdi-destroy", "Destroy a disk image that no VBD uses, and its file.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
-from xetool.store.codec import UUID_RE, parse_cli
+from xetool.store.codec import UUID_RE, parse_cli, show
 from xetool.store.db import Row, Txn
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -71,6 +71,8 @@ def select(
 
 
 def _matches(f: Field, sub: str | None, value: str, have: Any) -> bool:
+    if f.kind not in (Kind.MAP, Kind.SET):  # a scalar read from elsewhere (a VM's start-time)
+        return show(f, have) == value
     if f.kind is Kind.MAP:
         if sub is None:
             raise XeError("SYNTAX_ERROR", f"filter on map {f.cli_name} needs a key: {f.cli_name}:KEY=VALUE")

@@ -117,3 +117,15 @@ def wlb_config(pool: Row) -> WlbConfig | None:
         command=tuple(shlex.split(pool["wlb_command"])), url=pool["wlb_url"], timeout=float(pool["wlb_timeout"]),
         enabled=pool["wlb_enabled"], choose_host_disable=other.get("wlb_choose_host_disable") == "true",
     )
+
+
+def possible_hosts(txn: Txn, row: Row) -> list[str]:
+    """VM.possible-hosts: the host a running (or paused) VM is on; otherwise every host on which
+    each placement check passes now, in the pool's host order (xapi's get_possible_hosts)."""
+    vm = txn.must("vm", row["uuid"], _VM_FIELDS)
+    if vm["power_state"] in ("Running", "Paused") and vm["resident_on"]:
+        return [vm["resident_on"]]
+    from xetool.placement.checks import explain_hosts
+
+    pool = pool_view(txn)
+    return [h.uuid for h, checks in explain_hosts(vm_view(txn, vm), pool.hosts, pool) if all(c.passed for c in checks)]

@@ -87,13 +87,37 @@ class Txn:
             for name, f in convert:
                 row[name] = from_column(f, row[name])
             out.append(row)
-        derived = [f for f in wanted if not f.persisted]
+        derived = [f for f in wanted if f.derived_from is not None]
         for f in derived:
             other, key = f.derived_from  # type: ignore[misc]
             for row in out:
                 row[f.name] = [r[0] for r in self.db.execute(
                     f'SELECT uuid FROM "{other}" WHERE "{key}" = ? ORDER BY rowid', (row["uuid"],))]
+        for f in wanted:
+            if f.via is not None and out:
+                self._read_via(f, out)
+            elif f.computed:
+                import importlib
+
+                module, _, func = f.computed.partition(":")
+                compute = getattr(importlib.import_module(module), func)
+                for row in out:
+                    row[f.name] = compute(self, row)
         return out
+
+    def _read_via(self, f: Field, rows: list[Row]) -> None:
+        """The field from the object that refers to each row (a VM's metrics), in one query."""
+        other, key, name = f.via  # type: ignore[misc]
+        there = get_class(other).field(name)
+        found: dict[str, Any] = {}
+        uuids = [r["uuid"] for r in rows]
+        for i in range(0, len(uuids), 500):
+            chunk = uuids[i:i + 500]
+            sql = f'SELECT "{key}", "{name}" FROM "{other}" WHERE "{key}" IN ({", ".join("?" * len(chunk))})'
+            for ref, raw in self.db.execute(sql, chunk):
+                found[ref] = from_column(there, raw)  # type: ignore[arg-type]
+        for row in rows:
+            row[f.name] = found.get(row["uuid"], f.initial())
 
     def uuids(self, cls: str, where: dict[str, Any] | None = None) -> list[str]:
         return [r["uuid"] for r in self.select(cls, ["uuid"], where)]
@@ -164,8 +188,8 @@ def _field(spec: ClassSpec, name: str) -> Field:
 
 
 def _fields(spec: ClassSpec, names: Iterable[str] | None) -> list[Field]:
-    if names is None:
-        return list(spec.fields)
+    if names is None:  # the whole record: what is stored, and the one-to-many sets
+        return [f for f in spec.fields if not f.on_demand]
     return [_field_any(spec, n) for n in names]
 
 
