@@ -30,7 +30,8 @@ def refused(r, code: str, before, after, **params: str) -> None:
 @pytest.fixture
 def ids(pool, ok):
     first = lambda *a: ok(*a, "--minimal").strip().split(",")[0]
-    return {"vm": first("vm-list", "name-label=web01"), "sr": first("sr-list"), "host": first("host-list")}
+    return {"vm": first("vm-list", "name-label=web01"), "sr": first("sr-list"), "host": first("host-list"),
+            "pool": first("pool-list")}
 
 
 # --- units -----------------------------------------------------------------------------------------
@@ -89,6 +90,11 @@ CLI_CASES = [
     ("disk 0", ["vdi-create", "sr-uuid={sr}", "name-label=d", "virtual-size=0"], "INVALID_VALUE", "virtual-size"),
     ("disk in GB", ["vdi-create", "sr-uuid={sr}", "name-label=d", "virtual-size=10GB"], "FIELD_TYPE_ERROR",
      "virtual-size"),
+    ("huge filter", ["vm-list", "VCPUs-max=" + "9" * 25], "VALUE_NOT_SUPPORTED", "VCPUs-max"),
+    ("huge size filter", ["vm-list", "memory-static-max=99999999TiB"], "VALUE_NOT_SUPPORTED", "memory-static-max"),
+    ("NaN", ["pool-param-set", "uuid={pool}", "wlb-timeout=nan"], "FIELD_TYPE_ERROR", "wlb-timeout"),
+    ("infinity", ["vm-param-set", "uuid={vm}", "HVM-shadow-multiplier=inf"], "FIELD_TYPE_ERROR",
+     "HVM-shadow-multiplier"),
     ("MTU", ["network-create", "name-label=n", "MTU=100000"], "VALUE_NOT_SUPPORTED", "MTU"),
     ("long name-label", ["vm-param-set", "uuid={vm}", "name-label=" + "x" * 256], "VALUE_NOT_SUPPORTED", "name-label"),
     ("1 MB name-label", ["vm-create", "name-label=" + "x" * (1 << 20)], "VALUE_NOT_SUPPORTED", "name-label"),

@@ -51,6 +51,11 @@ def select(
             raise XeError("UUID_INVALID", f.ref, value)
         else:
             where[f.name] = parse_cli(f, value)
+            if isinstance(where[f.name], int):  # a filter needs no field's range, only SQLite's
+                from xetool.limits import INT64_MAX
+
+                if not -INT64_MAX - 1 <= where[f.name] <= INT64_MAX:
+                    raise XeError("VALUE_NOT_SUPPORTED", f.cli_name, value, "beyond a 64-bit integer")
     want = None
     if fields is not None:
         want = list(dict.fromkeys(["uuid", *fields, *(f.name for f, _, _ in post)]))

@@ -66,7 +66,10 @@ def parse_cli(f: Field, text: str) -> Any:
         if kind is Kind.INT:
             return int(text, 0) if text.strip().lower().startswith(("0x", "0o", "0b")) else int(text)
         if kind is Kind.FLOAT:
-            return float(text)
+            number = float(text)
+            if number != number or number in (float("inf"), float("-inf")):  # SQLite stores NaN as NULL
+                raise ValueError(text)
+            return number
     except ValueError:
         raise XeError("FIELD_TYPE_ERROR", f.cli_name, text, kind.value) from None
     if kind is Kind.BOOL:
