@@ -53,6 +53,7 @@ _e("FIELD_TYPE_ERROR", "field value expected", "The value is not of the field's 
 _e("FIELD_READ_ONLY", "field", "The field is read-only.", U)
 _e("UNKNOWN_FIELD", "class field", "The class has no field of that name.", U)
 _e("MAP_KEY_NOT_FOUND", "field key", "The map has no such key.")
+_e("MAP_DUPLICATE_KEY", "type param_name uuid key", "You tried to add a key-value pair to a map, but that key is already there.")
 _e("NO_MATCHING_OBJECTS", "class", "No matching objects found.")
 _e("MULTIPLE_MATCHES", "class count", "More than one object matched: --multiple is required.", U)
 _e("STATE_DIR_NOT_WRITABLE", "path reason", "The state directory cannot be written.")
@@ -116,6 +117,10 @@ _e("HOST_EVACUATE_IN_PROGRESS", "host", "This host is being evacuated.")
 _e("VM_REQUIRES_SR", "vm sr", "You attempted to run a VM on a host that does not have access to an SR required by the VM.")
 _e("VM_REQUIRES_NETWORK", "vm network", "You attempted to run a VM on a host which doesn't have a PIF on a Network needed by the VM.")
 _e("VM_HVM_REQUIRED", "vm", "HVM is required for this operation.")
+_e("VM_NO_VCPUS", "vm", "You need at least 1 VCPU to start a VM.")
+_e("VM_TOOMANY_VCPUS", "vm", "Too many VCPUs to start this VM.")
+_e("VM_MEMORY_SIZE_TOO_LOW", "vm", "The specified VM has too little memory to be started.")
+_e("VM_DUPLICATE_VBD_DEVICE", "vm vbd device", "The specified VM has a duplicate VBD device and cannot be started.")
 _e("HOST_NOT_ENOUGH_FREE_MEMORY", "needed available", "Not enough server memory is available to perform this operation.")
 _e("HOST_NOT_ENOUGH_PCPUS", "vcpus pcpus", "The host does not have enough pCPUs to run the VM. It needs at least as many as the VM has vCPUs.")
 _e("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", "", "This operation cannot be performed because it would invalidate VM failover planning such that the system would be unable to guarantee to restart protected VMs after a Host failure.")
@@ -156,6 +161,7 @@ class XeError(Exception):
         params.update({k: str(v) for k, v in named.items()})
         self.spec = spec
         self.params = params
+        self.extra: dict[str, object] = {}  # more for --format json (a per-host table, ...)
         super().__init__(self.render())
 
     @property
@@ -175,4 +181,8 @@ class XeError(Exception):
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"code": self.code, "doc": self.spec.doc, "params": self.params}
+        """xapi's error form (the code, then its parameters as a list in the registry's order)
+        with the sentence and the parameters by name beside them."""
+        names = list(self.spec.params) + [k for k in self.params if k not in self.spec.params]
+        return {"code": self.code, "params": [self.params.get(n, "") for n in names], "message": self.spec.doc,
+                "fields": {n: self.params.get(n, "") for n in names}, **self.extra}

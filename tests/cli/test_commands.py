@@ -99,10 +99,26 @@ def test_param_set_is_type_checked_and_kept(pool, ok):
     assert ok("vm-param-get", f"uuid={vm}", "param-name=ha-always-run") == "true\n"
 
 
-def test_hidden_field_readable_by_param_get_only(pool, ok):
+def test_hidden_field_readable_by_param_get_only(pool, ok, state_dir):
+    from xetool.store.db import Store
+
+    store = Store(state_dir)
+    with store.write() as txn:
+        task = txn.insert("task", {"name_label": "t", "process_start": "12345"})
+    store.close()
+    assert "process-start" not in ok("task-param-list", f"uuid={task}")
+    assert "process-start" not in ok("task-list", "params=all")
+    assert ok("task-param-get", f"uuid={task}", "param-name=process-start") == "12345\n"
+
+
+def test_expensive_fields_are_computed_by_param_list_only(pool, ok):
     vm = ok("vm-list", "name-label=web01", "--minimal").strip()
-    assert "last-booted-record" not in ok("vm-param-list", f"uuid={vm}")
-    assert ok("vm-param-get", f"uuid={vm}", "param-name=last-booted-record") == "\n"
+    listed = ok("vm-list", f"uuid={vm}", "params=possible-hosts,last-boot-record")
+    assert listed.count("<expensive field>") == 2
+    hosts = ok("host-list", "--minimal").strip().split(",")
+    assert set(ok("vm-param-get", f"uuid={vm}", "param-name=possible-hosts").strip().split("; ")) <= set(hosts)
+    assert "possible-hosts ( RO)" in ok("vm-param-list", f"uuid={vm}") or "possible-hosts (SRO)" in ok(
+        "vm-param-list", f"uuid={vm}")
 
 
 def test_create_and_destroy_objects(pool, ok, xe):

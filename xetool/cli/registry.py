@@ -86,7 +86,9 @@ BESPOKE: tuple[Command, ...] = (
        param_help=(("file", "Where to write the definition (default: standard output)."),)),
     _c("vm-create", "Create a halted VM; any settable VM field may be given as key=value.",
        "xetool.cli.commands.objects:vm_create", reqd=("name-label",), optn=("memory",), cls="vm", any_field=True,
-       param_help=(("memory", "The VM's memory (512MiB, 2GiB or bytes): static and dynamic maximum and dynamic minimum."),)),
+       param_help=(("memory", "The VM's memory: static and dynamic maximum and dynamic minimum, 16MiB to 1536GiB. "
+                    "Sizes are bytes or binary units: K/KiB, M/MiB, G/GiB, T/TiB (MB, GB are refused as "
+                    "ambiguous)."),)),
     _c("vm-destroy", "Destroy a halted VM's record with its VBDs and VIFs (its disks are kept).",
        "xetool.cli.commands.objects:vm_destroy", reqd=("uuid",), optn=("wait",)),
     _c("sr-create", "Create an SR: type=file is a directory of sparse raw disk files.",
@@ -97,7 +99,8 @@ BESPOKE: tuple[Command, ...] = (
                    ("host-uuid", "The one host that sees the SR (default: every host)."))),
     _c("sr-destroy", "Destroy an SR record that holds no disks, with its PBDs.",
        "xetool.cli.commands.objects:sr_destroy", reqd=("uuid",)),
-    _c("vdi-create", "Create a disk image in an SR (a sparse raw file for a file SR).",
+    _c("vdi-create", "Create a disk image in an SR (a sparse raw file for a file SR); virtual-size is 1 byte to "
+       "2040GiB, in bytes or binary units (MiB, GiB; MB, GB are refused as ambiguous).",
        "xetool.cli.commands.objects:vdi_create", reqd=("sr-uuid", "name-label", "virtual-size"),
        optn=("type", "sharable", "read-only", "name-description"),
        param_help=(("virtual-size", "The size the guest sees: bytes, or with a unit (10GiB, 512M)."),)),
@@ -155,7 +158,7 @@ def _generated(spec_name: str) -> tuple[Command, ...]:
                free_keys=True),
             _c(f"{c}-param-remove", f"Remove a key (or member) from a set or map field of one {c}.",
                impl + "param_remove", reqd=("uuid", "param-name", "param-key"), cls=spec.name),
-            _c(f"{c}-param-clear", f"Empty a set or map field of one {c} (or reset a scalar).",
+            _c(f"{c}-param-clear", f"Empty a set or map field of one {c} (other fields are changed with -param-set).",
                impl + "param_clear", reqd=("uuid", "param-name"), cls=spec.name),
         ]
     return tuple(cmds)

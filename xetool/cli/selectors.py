@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
-from xetool.store.codec import UUID_RE, parse_cli
+from xetool.store.codec import UUID_RE, parse_cli, show
 from xetool.store.db import Row, Txn
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -59,6 +59,11 @@ def select(
             impossible = True  # the other filters are still checked
         else:
             where[f.name] = parse_cli(f, value)
+            if isinstance(where[f.name], int):  # a filter needs no field's range, only SQLite's
+                from xetool.limits import INT64_MAX
+
+                if not -INT64_MAX - 1 <= where[f.name] <= INT64_MAX:
+                    raise XeError("VALUE_NOT_SUPPORTED", f.cli_name, value, "beyond a 64-bit integer")
     if impossible:
         return []
     want = None
@@ -103,6 +108,8 @@ def matching(spec: ClassSpec, rows: list[Row], filters: dict[str, str]) -> list[
 
 
 def _matches(f: Field, sub: str | None, value: str, have: Any) -> bool:
+    if f.kind not in (Kind.MAP, Kind.SET):  # a scalar read from elsewhere (a VM's start-time)
+        return show(f, have) == value
     if f.kind is Kind.MAP:
         if sub is None:
             raise XeError("SYNTAX_ERROR", f"filter on map {f.cli_name} needs a key: {f.cli_name}:KEY=VALUE")

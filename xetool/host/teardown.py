@@ -97,7 +97,7 @@ def halt_in_store(store: Store, vm: str) -> None:
         if txn.get("vm", vm, ["uuid"]) is None:
             return
         txn.update("vm", vm, {"power_state": "Halted", "resident_on": None, "scheduled_to_be_resident_on": None,
-                              "domid": -1})
+                              "domid": -1, "memory_target": 0})
         for cls in ("vbd", "vif"):
             for uuid in txn.uuids(cls, {"VM": vm}):
                 txn.update(cls, uuid, {"currently_attached": False})

@@ -393,6 +393,7 @@ class HostStart:
                 txn.update("vm_metrics", metrics, values)
             else:
                 txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
+            txn.update("vm", self.vm_uuid, {"memory_target": values["memory_actual"]})
         return None
 
     def set_boot_record(self) -> Note:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 from contextlib import contextmanager
 
-from xetool import paths
+from xetool import limits, paths
 from xetool.datamodel import CLASSES, get_class
 from xetool.datamodel.types import ClassSpec, Field
 from xetool.errors import XeError
@@ -88,13 +88,37 @@ class Txn:
             for name, f in convert:
                 row[name] = from_column(f, row[name])
             out.append(row)
-        derived = [f for f in wanted if not f.persisted]
+        derived = [f for f in wanted if f.derived_from is not None]
         for f in derived:
             other, key = f.derived_from  # type: ignore[misc]
             for row in out:
                 row[f.name] = [r[0] for r in self.db.execute(
                     f'SELECT uuid FROM "{other}" WHERE "{key}" = ? ORDER BY rowid', (row["uuid"],))]
+        for f in wanted:
+            if f.via is not None and out:
+                self._read_via(f, out)
+            elif f.computed:
+                import importlib
+
+                module, _, func = f.computed.partition(":")
+                compute = getattr(importlib.import_module(module), func)
+                for row in out:
+                    row[f.name] = compute(self, row)
         return out
+
+    def _read_via(self, f: Field, rows: list[Row]) -> None:
+        """The field from the object that refers to each row (a VM's metrics), in one query."""
+        other, key, name = f.via  # type: ignore[misc]
+        there = get_class(other).field(name)
+        found: dict[str, Any] = {}
+        uuids = [r["uuid"] for r in rows]
+        for i in range(0, len(uuids), 500):
+            chunk = uuids[i:i + 500]
+            sql = f'SELECT "{key}", "{name}" FROM "{other}" WHERE "{key}" IN ({", ".join("?" * len(chunk))})'
+            for ref, raw in self.db.execute(sql, chunk):
+                found[ref] = from_column(there, raw)  # type: ignore[arg-type]
+        for row in rows:
+            row[f.name] = found.get(row["uuid"], f.initial())
 
     def uuids(self, cls: str, where: dict[str, Any] | None = None) -> list[str]:
         return [r["uuid"] for r in self.select(cls, ["uuid"], where)]
@@ -118,7 +142,9 @@ class Txn:
         spec = get_class(cls)
         row = {f.name: f.initial() for f in spec.persisted_fields}
         for key, value in values.items():
-            row[_field(spec, key).name] = value
+            f = _field(spec, key)
+            _bounded(spec, f, value)
+            row[f.name] = value
         row["uuid"] = (row.get("uuid") or new_uuid()).lower()
         names = list(row)
         self.db.execute(
@@ -134,6 +160,8 @@ class Txn:
             return
         spec = get_class(cls)
         fields = [_field(spec, k) for k in values]
+        for f, v in zip(fields, values.values()):
+            _bounded(spec, f, v)
         cur = self.db.execute(
             f'UPDATE "{spec.table}" SET ' + ", ".join(f'"{f.name}" = ?' for f in fields) + " WHERE uuid = ?",
             [to_column(f, v) for f, v in zip(fields, values.values())] + [uuid],
@@ -146,6 +174,13 @@ class Txn:
         self.db.execute(f'DELETE FROM "{get_class(cls).table}" WHERE uuid = ?', (uuid,))
 
 
+def _bounded(spec: ClassSpec, f: Field, value: Any) -> None:
+    """Every write is within the field's bounds (xetool.limits): no path into the store can
+    leave a number SQLite cannot hold or a name that breaks the record layout."""
+    if isinstance(value, int) or (isinstance(value, str) and f.name in limits.NAME_FIELDS):
+        limits.check_field(spec.name, f, value)
+
+
 def _field(spec: ClassSpec, name: str) -> Field:
     f = spec.field(name)
     if f is None or not f.persisted:
@@ -154,8 +189,8 @@ def _field(spec: ClassSpec, name: str) -> Field:
 
 
 def _fields(spec: ClassSpec, names: Iterable[str] | None) -> list[Field]:
-    if names is None:
-        return list(spec.fields)
+    if names is None:  # the whole record: what is stored, and the one-to-many sets
+        return [f for f in spec.fields if not f.on_demand]
     return [_field_any(spec, n) for n in names]
 
 

@@ -157,8 +157,16 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def _print_no_hosts(ctx: Context, vm: Row, err: XeError) -> None:
+    """xe's per-host table before NO_HOSTS_AVAILABLE; with --format json it goes into the
+    error's JSON instead, so that stderr is one JSON document."""
     report = getattr(err, "report", None)
-    if report is None or ctx.quiet:
+    if report is None:
+        return
+    if ctx.fmt == "json":
+        err.extra["vm"] = vm["uuid"]
+        err.extra["placement"] = report.to_json()
+        return
+    if ctx.quiet:
         return
     ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(report.no_hosts_lines()) + "\n")
 
