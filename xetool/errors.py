@@ -104,6 +104,7 @@ _e("VM_REQUIRES_SR", "vm sr", "You attempted to run a VM on a host that does not
 _e("VM_REQUIRES_NETWORK", "vm network", "You attempted to run a VM on a host which doesn't have a PIF on a Network needed by the VM.")
 _e("VM_HVM_REQUIRED", "vm", "HVM is required for this operation.")
 _e("HOST_NOT_ENOUGH_FREE_MEMORY", "needed available", "Not enough server memory is available to perform this operation.")
+_e("VMS_FAILED_TO_COOPERATE", "vms", "The given VMs failed to release memory when instructed to do so.")
 _e("HOST_NOT_ENOUGH_PCPUS", "vcpus pcpus", "The host does not have enough pCPUs to run the VM. It needs at least as many as the VM has vCPUs.")
 _e("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", "", "This operation cannot be performed because it would invalidate VM failover planning such that the system would be unable to guarantee to restart protected VMs after a Host failure.")
 _e("WLB_TIMEOUT", "timeout", "The workload balancing recommender did not answer in time.")

@@ -106,7 +106,11 @@ HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     b("enabled", RO, "False while the host is disabled: no new VMs start on it.", True),
     b("live", DRO, "True if the host answered the last time it was asked.", True, cli="host-metrics-live"),
     i("memory_total", RO, "Total host memory, in bytes.", 0),
-    i("memory_free", DRO, "Free host memory reported by the hypervisor, in bytes.", 0),
+    i("memory_free", DRO, "Free host memory: what the hypervisor reports free less what the memory broker has "
+      "reserved for domains being built, in bytes.", 0),
+    i("memory_free_computed", DRO, "Memory a new VM could get on the host: free memory plus what balloonable "
+      "guests could give back, less the memory broker's 72 MiB reserve, in bytes (host-compute-free-memory); "
+      "-1 until the host's memory broker has reported.", -1),
     i("memory_overhead", DRO, "Memory used by the host itself (dom0 and the toolstack's reserve), in bytes.", 0),
     i("dom0_memory", RO, "Memory given to the control domain, in bytes.", 0),
     i("cpu_count", RO, "Physical CPUs.", 1, cli="cpu-count"),
@@ -134,6 +138,7 @@ VM = ClassSpec("vm", "A virtual machine (or a template).", (
     i("memory_dynamic_min", RW, "Dynamic minimum memory, in bytes.", 256 << 20),
     i("memory_static_min", RW, "Lowest memory the VM may ever have, in bytes.", 128 << 20),
     i("memory_overhead", DRO, "Memory the hypervisor needs beside the guest's own, in bytes.", 0),
+    i("memory_target", DRO, "Memory the domain is balanced to while it runs, in bytes (0 while halted).", 0),
     i("VCPUs_max", RW, "Maximum number of vCPUs.", 1),
     i("VCPUs_at_startup", RW, "vCPUs online at boot.", 1),
     smap("VCPUs_params", RW, "vCPU parameters: mask (CPU list), weight, cap."),

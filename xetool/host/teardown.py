@@ -51,7 +51,7 @@ def halt_in_store(store: Store, vm: str) -> None:
         if txn.get("vm", vm, ["uuid"]) is None:
             return
         txn.update("vm", vm, {"power_state": "Halted", "resident_on": None, "scheduled_to_be_resident_on": None,
-                              "domid": -1})
+                              "domid": -1, "memory_target": 0})
         for cls in ("vbd", "vif"):
             for uuid in txn.uuids(cls, {"VM": vm}):
                 txn.update(cls, uuid, {"currently_attached": False})
@@ -69,4 +69,9 @@ def release_vm(store: Store, state_dir: Path, backend: Backend | None, host: str
         memory.release(store, rt.reservation)
     halt_in_store(store, vm)
     runtime.remove(state_dir, host, vm)
+    if backend is not None and rt.domid >= 0:  # what it held goes back to the others
+        try:
+            memory.rebalance(store, state_dir, backend, host)
+        except XeError as err:
+            problems.append(err.render().replace("\n", "; "))
     return problems

@@ -186,6 +186,8 @@ class HostStart:
             memory.release(self.store, self.rt.reservation)
             self.rt.reservation = ""
             self._save()
+        if self.backend.is_live():  # guests squeezed for this start get their memory back
+            memory.rebalance(self.store, self.state_dir, self.backend, self.host_uuid)
 
     def check_hvm_support(self) -> str:
         if not self.hvm:
@@ -215,7 +217,9 @@ class HostStart:
         domain.write_domain_entries(
             self.xs, self.rt.domid, self.vm_uuid, vm["name_label"], self.hvm, vm["platform"], self.vm["bios_strings"],
             vm["xenstore_data"], vm["VCPUs_at_startup"], int(params.get("weight", 256)), int(params.get("cap", 0)))
-        return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, no devices yet"
+        assert self.config is not None  # xenopsd: the broker's share, for the domain builder
+        self.xs.write(f"/local/domain/{self.rt.domid}/memory/initial-target", str(self.config.memory_target_kib))
+        return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, memory/initial-target, no devices yet"
 
     def set_domid(self) -> Note:
         with self.store.write() as txn:
@@ -379,6 +383,7 @@ class HostStart:
                 txn.update("vm_metrics", metrics, values)
             else:
                 txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
+            txn.update("vm", self.vm_uuid, {"memory_target": values["memory_actual"]})
         return None
 
     def set_boot_record(self) -> Note:
@@ -420,6 +425,11 @@ class HostStart:
             lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
         self.rt.started = True
         self._save()
+        # the running guest's balloon driver makes its memory freeable: the broker reports it
+        try:
+            memory.publish(self.store, self.state_dir, self.backend, self.host_uuid)
+        except XeError as err:  # the VM runs: a report that did not go out is no failure
+            return f"running (memory figures not updated: {err.code})"
         return "running"
 
     # ---------------------------------------------------------------------------------------------
