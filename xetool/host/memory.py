@@ -192,23 +192,28 @@ class Broker:
         asked = [by_domid[d] for d in targets]
         for g in asked:
             self._set_target(g, targets[g.domid])
-        deadline = time.monotonic() + balloon_timeout()
-        while True:
-            actual = {d.domid: d.memory_kib for d in self.backend.list_domains()}
-            pending = [g for g in asked if g.domid in actual and actual[g.domid] > targets[g.domid] + TOLERANCE_KIB]
-            if not pending or time.monotonic() >= deadline:
-                break
-            time.sleep(POLL)
+        pending = self.wait_down(targets)
         after = self.read()
         failed = []
         if pending and after.free - RESERVE_KIB < enough:
-            for g in pending:
+            for g in (by_domid[d] for d in pending):
                 now = next((x for x in after.guests if x.domid == g.domid), None)
                 if now is not None:
                     self.xs.write(f"/local/domain/{g.domid}/memory/uncooperative", str(now.actual))
                     now.uncooperative = now.actual
                     failed.append(now)
         return after, failed
+
+    def wait_down(self, targets: dict[int, int]) -> list[int]:
+        """Wait, bounded by the balloon timeout, until each domain's allocation (as the
+        hypervisor reports it) is down to its target; returns the domids still above."""
+        deadline = time.monotonic() + balloon_timeout()
+        while True:
+            actual = {d.domid: d.memory_kib for d in self.backend.list_domains()}
+            pending = [d for d, t in targets.items() if d in actual and actual[d] > t + TOLERANCE_KIB]
+            if not pending or time.monotonic() >= deadline:
+                return pending
+            time.sleep(POLL)
 
     def restore(self, targets: dict[int, int]) -> None:
         """Put back targets lowered for a reservation that failed."""
@@ -301,6 +306,8 @@ class Broker:
         target = max(lo, min(hi, me.target))
         if target != me.target:
             self._set_target(me, target)
+            if target < me.actual:  # what it gives back goes to the others once it is free
+                self.wait_down({domid: target})
         return target
 
     # publishing --------------------------------------------------------------------------------
@@ -380,3 +387,50 @@ def release_host(store: Store, host: str) -> int:
     """A crashed host's reservations are gone with it."""
     with store.write() as txn:
         return txn.db.execute("DELETE FROM reservation WHERE host = ?", (host,)).rowcount
+
+
+# --- xe's memory commands ------------------------------------------------------------------------
+
+def set_memory_dynamic_range(store: Store, state_dir: Path, vm: str, lo: int, hi: int) -> None:
+    """VM.set_memory_dynamic_range (bytes): checked and marked as xapi does; a halted VM's record
+    changes; a running VM's target moves into the new range through its host's broker first."""
+    from xetool import constraints
+    from xetool.host.operations import operation, resident
+
+    with store.read() as txn:
+        row = txn.must("vm", vm)
+    new = {"memory_dynamic_min": lo, "memory_dynamic_max": hi}
+    _check_order(row, new)
+    with operation(store, "vm", vm, "changing_dynamic_range"):
+        if row["power_state"] == "Halted":
+            with store.write() as txn:
+                constraints.check_update(txn, "vm", txn.must("vm", vm), new)
+                txn.update("vm", vm, new)
+            return
+        row, host, backend = resident(store, state_dir, vm)
+        if not backend.is_live():
+            raise XeError("HOST_OFFLINE", host["uuid"])
+        with session(store, state_dir, backend, host["uuid"]) as broker:
+            broker.set_dynamic_range(vm, row["domid"], lo // 1024, hi // 1024)
+            with store.write() as txn:  # checked above; a running VM's range may change (xapi)
+                txn.update("vm", vm, new)
+            broker.rebalance()  # what it gave back goes to the others; publishes
+
+
+def set_memory_limits(store: Store, state_dir: Path, vm: str, values: dict[str, int]) -> None:
+    """VM.set_memory_limits: all four at once, on a halted VM (xapi's changing_memory_limits)."""
+    from xetool import constraints
+    from xetool.host.operations import operation
+
+    with operation(store, "vm", vm, "changing_memory_limits"):
+        with store.write() as txn:
+            constraints.check_update(txn, "vm", txn.must("vm", vm), values)
+            txn.update("vm", vm, values)
+
+
+def _check_order(row: dict, new: dict[str, int]) -> None:
+    from xetool.constraints import MEMORY
+
+    values = [new.get(m, row[m]) for m in MEMORY]
+    if any(v < 0 for v in values) or values != sorted(values):
+        raise XeError("MEMORY_CONSTRAINT_VIOLATION_ORDER")
