@@ -96,6 +96,10 @@ class HostMemory:
     physical_free: int
     outstanding: int
     guests: list[Guest]
+    # Σ over reservations not yet handed over of what they hold beyond their VM's minimum: that
+    # start finishes before the next one on the host reserves (the host's queue), and its guest
+    # can then give it back, so the figure placement reads counts it
+    outstanding_excess: int = 0
 
     @property
     def free(self) -> int:
@@ -106,8 +110,14 @@ class HostMemory:
         return sum(g.freeable for g in self.guests)
 
     @property
-    def available(self) -> int:
+    def reachable(self) -> int:
+        """What the broker could hand a new domain now, squeezing every balloonable guest."""
         return max(0, self.free + self.freeable - RESERVE_KIB)
+
+    @property
+    def available(self) -> int:
+        """What it could hand the next start in the host's queue (memory-free-computed)."""
+        return self.reachable + self.outstanding_excess
 
     def balloonable(self) -> list[Guest]:
         return [g for g in self.guests if g.balloonable]
@@ -135,11 +145,16 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def outstanding_kib(store: Store, host: str) -> int:
+def outstanding_kib(store: Store, host: str) -> tuple[int, int]:
+    """Reservations not yet handed to a domain: their sum, and their sum beyond each VM's
+    dynamic_min + overhead (KiB)."""
     with store.read() as txn:
-        row = txn.db.execute("SELECT COALESCE(SUM(kib), 0) FROM reservation WHERE host = ? AND domid = -1",
-                             (host,)).fetchone()
-    return int(row[0])
+        row = txn.db.execute(
+            "SELECT COALESCE(SUM(r.kib), 0), COALESCE(SUM(MAX(0, r.kib - COALESCE("
+            "(v.memory_dynamic_min + v.memory_overhead) / 1024, r.kib))), 0)"
+            " FROM reservation r LEFT JOIN vm v ON v.uuid = r.vm WHERE r.host = ? AND r.domid = -1",
+            (host,)).fetchone()
+    return int(row[0]), int(row[1])
 
 
 def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMemory:
@@ -154,7 +169,8 @@ def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMe
         target, dmin, dmax, feature, uncoop = values[n * len(_KEYS):(n + 1) * len(_KEYS)]
         guests.append(Guest(d.domid, d.uuid, d.memory_kib, _int(target) or d.memory_kib, _int(dmin) or 0,
                             _int(dmax) or 0, feature == "1", _int(uncoop), d.paused))
-    hm = HostMemory(physical, outstanding_kib(store, host), guests)
+    outstanding, excess = outstanding_kib(store, host)
+    hm = HostMemory(physical, outstanding, guests, excess)
     _settle_cooperation(xs, hm)
     return hm
 
@@ -232,7 +248,7 @@ class Broker:
             surplus = hm.free + hm.freeable - RESERVE_KIB - lo
             if surplus < 0:
                 self.publish(hm)
-                raise XeError("HOST_NOT_ENOUGH_FREE_MEMORY", lo * 1024, hm.available * 1024)
+                raise XeError("HOST_NOT_ENOUGH_FREE_MEMORY", lo * 1024, hm.reachable * 1024)
             gamma = gamma_for(movable, surplus, hi - lo)
             want = lo + int(gamma * (hi - lo))
             if usable < want:
@@ -252,6 +268,7 @@ class Broker:
         amount = max(lo, min(usable, hi))
         rid = str(uuidlib.uuid4())
         hm.outstanding += amount
+        hm.outstanding_excess += amount - lo
         self.publish(hm, ("INSERT INTO reservation (id, host, vm, task, kib, domid, created) VALUES (?, ?, ?, ?, ?, -1, ?)",
                           (rid, self.host, vm, task, amount, time.time())))
         return rid, amount
