@@ -160,8 +160,8 @@ def outstanding_kib(store: Store, host: str) -> tuple[int, int]:
 def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMemory:
     """The hypervisor's free memory and domains, and each guest's balloon keys (one pipelined
     round trip to xenstore for all of them)."""
-    physical = backend.physinfo().free_memory_kib
-    domains = [d for d in backend.list_domains() if d.domid != 0 and d.built and not d.dying and d.shutdown_reason is None]
+    physical, listed = backend.memory_snapshot()
+    domains = [d for d in listed if d.domid != 0 and d.built and not d.dying and d.shutdown_reason is None]
     paths = [f"/local/domain/{d.domid}/{k}" for d in domains for k in _KEYS]
     values = xs.read_many(paths) if paths else []
     guests = []
@@ -239,8 +239,19 @@ class Broker:
             except XeError:
                 pass  # the domain went away meanwhile: nothing to give back
 
-    def reserve(self, vm: str, task: str, lo: int, hi: int) -> tuple[str, int]:
-        """Reserve between lo and hi KiB (squeezed's reserve_memory_range)."""
+    def reserve(self, vm: str, task: str, lo: int, hi: int, attempts: int = 3) -> tuple[str, int]:
+        """Reserve between lo and hi KiB (squeezed's reserve_memory_range). A squeeze that fell
+        short while guests were still moving is tried again (as xenopsd retries), at most
+        `attempts` times, unless a guest refused."""
+        for _ in range(attempts - 1):
+            try:
+                return self._reserve(vm, task, lo, hi)
+            except XeError as err:
+                if err.code != "HOST_NOT_ENOUGH_FREE_MEMORY" or self.read().reachable < lo:
+                    raise
+        return self._reserve(vm, task, lo, hi)
+
+    def _reserve(self, vm: str, task: str, lo: int, hi: int) -> tuple[str, int]:
         hm = self.read()
         usable = hm.free - RESERVE_KIB
         if usable < hi:

@@ -58,6 +58,8 @@ class Host:
             return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket)}
         if op == "physinfo":
             return hv.physinfo()
+        if op == "memory":  # the memory broker's snapshot: free memory and domains at one instant
+            return {"free_memory_kib": hv.free_memory_kib(), "domains": hv.list()}
         if op == "create":
             return hv.create(a["config"])
         if op == "build":
