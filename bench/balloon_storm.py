@@ -58,16 +58,19 @@ def worker(names: list[str], ops: int, seed: int) -> None:
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "xetool", "--format", "json", *args], capture_output=True,
                              text=True, stdin=subprocess.DEVNULL, timeout=300)
-        code = "ok"
+        code, detail = "ok", ""
         if out.returncode:
-            try:
-                err = json.loads(out.stderr)
-                code = err.get("error", err)["code"]
-            except (ValueError, KeyError, TypeError):
-                code = (out.stderr.strip().splitlines() or ["?"])[0][:80]
+            text = out.stderr.strip()
+            try:  # --format json: the error object is the last thing on stderr
+                err = json.loads(text[text.index("{"):]) if "{" in text else {}
+                err = err.get("error", err)
+                code, detail = err["code"], json.dumps(err.get("params", ""))[:300]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                code, detail = "UNPARSED", text[-300:]
         if code == "ok":
             (running.discard if verb == "stop" else running.add)(name)
-        print(json.dumps({"verb": verb, "code": code, "seconds": time.perf_counter() - t0}), flush=True)
+        print(json.dumps({"verb": verb, "code": code, "detail": detail, "seconds": time.perf_counter() - t0}),
+              flush=True)
 
 
 def sample_free(state_dir: Path, stop: threading.Event, lowest: dict[str, int]) -> None:
@@ -136,7 +139,8 @@ def main() -> int:
               f"{a.host_memory}, {a.procs} processes x {a.ops} commands, guests balloon in {a.balloon_delay} s")
         print(f"  wall {wall:.1f} s; {len(lines)} commands; {starts} starts")
         for (verb, code), n in sorted(outcomes.items()):
-            print(f"    {verb:5} {code:32} {n}")
+            example = next((r["detail"] for r in lines if (r["verb"], r["code"]) == (verb, code) and r["detail"]), "")
+            print(f"    {verb:5} {code:32} {n:5}  {example[:200]}")
         if start_times:
             print(f"  successful vm-start: median {start_times[len(start_times) // 2]:.2f} s, "
                   f"90th percentile {start_times[int(len(start_times) * 0.9)]:.2f} s (16 commands at once on 2 cores)")
@@ -145,6 +149,10 @@ def main() -> int:
         print(f"  late refusals: {late} of {starts} starts = {100 * share:.2f} % (target < 1 %)")
         if any(v < 0 for v in lowest.values()):
             problems.append(f"a hypervisor's free memory went below zero: {lowest}")
+        other = {code: n for (verb, code), n in outcomes.items()
+                 if verb == "start" and code not in ("ok", LATE, "NO_HOSTS_AVAILABLE")}
+        if other:
+            problems.append(f"starts failed otherwise: {other}")
         if uncooperative:
             problems.append(f"{uncooperative} starts failed on guests that did not cooperate (all of them balloon)")
         if len(lines) != a.procs * a.ops:

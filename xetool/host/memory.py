@@ -159,7 +159,12 @@ def outstanding_kib(store: Store, host: str) -> tuple[int, int]:
 
 def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMemory:
     """The hypervisor's free memory and domains, and each guest's balloon keys (one pipelined
-    round trip to xenstore for all of them)."""
+    round trip to xenstore for all of them).
+
+    The reservations are read first: a start builds its domain and then drops its reservation
+    outside the broker's lock, so the other order could see neither (and hand the memory out
+    twice); this one at worst counts it twice."""
+    outstanding, excess = outstanding_kib(store, host)
     physical, listed = backend.memory_snapshot()
     domains = [d for d in listed if d.domid != 0 and d.built and not d.dying and d.shutdown_reason is None]
     paths = [f"/local/domain/{d.domid}/{k}" for d in domains for k in _KEYS]
@@ -169,7 +174,6 @@ def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMe
         target, dmin, dmax, feature, uncoop = values[n * len(_KEYS):(n + 1) * len(_KEYS)]
         guests.append(Guest(d.domid, d.uuid, d.memory_kib, _int(target) or d.memory_kib, _int(dmin) or 0,
                             _int(dmax) or 0, feature == "1", _int(uncoop), d.paused))
-    outstanding, excess = outstanding_kib(store, host)
     hm = HostMemory(physical, outstanding, guests, excess)
     _settle_cooperation(xs, hm)
     return hm
@@ -196,9 +200,18 @@ class Broker:
         return read_host(self.store, self.backend, self.host, self.xs)
 
     # squeezing ---------------------------------------------------------------------------------
-    def _set_target(self, g: Guest, target: int) -> None:
-        self.backend.set_memory_target(g.domid, target)
+    def _set_target(self, g: Guest, target: int) -> bool:
+        """Move a guest's target; False if its domain has gone (or shut down) meanwhile: a stop
+        destroys domains without waiting for the broker."""
+        try:
+            self.backend.set_memory_target(g.domid, target)
+        except XeError:
+            info = self.backend.domain_info(g.domid)
+            if info is None or info.uuid != g.uuid or info.shutdown_reason is not None:
+                return False
+            raise
         g.target = target
+        return True
 
     def squeeze(self, hm: HostMemory, targets: dict[int, int], enough: int) -> tuple[HostMemory, list[Guest]]:
         """Lower the guests' targets, wait until they reach them (or `enough` KiB is usable),
@@ -207,7 +220,8 @@ class Broker:
         by_domid = {g.domid: g for g in hm.guests}
         asked = [by_domid[d] for d in targets]
         for g in asked:
-            self._set_target(g, targets[g.domid])
+            if not self._set_target(g, targets[g.domid]):
+                del targets[g.domid]
         pending = self.wait_down(targets)
         after = self.read()
         failed = []
