@@ -21,9 +21,10 @@ def _size(args: Args, key: str) -> int:
 def vm_memory_dynamic_range_set(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import memory
 
+    vms = selected_vms(ctx, args)
     lo, hi = _size(args, "min"), _size(args, "max")
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: memory.set_memory_dynamic_range(
+    return for_each(ctx, vms, lambda vm: memory.set_memory_dynamic_range(
         ctx.store, ctx.state_dir, vm["uuid"], lo, hi))
 
 
@@ -32,17 +33,19 @@ def vm_memory_target_set(ctx: Context, cmd: Command, args: Args) -> Output:
     VM.set_memory_target does the same)."""
     from xetool.host import memory
 
+    vms = selected_vms(ctx, args)
     target = _size(args, "target")
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: memory.set_memory_dynamic_range(
+    return for_each(ctx, vms, lambda vm: memory.set_memory_dynamic_range(
         ctx.store, ctx.state_dir, vm["uuid"], target, target))
 
 
 def vm_memory_limits_set(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import memory
 
+    vms = selected_vms(ctx, args)
     values = {f"memory_{k.replace('-', '_')}": _size(args, k)
               for k in ("static-min", "static-max", "dynamic-min", "dynamic-max")}
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: memory.set_memory_limits(
+    return for_each(ctx, vms, lambda vm: memory.set_memory_limits(
         ctx.store, ctx.state_dir, vm["uuid"], values))
