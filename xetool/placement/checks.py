@@ -13,6 +13,7 @@ from xetool.placement.memory import (
     MIB,
     host_compute_free_memory_with_maximum_compression,
     host_free_memory,
+    memory_figures,
     vm_compute_start_memory,
     vm_reservation_memory,
 )
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
+RESERVE_BYTES = 72 * MIB  # what the host's memory broker keeps free (squeezed's reserve)
 
 
 @record(frozen=True)
@@ -203,8 +205,21 @@ def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_ch
             out.append(_PASSED[name])
         else:
             err = as_error(failure)
-            out.append(CheckResult(name, False, describe(err, pool), err))
+            reason = describe(err, pool)
+            if name == "memory" and host.memory_free_computed is not None:
+                reason += "; " + broker_figures(host, pool, facts.vm)
+            out.append(CheckResult(name, False, reason, err))
     return tuple(out)
+
+
+def broker_figures(host: HostView, pool: PoolView, vm: VmView) -> str:
+    """Where the memory check's figure comes from on a host whose broker has reported."""
+    f = memory_figures(host, pool, vm)
+    free, available, queued = int(f["free"]), int(f["broker_available"]), int(f["queued"])
+    giveable = available - free + RESERVE_BYTES
+    text = (f"the host's memory broker: {free // MIB} MiB free + {max(0, giveable) // MIB} MiB balloonable guests "
+            f"could give back - {RESERVE_BYTES // MIB} MiB reserve")
+    return text + (f" - {queued // MIB} MiB for starts queued there" if queued else "")
 
 
 def _mib(n: str, up: bool) -> str:
