@@ -237,7 +237,7 @@ class HostStart:
         with self.store.read() as txn:
             for d in self.disks:
                 if d.vbd["VDI"] and txn.get("vdi", d.vbd["VDI"], ["uuid"]) is None:
-                    raise XeError("HANDLE_INVALID", "vdi", d.vbd["VDI"])
+                    raise XeError("VDI_MISSING", "", d.vbd["VDI"])
         return f"{sum(1 for d in self.disks if d.vbd['VDI'])} VDIs"
 
     def set_machine_address_size(self) -> str:

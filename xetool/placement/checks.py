@@ -72,6 +72,10 @@ def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return f.invalid
 
 
+def _disks(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
+    return f.vm.disk_failure
+
+
 def _live(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return None if host.live else ("HOST_NOT_LIVE", ())
 
@@ -131,6 +135,7 @@ def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
 # start_on refuses them, so the explain table shows it where it applies.
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("validate", _validate),
+    ("disks", _disks),
     ("live", _live),
     ("control-domain", _control_domain),
     ("enabled", _enabled),
@@ -233,6 +238,14 @@ def describe(err: XeError, pool: PoolView | None = None) -> str:
         return f"Invalid value for {p.get('field')}: {p.get('value')}"
     if code == "VALUE_NOT_SUPPORTED":
         return f"{p.get('field')}={p.get('value')} not supported: {p.get('reason')}"
+    if code == "VDI_IN_USE":
+        return f"Disk {p.get('vdi')} is in use by another VM (and is not sharable)"
+    if code == "VDI_READONLY":
+        return f"Disk {p.get('vdi')} is read-only, and the VBD is read-write"
+    if code == "VDI_MISSING":
+        return f"Disk {p.get('vdi')} is missing" + (f" from SR {p['sr']}" if p.get("sr") else "")
+    if code == "OTHER_OPERATION_IN_PROGRESS":
+        return f"{p.get('class')} {p.get('object')} is busy with {p.get('operation_type')}"
     if code == "MEMORY_CONSTRAINT_VIOLATION":
         return f"Memory constraint violated: {p.get('constraint')}"
     return err.spec.doc
