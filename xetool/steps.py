@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
         def step_done(self, name: str, seconds: float, note: Note) -> None: ...
 
+        def step_failed(self, name: str, seconds: float, error: BaseException) -> None: ...
+
         def step_undone(self, name: str, error: BaseException | None) -> None: ...
 
 
@@ -75,7 +77,15 @@ class Runner:
                     self.observer.step_started(index, len(steps), step.name)
                 _inject(step.name, "", plan)
                 started = time.perf_counter()
-                note = step.do()
+                try:
+                    note = step.do()
+                except BaseException as err:
+                    if self.observer:
+                        try:
+                            self.observer.step_failed(step.name, time.perf_counter() - started, err)
+                        except Exception:  # nosec: the step's own error is the one to report
+                            pass
+                    raise
                 self.done.append(step)
                 seconds = time.perf_counter() - started
                 self.timings.append((step.name, seconds, note))
@@ -98,4 +108,7 @@ class Runner:
             except Exception as err:  # keep undoing; the original error is what the user sees
                 error = err
             if self.observer:
-                self.observer.step_undone(step.name, error)
+                try:
+                    self.observer.step_undone(step.name, error)
+                except Exception:  # nosec: a display that broke (a closed pipe) must not stop the undoing
+                    pass

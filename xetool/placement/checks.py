@@ -16,7 +16,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
@@ -206,9 +206,10 @@ def _mib(n: str, up: bool) -> str:
     return str(-(-b // MIB) if up else b // MIB)
 
 
-def describe(err: XeError, pool: PoolView | None = None) -> str:
-    """A human reason in xe's words (print_assert_exception), with the numbers."""
-    p = err.params
+def describe(err: XeError, pool: PoolView | None = None, names: Mapping[str, str] | None = None) -> str:
+    """A human reason in xe's words (print_assert_exception), with the numbers; `names` turns
+    the uuids of SRs, networks and disks into their name-labels."""
+    p = {k: (f'"{names[v]}"' if names and names.get(v) else v) for k, v in err.params.items()}
     code = err.code
     if code == "HOST_NOT_LIVE":
         return "Host down"
@@ -238,6 +239,8 @@ def describe(err: XeError, pool: PoolView | None = None) -> str:
         return f"Invalid value for {p.get('field')}: {p.get('value')}"
     if code == "VALUE_NOT_SUPPORTED":
         return f"{p.get('field')}={p.get('value')} not supported: {p.get('reason')}"
+    if code == "VM_BAD_POWER_STATE":
+        return f"the VM is {p.get('actual')}; this needs {p.get('expected')}"
     if code == "VDI_IN_USE":
         return f"Disk {p.get('vdi')} is in use by another VM (and is not sharable)"
     if code == "VDI_READONLY":

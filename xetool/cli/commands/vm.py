@@ -104,7 +104,7 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         except ValueError:
             raise XeError("FIELD_TYPE_ERROR", "seed", args.params["seed"], "an integer") from None
     if args.flag("dry-run"):
-        return _dry_run(ctx, vms, on, seed)
+        return _dry_run(ctx, vms, on, seed, args.flag("force"))
     paused, wait = args.flag("paused"), _wait(args)
 
     def start(vm: Row) -> str | None:
@@ -170,8 +170,28 @@ def _tables_output(tables: list[Table]) -> Output:
     return tables[0] if len(tables) == 1 else Many(list(tables))
 
 
-def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> Output:
-    return _tables_output([t for t, _ in _placement_tables(ctx, vms, on, seed)])
+def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None, force: bool) -> Output:
+    """Every check the start would make, shown on stdout; then, as the start would, the first
+    refusal as the error (exit 1), or nothing more (exit 0) when it would start."""
+    from xetool.master.dry_run import preview_start
+
+    previews = [preview_start(ctx.store, ctx.state_dir, vm["uuid"], on, seed, force) for vm in vms]
+    if ctx.fmt == "json":
+        import json
+
+        docs = [p.to_json() for p in previews]
+        ctx.out.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+    elif ctx.minimal:
+        ctx.out.write(",".join(p.host or "" for p in previews) + "\n")
+    else:
+        ctx.out.write("\n\n".join("\n".join(p.lines()) for p in previews) + "\n")
+    refused = [p for p in previews if p.error is not None]
+    if len(previews) > 1:
+        for p in refused:
+            ctx.err.write(f"operation failed on {p.vm} ({p.name}):\n{p.error.render()}\n")  # type: ignore[union-attr]
+    if refused:
+        raise refused[0].error  # type: ignore[misc]
+    return None
 
 
 def vm_assert_can_boot_here(ctx: Context, cmd: Command, args: Args) -> Output:
