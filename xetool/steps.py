@@ -75,9 +75,9 @@ class Runner:
             for index, step in enumerate(steps):
                 if self.observer:
                     self.observer.step_started(index, len(steps), step.name)
-                _inject(step.name, "", plan)
                 started = time.perf_counter()
                 try:
+                    _inject(step.name, "", plan)
                     note = step.do()
                 except BaseException as err:
                     if self.observer:

@@ -11,8 +11,9 @@ _HOST = "xetool.cli.commands.hosts:"
 
 COMMANDS: tuple[Command, ...] = (
     Command("vm-start", "Start the selected VM(s): choose a host (or on=HOST), build the domain there, and run it "
-            "(or leave it paused with paused=true). --dry-run prints, for every host, each placement check and "
-            "the order the chooser would try them in, and changes nothing.", _VM + "vm_start",
+            "(or leave it paused with paused=true). --dry-run makes every check the start makes and prints them "
+            "(the VM, its disks and VIFs, a verdict per host with its memory figures, the chooser's order), "
+            "changes nothing, and exits as the start would: 0 only if it would start.", _VM + "vm_start",
             optn=("on", "paused", "force", "dry-run", "wait", "seed"), selector="vm", standard=True),
     Command("vm-shutdown", "Shut the selected VM(s) down: cleanly through the guest (timeout= seconds, default 60), "
             "or at once with --force.", _VM + "vm_shutdown", optn=("force", "timeout"), selector="vm", standard=True),

@@ -110,7 +110,7 @@ class Preview:
                     " room: what the chooser sorts by in the host's category):"]
         rows = [("host", "try", "category", "room", "needed", "free", "after", "verdict")]
         for h in self.hosts:
-            room = "" if h.category not in ("definite", "probable", "possible") else (
+            room = "-" if h.category not in ("definite", "probable", "possible") else (
                 f"{h.room}/1000" if h.category == "possible" else str(h.room // MIB))
             rows.append((h.name, str(h.try_index or "-"), h.category, room, str(-(-h.needed // MIB)),
                          str(h.free // MIB), str(h.after // MIB) if h.after >= 0 else f"short {-(h.after // MIB)}",
