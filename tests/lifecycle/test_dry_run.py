@@ -237,6 +237,15 @@ def test_dry_run_refuses_as_the_start_does(dpool: Pool, vm_name: str, extra: tup
     dpool.assert_halted_clean(vm)  # with the set-up undone (a VM stopped, a mark taken away)
 
 
+def test_refused_start_prints_the_dry_run_table(dpool: Pool) -> None:
+    dry = dpool.run("vm-start", "vm=huge", "--dry-run").stdout.splitlines()
+    table = dry[dry.index(next(ln for ln in dry if ln.startswith("  host ") and "verdict" in ln)):][:3]
+    real = dpool.run("vm-start", "vm=huge")
+    assert real.returncode == 1
+    assert "\n".join(table) in real.stderr, real.stderr  # the same rows, the same figures
+    assert all("refused: Not enough free memory" in row for row in table[1:])
+
+
 def test_json_error_on_stderr(dpool: Pool) -> None:
     out = dpool.run("--format", "json", "vm-start", "vm=huge", "--dry-run")
     assert out.returncode == 1

@@ -108,15 +108,7 @@ class Preview:
         out += _item_lines(before)
         out += ["", "The hosts (memory in MiB: what the VM needs, what is free, what is left after the start;"
                     " room: what the chooser sorts by in the host's category):"]
-        rows = [("host", "try", "category", "room", "needed", "free", "after", "verdict")]
-        for h in self.hosts:
-            room = "-" if h.category not in ("definite", "probable", "possible") else (
-                f"{h.room}/1000" if h.category == "possible" else str(h.room // MIB))
-            rows.append((h.name, str(h.try_index or "-"), h.category, room, str(-(-h.needed // MIB)),
-                         str(h.free // MIB), str(h.after // MIB) if h.after >= 0 else f"short {-(h.after // MIB)}",
-                         h.verdict))
-        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
-        out += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+        out += self.host_lines()
         where = f"on {self.host_name}" if self.host else "on the host the start would choose"
         out += ["", f"The host half, {where} (its checks of the VM record it is given):"]
         out += _item_lines(after)
@@ -126,6 +118,18 @@ class Preview:
         out.append(f"  {DRAW_MEANING}.")
         out += [f"  {note}" for note in self.notes]
         return out
+
+    def host_lines(self) -> list[str]:
+        """The table of hosts: one verdict per host, with the memory check's figures."""
+        rows = [("host", "try", "category", "room", "needed", "free", "after", "verdict")]
+        for h in self.hosts:
+            room = "-" if h.category not in ("definite", "probable", "possible") else (
+                f"{h.room}/1000" if h.category == "possible" else str(h.room // MIB))
+            rows.append((h.name, str(h.try_index or "-"), h.category, room, str(-(-h.needed // MIB)),
+                         str(h.free // MIB), str(h.after // MIB) if h.after >= 0 else f"short {-(h.after // MIB)}",
+                         h.verdict))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]) - 1)]
+        return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
 
     def to_json(self) -> dict[str, Any]:
         return {"vm": self.vm, "name_label": self.name, "operation": self.op, "would_start": self.error is None,

@@ -116,7 +116,7 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
                 result = MasterStart(ctx.store, ctx.state_dir, req, LocalHostHalf(ctx.store, ctx.state_dir, view), view).run()
         except XeError as err:
             if err.code == "NO_HOSTS_AVAILABLE":
-                _print_no_hosts(ctx, vm, err)
+                _print_no_hosts(ctx, vm, err, on, seed)
             raise
         for warning in result.warnings:
             ctx.warn(warning)
@@ -125,11 +125,17 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
     return for_each(ctx, vms, start)
 
 
-def _print_no_hosts(ctx: Context, vm: Row, err: XeError) -> None:
+def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: int | None) -> None:
+    """xe's two sentences, then the per-host table --dry-run prints (a verdict per host with the
+    memory figures), then the one-line summary of what refused the hosts."""
+    from xetool.master.dry_run import preview_start
+
     report = getattr(err, "report", None)
     if report is None or ctx.quiet:
         return
-    ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(report.no_hosts_lines()) + "\n")
+    head, summary = report.no_hosts_lines()[:3], report.no_hosts_lines()[-2:]
+    table = preview_start(ctx.store, ctx.state_dir, vm["uuid"], on, seed).host_lines()
+    ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(head + table + summary) + "\n")
 
 
 def _placement_report(ctx: Context, vm_uuid: str, seed: int | None):  # type: ignore[no-untyped-def]
