@@ -2,10 +2,14 @@
 
     PYTHONPATH=. python3 bench/placement_bench.py [--hosts 1000] [--vms 20000] [--calls 300]
 
-Budgets (issue 4): choose_host_for_vm at most 20 ms; the dry-run's placement part (every check
-on every host, plus the chooser's whole order) well under 200 ms of vm-start --dry-run's 500 ms.
-Each figure is printed with its ratio to floors measured in the same run: `sorted()` of 1,000
-floats, and a Python loop over the hosts doing nothing. Exits 1 if a budget is exceeded.
+Budgets (issue 4): choosing a host at most 20 ms as a start pays it: a fresh connection to a
+real `pool.db` of that size, the master's snapshot read inside a read transaction
+(xetool.master.snapshot), then choose_host_for_vm — every call cold, as each vm-start is a new
+process. The dry-run's placement part (every check on every host, plus the chooser's whole
+order) well under 200 ms of vm-start --dry-run's 500 ms. The in-memory figures on one snapshot
+(the warm path) are printed for comparison only. Each figure is printed with its ratio to floors
+measured in the same run: `sorted()` of 1,000 floats, and a Python loop over the hosts doing
+nothing. Exits 1 if a budget is exceeded.
 """
 
 from __future__ import annotations
@@ -14,10 +18,15 @@ import argparse
 import gc
 import os
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from xetool.placement.checks import VmFacts, explain_host
 from xetool.placement.choose import choose_host_for_vm, explain_placement
@@ -73,6 +82,37 @@ def stats(ms: List[float]) -> Tuple[float, float]:
     return statistics.median(ms), ms[min(len(ms) - 1, int(0.95 * len(ms)))]
 
 
+def cold_choice(hosts: int, vms: int, calls: int, seed: int) -> Tuple[float, float]:
+    """What a vm-start pays to choose: a new connection to the store, the snapshot read and the
+    choice, on a generated store of the same size (bench/bigpool.py)."""
+    from bigpool import generated_store
+
+    from xetool.master.snapshot import pool_view, read_vm
+    from xetool.store.db import Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="xetool-placement-"))
+    state = tmp / "state"
+    state.mkdir()
+    try:
+        generated_store(state, hosts, vms)
+        rng = random.Random(seed)
+        with Store(state).read() as txn:
+            probe = txn.select("vm", ["uuid"], {"name_label": "probe"})[0]["uuid"]
+
+        def choose() -> None:
+            store = Store(state)
+            try:
+                with store.read() as txn:
+                    pool, vm = pool_view(txn), read_vm(txn, probe)
+                choose_host_for_vm(vm, pool, rng)
+            finally:
+                store.close()
+
+        return stats(timed(choose, calls))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv: List[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hosts", type=int, default=1000)
@@ -98,16 +138,19 @@ def main(argv: List[str]) -> int:
         results["PoolView.build (once per snapshot)" + tag] = (build_ms, build_ms, 0.0)
         rng = random.Random(args.seed)
         choose = stats(timed(lambda: choose_host_for_vm(target, pool, rng), args.calls))
-        results["choose_host_for_vm" + tag] = (*choose, 20.0)
+        results["choose_host_for_vm, warm snapshot (no budget)" + tag] = (*choose, 0.0)
         # The worst case short of failing: 99 hosts in 100 are drawn, checked and refused.
         picky = VmView(**{**target.__dict__, "required_networks": (NET, RARE)})
         hard = stats(timed(lambda: choose_host_for_vm(picky, pool, rng), max(20, args.calls // 10)))
-        results["choose_host_for_vm, 1 host in 100 fits" + tag] = (*hard, 20.0)
+        results["choose_host_for_vm, 1 host in 100 fits, warm" + tag] = (*hard, 20.0)
         facts = VmFacts.of(target)
         table = stats(timed(lambda: [explain_host(facts, h, pool) for h in pool.hosts], max(20, args.calls // 10)))
         results[f"explain table, {args.hosts} hosts" + tag] = (*table, 200.0)
         dry = stats(timed(lambda: explain_placement(target, pool, random.Random(args.seed)), max(20, args.calls // 10)))
         results["explain_placement (table + order)" + tag] = (*dry, 200.0)
+
+    cold = cold_choice(args.hosts, args.vms, max(20, args.calls // 10), args.seed)
+    results["cold: new connection, snapshot read, choose"] = (*cold, 20.0)
 
     floor_sort = stats(timed(lambda: sorted(floats), 2000))[0]
     floor_loop = stats(timed(lambda: [None for _ in hosts], 2000))[0]

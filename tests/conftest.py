@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -38,11 +42,83 @@ def run_xe(state_dir: Path, *args: str) -> Result:
     return Result(out.getvalue(), err.getvalue(), rc)
 
 
+# Every process the suite starts (simulated hosts, their consoles and device models, dnsmasq)
+# inherits this mark in its environment, so what a test forgot can be found and stopped.
+SESSION_MARK = "XETOOL_TEST_SESSION"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault(SESSION_MARK, f"{os.getpid()}-{time.time_ns()}")
+
+
+def marked_processes() -> list[int]:
+    """The live processes carrying this session's mark, other than this one."""
+    mark = f"{SESSION_MARK}={os.environ[SESSION_MARK]}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if mark in f.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_processes(pids: list[int], grace: float = 3.0) -> None:
+    from xetool.processes import alive
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.02)
+
+
+def stop_simulated_hosts(state: Path) -> None:
+    """Stop every simulated host started under a state directory (hosts/<uuid>/)."""
+    from xetool.backends.simulator import stop_host
+
+    hosts = Path(state) / "hosts"
+    if hosts.is_dir():
+        for h in hosts.iterdir():
+            stop_host(Path(state), h.name)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Whatever the tests left running is stopped, and counted in the output so a leak shows."""
+    if os.environ.get(SESSION_MARK) is None:
+        return
+    # multiprocessing's resource tracker leaves with this process, by itself
+    left = [p for p in marked_processes() if "multiprocessing.resource_tracker" not in _cmdline(p)]
+    if left:
+        what = [_cmdline(pid) for pid in left]
+        stop_processes(left)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"stopped {len(left)} process(es) the tests left running:")
+            for line in what:
+                reporter.write_line(f"  {line}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return f"{pid}: (gone)"
+
+
 @pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     d = tmp_path / "state"
     monkeypatch.setenv("XETOOL_STATE_DIR", str(d))
-    return d
+    yield d
+    stop_simulated_hosts(d)
 
 
 @pytest.fixture

@@ -9,7 +9,10 @@ quick as with dataclasses; equality, hashing and repr are shared functions over 
 
 The semantics are those of dataclasses for what is used here: defaults, `field(default_factory=,
 compare=, repr=, hash=)`, `frozen=True`, `__post_init__`, eq always, a hash for frozen records
-(and none for mutable ones), `replace` and `asdict`.
+(and none for mutable ones), fields inherited from record bases, `replace` and `asdict`; and
+dataclasses' refusals: a mutable default (list, dict, set) and a field without a default after
+one with a default. Type checkers see `record` as dataclasses (PEP 681's dataclass_transform),
+which costs nothing at run time.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not typing's: importing typing is a cost this module exists to avoid
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any, TypeVar
+    from typing import Any, TypeVar, dataclass_transform
 
     T = TypeVar("T")
+else:
+    def dataclass_transform(**_: object) -> object:
+        return lambda decorator: decorator
 
 _MISSING: Any = object()
 
@@ -44,6 +50,7 @@ def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] = _MISS
     return Field(default, default_factory, compare, repr, hash)
 
 
+@dataclass_transform(field_specifiers=(field, Field))
 def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
     """Class decorator: `@record` or `@record(frozen=True)`."""
     def wrap(cls: type[T]) -> type[T]:
@@ -75,19 +82,34 @@ def asdict(obj: Any) -> Any:
 
 
 def _build(cls: type[T], frozen: bool) -> type[T]:
-    specs: list[Field] = []
+    inherited: dict[str, Field] = {}
+    for base in reversed(cls.__mro__[1:]):  # as dataclasses: the nearest base's field wins
+        for spec in base.__dict__.get("__record_fields__", ()):
+            inherited[spec.name] = spec
+    declared: dict[str, Field] = {}
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():
         if str(annotation).startswith(("ClassVar", "typing.ClassVar")):
             continue
         value = cls.__dict__.get(name, _MISSING)
         spec = value if isinstance(value, Field) else Field(default=value)
         spec.name = name
+        if isinstance(spec.default, (list, dict, set)):
+            raise ValueError(f"mutable default {type(spec.default)} for field {name} of {cls.__qualname__} "
+                             "is not allowed: use default_factory")
         if isinstance(value, Field):  # the class attribute is the default, as in dataclasses
             if spec.default is _MISSING:
                 delattr(cls, name)
             else:
                 setattr(cls, name, spec.default)
-        specs.append(spec)
+        declared[name] = spec
+    specs = list({**inherited, **declared}.values())
+    defaulted = ""
+    for spec in specs:
+        if spec.default is not _MISSING or spec.default_factory is not _MISSING:
+            defaulted = spec.name
+        elif defaulted:
+            raise TypeError(f"non-default argument {spec.name!r} follows default argument {defaulted!r} "
+                            f"in {cls.__qualname__}")
     setattr(cls, "__record_fields__", tuple(specs))
     setattr(cls, "__match_args__", tuple(f.name for f in specs))
     own = cls.__dict__

@@ -61,4 +61,8 @@ printf '%s\\n' "$_xetool_py" "${{COMPREPLY[@]}}"
     env.pop("XETOOL_COMPLETION_PYTHON", None)
     run = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == [str(venv / "bin" / "python3"), "web01", "win01"]
+    # the interpreter pip wrote into the script (a venv made by `python3 -m venv` from another
+    # venv's python names bin/python3.11, from the system's bin/python3): the script's own
+    shebang = (venv / "bin" / "xetool").read_text().splitlines()[0].removeprefix("#!")
+    assert Path(shebang).parent == venv / "bin"
+    assert run.stdout.split() == [shebang, "web01", "win01"]

@@ -89,3 +89,34 @@ def test_explicit_methods_are_kept():
             return 7
 
     assert repr(Named("a")) == "<a>" and hash(Named("a")) == 7
+
+
+@pytest.mark.parametrize("deco,fld", [(dataclasses.dataclass, dataclasses.field), (record, field)])
+def test_refuses_what_dataclasses_refuse(deco, fld):
+    for mutable in ([], {}, set()):
+        with pytest.raises(ValueError, match="mutable default"):
+            deco(type("Bad", (), {"__annotations__": {"x": "list"}, "x": mutable, "__module__": __name__}))
+    with pytest.raises(ValueError, match="mutable default"):
+        deco(type("Bad", (), {"__annotations__": {"x": "list"}, "x": fld(default=[]), "__module__": __name__}))
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+        deco(type("Bad", (), {"__annotations__": {"a": "int", "b": "int"}, "a": 1, "__module__": __name__}))
+
+
+@pytest.mark.parametrize("deco", [dataclasses.dataclass, record])
+def test_fields_are_inherited_as_dataclasses_inherit_them(deco):
+    @deco
+    class Base:
+        name: str
+        size: int = 1
+
+    @deco
+    class Disk(Base):
+        size: int = 2  # overridden: keeps its place, takes the new default
+        mode: str = "RW"
+
+    d = Disk("xvda")
+    assert (d.name, d.size, d.mode) == ("xvda", 2, "RW")
+    assert Disk.__match_args__ == ("name", "size", "mode")
+    assert Disk("a", 3, "RO") == Disk("a", 3, "RO") != Disk("a", 3, "RW")
+    with pytest.raises(TypeError):
+        deco(type("Late", (Base,), {"__annotations__": {"late": "int"}, "__module__": __name__}))

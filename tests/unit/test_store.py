@@ -167,3 +167,39 @@ def test_unwritable_state_dir_through_the_cli(tmp_path):
     assert p.stdout == ""
     assert p.stderr.startswith("The state directory cannot be written.\n")
     assert f"path: {bad}" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_host_load_follows_every_vm_change(tmp_path: Path) -> None:
+    """Placement reads each host's load from host_load, kept by triggers: after any mix of
+    inserts, moves, schedules, memory changes and deletes it equals the sum over the VM rows."""
+    import random
+
+    from xetool.master.snapshot import host_loads
+
+    store = Store(tmp_path)
+    rng = random.Random(7)
+    with store.write() as txn:
+        hosts = [txn.insert("host", {"name_label": f"h{i}"}) for i in range(4)]
+    vms: list[str] = []
+    aggregate = """
+        SELECT h, COUNT(*), SUM(memory_overhead), SUM(memory_static_min), SUM(memory_dynamic_min),
+               SUM(memory_dynamic_max), SUM(memory_static_max)
+        FROM (SELECT resident_on AS h, * FROM vm WHERE resident_on IS NOT NULL UNION ALL
+              SELECT scheduled_to_be_resident_on AS h, * FROM vm WHERE scheduled_to_be_resident_on IS NOT NULL
+              AND (resident_on IS NULL OR resident_on != scheduled_to_be_resident_on)) GROUP BY h"""
+    for step in range(400):
+        with store.write() as txn:
+            pick = rng.random()
+            if pick < 0.3 or not vms:
+                vms.append(txn.insert("vm", {"name_label": f"v{step}", "memory_overhead": rng.randrange(1 << 20),
+                                             "resident_on": rng.choice(hosts + [None])}))
+            elif pick < 0.8:
+                txn.update("vm", rng.choice(vms), {
+                    rng.choice(("resident_on", "scheduled_to_be_resident_on")): rng.choice(hosts + [None]),
+                    "memory_dynamic_min": rng.randrange(1, 1 << 30)})
+            else:
+                txn.delete("vm", vms.pop(rng.randrange(len(vms))))
+            expected = {row[0]: tuple(row[1:]) for row in txn.db.execute(aggregate)}
+            got = {h: tuple(vars(load).values()) for h, load in host_loads(txn).items() if load.count}
+            assert got == expected, f"step {step}"
+    store.close()

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 
 from xetool.backends.base import Backend
-from xetool.devices.domain import home, write_tree
+from xetool.devices.domain import home, private_home, vm_uuid_of, write_tree, xenops_home
 from xetool.errors import XeError
-from xetool.records import record
+from xetool.records import field, record
 from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -38,6 +38,24 @@ class DevicePaths:
     def backend(self) -> str:
         return f"/local/domain/0/backend/{self.kind}/{self.domid}/{self.devid}"
 
+    @property
+    def frontend_ro(self) -> str:
+        """xenopsd's copy of the frontend's backend link, out of the guest's reach."""
+        return f"{xenops_home(self.domid)}/device/{self.kind}/{self.devid}"
+
+    @property
+    def xenserver(self) -> str:
+        """The device's extra XenServer keys, writable by the guest."""
+        return f"{home(self.domid)}/xenserver/device/{self.kind}/{self.devid}"
+
+    def private(self, vm_uuid: str) -> str:
+        """xenopsd's private data of the device (backend kind and id, a VIF's MAC, bridge...)."""
+        return f"{private_home(vm_uuid)}/private/{self.kind}/{self.devid}"
+
+    def hotplug(self, vm_uuid: str) -> str:
+        """Where xenopsd keeps the device's hotplug state (XenServer's vif script reports here)."""
+        return f"{private_home(vm_uuid)}/hotplug/{self.domid}/{self.kind}/{self.devid}"
+
 
 @record(frozen=True)
 class Device:
@@ -47,12 +65,16 @@ class Device:
     front: Mapping[str, str]
     back: Mapping[str, str]
     name: str
+    private: Mapping[str, str] = field(default_factory=dict)  # beside backend-kind and backend-id
 
 
 def add(xs: XsClient, backend: Backend, devices: list[Device]) -> None:
     """Write every device's two halves in one transaction, run the hotplug where dom0 needs it,
     then wait for each hotplug-status: `connected`, or `error` with hotplug-error, or
     DEVICE_ATTACH_TIMEOUT. The backends work on all of them at once."""
+    if not devices:
+        return
+    vm_uuid = vm_uuid_of(xs, devices[0].paths.domid)
     values: dict[str, str] = {}
     dirs: list[tuple[str, list[str]]] = []
     for d in devices:
@@ -61,10 +83,14 @@ def add(xs: XsClient, backend: Backend, devices: list[Device]) -> None:
                    {"backend": dev.backend, "backend-id": "0", "state": "1", **d.front}.items()}
         values |= {f"{dev.backend}/{k}": v for k, v in
                    {"frontend": dev.frontend, "frontend-id": str(dev.domid), "online": "1", "state": "1", **d.back}.items()}
-        # The guest owns its frontend and may read the backend (libxl's device add).
-        dirs += [(dev.frontend, [f"n{dev.domid}", "r0"]), (dev.backend, ["n0", f"r{dev.domid}"])]
-    if not devices:
-        return
+        values[f"{dev.frontend_ro}/backend"] = dev.backend
+        values |= {f"{dev.private(vm_uuid)}/{k}": v for k, v in
+                   {"backend-kind": dev.kind, "backend-id": "0", **d.private}.items()}
+        # The guest owns its frontend and may read the backend (libxl's device add); xenopsd's
+        # private copies are dom0's alone; the extra XenServer keys are the guest's.
+        dirs += [(dev.frontend, [f"n{dev.domid}", "r0"]), (dev.backend, ["n0", f"r{dev.domid}"]),
+                 (dev.frontend_ro, ["n0"]), (dev.private(vm_uuid), ["n0"]), (dev.hotplug(vm_uuid), ["n0"]),
+                 (dev.xenserver, [f"n{dev.domid}"])]
     xs.transaction(lambda t: write_tree(t, dirs, values))
     for d in devices:
         backend.hotplug(d.paths.kind, d.paths.domid, d.paths.devid, "add" if d.paths.kind == "vbd" else "online")
@@ -85,8 +111,7 @@ def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: b
     """Ask the backend to close (online=0, state Closing), wait for Closed, then remove both
     halves. With `force`, or when the domain is gone, just remove them."""
     if not xs.exists(dev.backend):
-        if xs.exists(dev.frontend):
-            xs.rm(dev.frontend)
+        _remove_paths(xs, dev, dev.frontend)
         return
     if not force:
         xs.write_many({f"{dev.backend}/online": "0", f"{dev.backend}/state": CLOSING})
@@ -97,11 +122,19 @@ def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: b
                 raise XeError("DEVICE_DETACH_TIMEOUT", dev.kind, name, hotplug_timeout()) from None
             raise
     backend.hotplug(dev.kind, dev.domid, dev.devid, "remove" if dev.kind == "vbd" else "offline")
-    for path in (dev.frontend, dev.backend):
-        if xs.exists(path):
-            xs.rm(path)
+    _remove_paths(xs, dev, dev.frontend, dev.backend)
     # the per-domain directory above the backend (backend/<kind>/<domid>) outlives the domain
     # in dom0's tree unless removed with its last device, as libxl does
     parent = dev.backend.rsplit("/", 1)[0]
     if xs.exists(parent) and not xs.ls(parent):
         xs.rm(parent)
+
+
+def _remove_paths(xs: XsClient, dev: DevicePaths, *halves: str) -> None:
+    """The given halves, and what xenopsd keeps of the device (Hotplug.release): its private
+    copy of the frontend link, its private data and hotplug state, its extra XenServer keys."""
+    vm_uuid = vm_uuid_of(xs, dev.domid)
+    private = (dev.private(vm_uuid), dev.hotplug(vm_uuid)) if vm_uuid else ()
+    for path in (*halves, dev.frontend_ro, dev.xenserver, *private):
+        if xs.exists(path):
+            xs.rm(path)

@@ -1,6 +1,11 @@
-"""The per-domain xenstore entries the toolstack writes (xapi reference section 8, libxl's
-domain make): the domain's home with its permissions, platform flags and BIOS strings, the
-guest-writable directories, vCPU availability and the memory range.
+"""The per-domain xenstore entries the toolstack writes, as xenopsd does for a domain (xapi
+reference section 8; xen-api ocaml/xenopsd/xc/domain.ml `make` and xenops_server_xen.ml
+`create_exn`): the domain's home with its permissions, platform flags and BIOS strings, the
+guest-writable directories, the /vm/<uuid> back-link, xenopsd's private /xenops/domain/<domid>
+tree, vCPU availability and the memory keys. tests/data/xenopsd-pv-domain-keys.txt lists them.
+
+Everything written here lives under a path removed with the domain (`remove_domain_entries`):
+/local/domain/<domid>, /vm/<uuid>/domains/<domid>, /xenops/domain/<domid>, /xapi/<uuid>.
 
 Permission lists follow libxl: "ro" = n0 then r<domid> (readable by the guest), "rw" = n<domid>
 (owned by the guest).
@@ -8,6 +13,7 @@ Permission lists follow libxl: "ro" = n0 then r<domid> (readable by the guest), 
 
 from __future__ import annotations
 
+import time
 import uuid as uuidlib
 
 from xetool.xenstore.client import XsClient
@@ -16,7 +22,11 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-GUEST_RW_DIRS = ("data", "drivers", "feature", "attr", "error", "vm-data", "messages", "control", "device/vbd", "device/vif")
+# Created empty for the guest to write in (Domain.make's rw subdirectories, device/* included).
+GUEST_RW_DIRS = ("data", "drivers", "feature", "attr", "xenserver/attr", "error", "vm-data", "messages", "control",
+                 "hvmloader", "rrd", "device/vbd", "device/vif", "device/9pfs")
+# xenopsd's own copy of each frontend's backend link, which the guest cannot touch.
+XENOPS_DIRS = ("device", "device/vbd", "device/vif", "device/9pfs")
 GENERIC_BIOS_STRINGS = {
     "bios-vendor": "Xen", "bios-version": "", "system-manufacturer": "Xen", "system-product-name": "HVM domU",
     "system-version": "", "system-serial-number": "", "baseboard-manufacturer": "", "baseboard-product-name": "",
@@ -37,27 +47,45 @@ def rw(domid: int) -> list[str]:
     return [f"n{domid}"]
 
 
+def xenops_home(domid: int) -> str:
+    return f"/xenops/domain/{domid}"
+
+
+def private_home(vm_uuid: str) -> str:
+    """xenopsd's private data of a VM's devices and hotplug state (kept by uuid)."""
+    return f"/xapi/{vm_uuid}"
+
+
+def vm_uuid_of(xs: XsClient, domid: int) -> str:
+    """The VM of a domain, from its `vm` link (/vm/<uuid>), as xenopsd's uuid_of_domid."""
+    return (xs.read_or(f"{home(domid)}/vm") or "").rsplit("/", 1)[-1]
+
+
 def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm: bool,
                          platform: Mapping[str, str], bios_strings: Mapping[str, str],
-                         xenstore_data: Mapping[str, str], vcpus: int, weight: int, cap: int) -> None:
-    """Domain make: everything before any device, in one transaction, retried on EAGAIN."""
+                         xenstore_data: Mapping[str, str], vcpus_max: int, vcpus_at_startup: int,
+                         weight: int, cap: int, initial_target_kib: int) -> None:
+    """Domain make: everything before any device, in one transaction, retried on EAGAIN.
+    `initial_target_kib` is the balloon target the reservation allows (create_exn's
+    min(dynamic-max, reserved - overhead))."""
     h = home(domid)
+    vm = f"/vm/{vm_uuid}"
     values: dict[str, str] = {
-        f"{h}/vm": f"/vm/{vm_uuid}", f"{h}/name": name, f"{h}/unique-domain-id": str(uuidlib.uuid4()),
+        f"{h}/vm": vm, f"{h}/name": name, f"{h}/unique-domain-id": str(uuidlib.uuid4()),
         f"{h}/domain-type": "hvm" if hvm else "pv", f"{h}/action-request": "poweroff",
         f"{h}/control/shutdown": "", f"{h}/control/platform-feature-multiprocessor-suspend": "1",
-        f"{h}/control/platform-feature-xs_reset_watches": "1",
-        f"/vm/{vm_uuid}/uuid": vm_uuid, f"/vm/{vm_uuid}/name": name, f"/vm/{vm_uuid}/domains/{domid}": h,
-        f"{h}/platform/vcpu/number": str(vcpus), f"{h}/platform/vcpu/current": str(vcpus),
+        f"{h}/control/platform-feature-xs_reset_watches": "1", f"{h}/control/has-vendor-device": "0",
+        f"{vm}/uuid": vm_uuid, f"{vm}/name": name, f"{vm}/domains/{domid}": h,
+        f"{vm}/domains/{domid}/create-time": str(time.monotonic_ns()),
+        f"{h}/memory/initial-target": str(initial_target_kib), f"{h}/serial/0/limit": "65536",
+        f"{h}/platform/vcpu/number": str(vcpus_max), f"{h}/platform/vcpu/current": str(vcpus_at_startup),
         f"{h}/platform/vcpu/weight": str(weight), f"{h}/platform/vcpu/cap": str(cap),
         f"{h}/platform/acpi_s3": platform.get("acpi_s3", "0"), f"{h}/platform/acpi_s4": platform.get("acpi_s4", "0"),
     }
     for key, value in platform.items():
         values[f"{h}/platform/{key}"] = value
-    if hvm:
-        values[f"{h}/hvmloader"] = ""
-        for key, value in bios_strings.items():
-            values[f"{h}/bios-strings/{key}"] = value
+    for key, value in bios_strings.items():  # every domain, PV too: the guest agent reads them
+        values[f"{h}/bios-strings/{key}"] = value
     for key, value in xenstore_data.items():
         if key.startswith(("vm-data/", "FIST/")):
             values[f"{h}/{key}"] = value
@@ -66,6 +94,7 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
     dirs: list[tuple[str, list[str]]] = [(h, ro(domid)), (f"{h}/cpu", ro(domid)), (f"{h}/memory", ro(domid)),
                                          (f"{h}/device", ro(domid))]
     dirs += [(f"{h}/{d}", rw(domid)) for d in GUEST_RW_DIRS]
+    dirs += [(xenops_home(domid), ["n0"])] + [(f"{xenops_home(domid)}/{d}", ["n0"]) for d in XENOPS_DIRS]
 
     # Added to what the hypervisor side made (on Xen, `xl create` has written the rings and
     # console already), never replacing it.
@@ -94,12 +123,20 @@ def write_memory_range(xs: XsClient, domid: int, dynamic_min_kib: int, dynamic_m
     xs.write_many({f"{h}/memory/dynamic-min": str(dynamic_min_kib), f"{h}/memory/dynamic-max": str(dynamic_max_kib)})
 
 
+def write_memory_reservation(xs: XsClient, domid: int, reservation_id: str, kib: int) -> None:
+    """What squeezed records when a reservation is handed to the domain (transfer_reservation_to_domain)."""
+    h = home(domid)
+    xs.write_many({f"{h}/memory/initial-reservation": str(kib), f"{h}/memory/reservation-id": reservation_id})
+
+
 def finish_build(xs: XsClient, domid: int) -> None:
     """The last step of a start: the domain is no longer half-built (xenopsd's action-request)."""
     xs.rm(f"{home(domid)}/action-request")
 
 
 def remove_domain_entries(xs: XsClient, domid: int, vm_uuid: str) -> None:
-    for path in (home(domid), f"/vm/{vm_uuid}/domains/{domid}"):
+    """Domain.destroy's xenstore part: the domain's home, xenopsd's private trees of it, the
+    /vm back-link; /vm/<uuid> itself stays (as xenopsd keeps it until the VM is removed)."""
+    for path in (home(domid), xenops_home(domid), f"/vm/{vm_uuid}/domains/{domid}", private_home(vm_uuid)):
         if xs.exists(path):
             xs.rm(path)

@@ -45,6 +45,7 @@ class Disk:
     vbd_type: str  # Disk | CD | Floppy
     bootable: bool
     name: str  # the VBD's uuid, for errors
+    unpluggable: bool  # the backend's `removable`, as xenopsd writes it
 
 
 def plug(xs: XsClient, backend: Backend, domid: int, hvm: bool, disks: list[Disk]) -> list[str]:
@@ -58,7 +59,7 @@ def plug(xs: XsClient, backend: Backend, domid: int, hvm: bool, disks: list[Disk
         back = {
             "params": str(disk.path) if disk.path else "", "script": "/etc/xen/scripts/block", "type": "phy",
             "mode": "w" if disk.mode == "RW" else "r", "dev": dname, "device-type": device_type,
-            "removable": "1" if disk.vbd_type == "CD" else "0", "bootable": "1" if disk.bootable else "0",
+            "removable": "1" if disk.unpluggable else "0", "bootable": "1" if disk.bootable else "0",
         }
         devices.append(common.Device(paths, front, back, disk.name))
     common.add(xs, backend, devices)

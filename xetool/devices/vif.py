@@ -40,7 +40,9 @@ def plug(xs: XsClient, backend: Backend, domid: int, nics: list[Nic]) -> None:
         # names it vif<domid>.<device> (vif-bridge refuses a rename to the name it has)
         back = {"script": "/etc/xen/scripts/vif-bridge", "mac": nic.mac, "bridge": nic.bridge, "handle": str(nic.device),
                 "type": "vif", "mtu": str(nic.mtu)}
-        devices.append(common.Device(common.DevicePaths("vif", domid, nic.device), front, back, nic.name))
+        # what xenopsd keeps of a VIF in its private tree (Device.Vif.add)
+        private = {"mac": nic.mac, "MTU": str(nic.mtu), "bridge": nic.bridge, "bridge-MAC": "fe:ff:ff:ff:ff:ff"}
+        devices.append(common.Device(common.DevicePaths("vif", domid, nic.device), front, back, nic.name, private))
     common.add(xs, backend, devices)
 
 

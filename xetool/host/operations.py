@@ -158,7 +158,7 @@ def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
                 vdi = txn.must("vdi", d.row["VDI"])
                 path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
         userdevice = int(d.row["userdevice"])
-        disk = vbd.Disk(userdevice, path, d.row["mode"], d.row["type"], d.row["bootable"], vbd_uuid)
+        disk = vbd.Disk(userdevice, path, d.row["mode"], d.row["type"], d.row["bootable"], vbd_uuid, d.row["unpluggable"])
         try:
             name, = vbd.plug(d.xs, d.backend, d.vm["domid"], d.rt.hvm, [disk])
         except BaseException:  # no half-plugged disk: both halves go again

@@ -60,6 +60,7 @@ class HostStart:
         self.config: DomainConfig | None = None
         self.domain_parameters: parameters.DomainParameters | None = None
         self.kernel: bootloader.Kernel | None = None
+        self.reserved_kib = 0
         self._xs: XsClient | None = None
 
     @property
@@ -147,6 +148,7 @@ class HostStart:
         hi = (vm["memory_dynamic_max"] + overhead) // 1024
         self.rt.reservation, kib = memory.reserve(self.store, self.state_dir, self.backend, self.host_uuid,
                                                   self.vm_uuid, self.task, lo, hi)
+        self.reserved_kib = kib
         self._save()
         target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
         self.config = DomainConfig(
@@ -188,9 +190,11 @@ class HostStart:
     def write_domain_xenstore(self) -> str:
         vm = self.record
         params = vm["VCPUs_params"]
+        assert self.config is not None
         domain.write_domain_entries(
             self.xs, self.rt.domid, self.vm_uuid, vm["name_label"], self.hvm, vm["platform"], self.vm["bios_strings"],
-            vm["xenstore_data"], vm["VCPUs_at_startup"], int(params.get("weight", 256)), int(params.get("cap", 0)))
+            vm["xenstore_data"], vm["VCPUs_max"], vm["VCPUs_at_startup"], int(params.get("weight", 256)),
+            int(params.get("cap", 0)), self.config.memory_target_kib)
         return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, no devices yet"
 
     def set_domid(self) -> Note:
@@ -244,6 +248,7 @@ class HostStart:
         assert self.config is not None
         c = self.config
         self.backend.build_domain(self.rt.domid, c)
+        domain.write_memory_reservation(self.xs, self.rt.domid, self.rt.reservation, self.reserved_kib)
         memory.transfer_to_domain(self.store, self.rt.reservation)
         self.rt.reservation = ""
         self._save()
@@ -262,7 +267,7 @@ class HostStart:
                     vdi = txn.must("vdi", d.vbd["VDI"])
                     path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
                 disks.append(vbd.Disk(int(d.vbd["userdevice"]), path, d.vbd["mode"], d.vbd["type"], d.vbd["bootable"],
-                                      d.vbd["uuid"]))
+                                      d.vbd["uuid"], d.vbd["unpluggable"]))
         self.rt.vbds.update({disk.name: disk.userdevice for disk in disks})
         self._save()  # before the entries exist, so that an undo removes them whatever happens
         names = vbd.plug(self.xs, self.backend, self.rt.domid, self.hvm, disks)

@@ -32,9 +32,15 @@ def to_column(f: Field, value: Any) -> Any:
 
 def from_column(f: Field, raw: Any) -> Any:
     if f.kind in (Kind.SET, Kind.MAP):
+        if raw == "{}":  # most maps and sets are empty: no parser needed
+            return {}
+        if raw == "[]":
+            return []
+        if not raw:
+            return f.initial()
         import json
 
-        return json.loads(raw) if raw else f.initial()
+        return json.loads(raw)
     if f.kind is Kind.BOOL:
         return bool(raw)
     return raw

@@ -33,14 +33,9 @@ def _domid(raw: bytes) -> int:
     return int(text)
 
 
-def _privileged(conn: Connection) -> None:
-    if not conn.caller.privileged:
-        raise XsError("EACCES", "privileged message")
-
-
 def read(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload))
-    return s.tree.read(conn.caller, path, s.transaction(conn, tx_id) if tx_id else None)
+    return s.tree.read(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
 
 
 def write(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
@@ -48,40 +43,42 @@ def write(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload:
     if i < 0:
         raise XsError("EINVAL", "no NUL after the path")
     _, path = s.resolve(conn, payload[:i])
-    s.tree.write(conn.caller, path, payload[i + 1:], s.transaction(conn, tx_id) if tx_id else None)
+    s.tree.write(conn.caller, path, payload[i + 1:], conn.transactions[tx_id] if tx_id else None)
     return OK
 
 
 def mkdir(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload))
-    s.tree.mkdir(conn.caller, path, s.transaction(conn, tx_id))
+    s.tree.mkdir(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
     return OK
 
 
 def rm(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload))
-    s.tree.rm(conn.caller, path, s.transaction(conn, tx_id))
+    s.tree.rm(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
     return OK
 
 
 def directory(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload))
-    children, _ = s.tree.directory(conn.caller, path, s.transaction(conn, tx_id))
+    children, _ = s.tree.directory(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
     return b"".join(c.encode() + b"\0" for c in children)
 
 
 def directory_part(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    """`gencnt\\0child\\0...`; the chunk that reaches the end carries an extra empty string."""
+    """`gencnt\\0child\\0...`; the chunk that reaches the end carries an extra empty string.
+    As C xenstored: an offset at or past the end answers an empty list and the current gencnt
+    (a client that sees the gencnt change starts over), not an error."""
     args = split_args(payload)
     if len(args) != 2 or not args[1].isdigit():
         raise XsError("EINVAL", "expected path and offset")
     _, path = s.resolve(conn, args[0])
     offset = int(args[1])
-    children, gen = s.tree.directory(conn.caller, path, s.transaction(conn, tx_id))
+    children, gen = s.tree.directory(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
     data = b"".join(c.encode() + b"\0" for c in children)
-    if offset > len(data):
-        raise XsError("EINVAL", "offset past the end")
     head = f"{gen}\0".encode()
+    if offset >= len(data):  # past the end: an empty last chunk, with the current generation
+        return head + b"\0"
     room = XENSTORE_PAYLOAD_MAX - len(head) - 1
     rest = data[offset:]
     if len(rest) <= room:
@@ -94,7 +91,7 @@ def directory_part(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int,
 
 def get_perms(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
     _, path = s.resolve(conn, _one_path(payload), special_ok=True)
-    perms = s.tree.get_perms(conn.caller, path, s.transaction(conn, tx_id))
+    perms = s.tree.get_perms(conn.caller, path, conn.transactions[tx_id] if tx_id else None)
     return b"".join(p.encode() + b"\0" for p in format_perms(perms))
 
 
@@ -102,7 +99,7 @@ def set_perms(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payl
     args = split_args(payload)
     _, path = s.resolve(conn, args[0], special_ok=True)
     perms = parse_perms([decode(a) for a in args[1:] if a])
-    s.tree.set_perms(conn.caller, path, perms, s.transaction(conn, tx_id))
+    s.tree.set_perms(conn.caller, path, perms, conn.transactions[tx_id] if tx_id else None)
     return OK
 
 
@@ -154,7 +151,6 @@ def transaction_end(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int
 
 
 def introduce(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     args = split_args(payload)
     if len(args) != 3:
         raise XsError("EINVAL", "expected domid, gfn, evtchn")
@@ -171,19 +167,16 @@ def introduce(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payl
 
 
 def release(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     s.tree.release(_domid(_one_path(payload)))
     return OK
 
 
 def resume(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     s.tree.resume(_domid(_one_path(payload)))
     return OK
 
 
 def set_target(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     args = split_args(payload)
     if len(args) != 2:
         raise XsError("EINVAL", "expected domid and target")
@@ -196,7 +189,6 @@ def get_domain_path(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int
 
 
 def is_domain_introduced(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     domid = _domid(_one_path(payload))
     return b"T\0" if domid == 0 or domid in s.tree.introduced else b"F\0"
 
@@ -210,7 +202,6 @@ def reset_watches(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, 
 
 
 def control(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payload: bytes) -> bytes:
-    _privileged(conn)
     args = [decode(a) for a in split_args(payload)]
     if args[0] == "help":
         return CONTROL_HELP + b"\0"
@@ -228,6 +219,14 @@ def control(s: XenstoreServer, conn: Connection, req_id: int, tx_id: int, payloa
         return OK
     raise XsError("EINVAL", f"unknown control command {args[0]!r}")
 
+
+# Only the privileged domain (and socket clients) may send these: EACCES before anything else
+# is looked at, as `XS_FLAG_PRIV` in C xenstored's process_message.
+PRIVILEGED = frozenset((Op.XS_CONTROL, Op.XS_INTRODUCE, Op.XS_RELEASE, Op.XS_IS_DOMAIN_INTRODUCED,
+                        Op.XS_RESUME, Op.XS_SET_TARGET))
+# These ignore the header's tx_id (`XS_FLAG_NOTID`); every other type with an unknown nonzero
+# tx_id is answered ENOENT without being run.
+IGNORES_TX = frozenset((Op.XS_WATCH, Op.XS_UNWATCH))
 
 HANDLERS: dict[int, Handler] = {
     Op.XS_CONTROL: control,

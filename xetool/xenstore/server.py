@@ -236,6 +236,8 @@ class XenstoreServer:
         from xetool.xenstore import ops  # the per-message handlers
 
         self.handlers = ops.HANDLERS
+        self.privileged_ops = ops.PRIVILEGED
+        self.ops_ignoring_tx = ops.IGNORES_TX
 
     # --- I/O -----------------------------------------------------------------------------------
 
@@ -272,6 +274,7 @@ class XenstoreServer:
         pos, end = 0, len(buf)
         unpack = HEADER.unpack_from
         handlers = self.handlers
+        privileged, ignores_tx = self.privileged_ops, self.ops_ignoring_tx
         while end - pos >= HEADER_SIZE and not conn.closed and len(conn.out) < READ_PAUSE:
             op, req_id, tx_id, length = unpack(buf, pos)
             if length > XENSTORE_PAYLOAD_MAX:
@@ -286,6 +289,10 @@ class XenstoreServer:
             try:
                 if handler is None:
                     raise XsError("ENOSYS", f"message type {op}")
+                if op in privileged and not conn.caller.privileged:
+                    raise XsError("EACCES", "privileged message")
+                if tx_id and tx_id not in conn.transactions and op not in ignores_tx:
+                    raise XsError("ENOENT", f"no transaction {tx_id}")
                 reply = handler(self, conn, req_id, tx_id, payload)
             except XsError as e:
                 conn.send(Op.XS_ERROR, req_id, tx_id, error_payload(e.name))
@@ -378,15 +385,6 @@ class XenstoreServer:
         if given.startswith("@"):
             return given, given
         return given, f"/local/domain/{conn.caller.domid}/{given}"
-
-    @staticmethod
-    def transaction(conn: Connection, tx_id: int) -> Transaction | None:
-        if tx_id == 0:
-            return None
-        tx = conn.transactions.get(tx_id)
-        if tx is None:
-            raise XsError("ENOENT", f"no transaction {tx_id}")
-        return tx
 
 
 class ThreadedServer:

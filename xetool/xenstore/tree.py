@@ -2,8 +2,12 @@
 
 Semantics follow C xenstored (tools/xenstored/{core,transaction,watch,domain}.c):
 - paths here are absolute and already validated; the server resolves relative ones;
-- a transaction works on a copy-on-write overlay and fails its commit with EAGAIN only if a
-  node it *read* changed (per-node generation counters); its events are sent at commit;
+- a transaction sees its own copy of the store, as it was when the transaction started ("whole
+  db is copied", docs/misc/xenstore.txt): nothing is copied up front; a change made outside first
+  keeps the node's old version for each open transaction (`_preserve`), so the cost falls on
+  writes made while transactions are open, and none when there are none. Its own changes go to a
+  copy-on-write overlay; the commit fails with EAGAIN only if a node it *read* changed since
+  (per-node generation counters, as C xenstored); its events are sent at commit;
 - permissions are `n`/`r`/`w`/`b` + domid, the first entry names the owner and the default;
   dom0 (the privileged caller) bypasses them; unprivileged callers get quotas (ENOSPC).
 """
@@ -102,14 +106,16 @@ class Watch:
 
 
 class Transaction:
-    """A private copy-on-write view: `overlay` holds changed nodes (None: removed), `reads`
-    the generation of every node read (-1: absent), `events` what fires at commit."""
+    """A private view: `overlay` holds changed nodes (None: removed), `seen` the version at
+    the start of each node changed by others since (None: absent then), `reads` the generation
+    of every node read (-1: absent), `events` what fires at commit."""
 
-    __slots__ = ("caller", "overlay", "reads", "events", "created")
+    __slots__ = ("caller", "overlay", "seen", "reads", "events", "created")
 
     def __init__(self, caller: Caller) -> None:
         self.caller = caller
         self.overlay: dict[str, Node | None] = {}
+        self.seen: dict[str, Node | None] = {}
         self.reads: dict[str, int] = {}
         self.events: list[tuple[str, tuple[Perm, ...], tuple[str, ...]]] = []
         self.created = 0  # nodes created by an unprivileged caller (quota)
@@ -167,6 +173,7 @@ class Tree:
         self._watch_count: dict[int, int] = {}
         self._tx_count: dict[int, int] = {}
         self._owned: dict[int, int] = {0: 1}
+        self._open: set[Transaction] = set()  # transactions started and not ended
         self.introduced: set[int] = set()
         self._exc_fired: set[int] = set()  # domains whose shutdown already fired @releaseDomain
         self.targets: dict[int, int] = {}
@@ -180,29 +187,55 @@ class Tree:
         return self._gen
 
     def _get(self, path: str, tx: Transaction | None) -> Node | None:
-        if tx is not None and path in tx.overlay:
+        """The node as the caller sees it: the global one, or in a transaction its own version:
+        the one it changed, else the one the store had when it started (kept in `seen` by
+        `_preserve` when someone else changed it since), else the global one, unchanged."""
+        if tx is None:
+            return self._nodes.get(path)
+        if path in tx.overlay:
             return tx.overlay[path]
+        seen = tx.seen
+        if path in seen:
+            return seen[path]
         return self._nodes.get(path)
 
+    def _preserve(self, path: str) -> None:
+        """Before the global node at `path` changes (or is created or removed), keep its
+        current version for every open transaction that has no version of its own yet: each
+        transaction goes on seeing the store as it was when it started."""
+        node = self._nodes.get(path)
+        for tx in self._open:
+            if path not in tx.seen and path not in tx.overlay:
+                tx.seen[path] = node.copy() if node is not None else None
+
     def _record_read(self, path: str, tx: Transaction | None) -> None:
+        """Remember the generation of the version the transaction read, for the conflict check
+        at commit."""
         if tx is not None and path not in tx.reads and path not in tx.overlay:
-            node = self._nodes.get(path)
+            node = self._get(path, tx)
             tx.reads[path] = node.gen if node is not None else -1
+            self._check_tx_size(tx)
 
     def _mutable(self, path: str, tx: Transaction | None) -> Node:
-        """The node to change in place: the global one, or the transaction's private copy."""
+        """The node to change in place: the global one, or the transaction's private copy.
+        Either way its generation moves on, so that a DIRECTORY_PART reader sees the change
+        (inside the transaction too)."""
         if tx is None:
+            if self._open:
+                self._preserve(path)
             node = self._nodes[path]
             node.gen = self._next_gen()
             return node
         node = tx.overlay.get(path)
         if node is None:
-            node = self._nodes[path].copy()
+            node = tx.seen.pop(path, None) or self._nodes[path].copy()
             tx.overlay[path] = node
             self._check_tx_size(tx)
+        node.gen = self._next_gen()
         return node
 
     def _check_tx_size(self, tx: Transaction) -> None:
+        """C xenstored's per-transaction node quota: the nodes it read or changed."""
         if not tx.caller.privileged and len(tx.overlay) + len(tx.reads) > self.quotas.nodes_per_transaction:
             raise XsError("ENOSPC", "too many nodes in the transaction")
 
@@ -257,6 +290,8 @@ class Tree:
         if tx is None and caller.privileged:  # the common case, kept short
             node = self._nodes.get(path)
             if node is not None:
+                if self._open:
+                    self._preserve(path)
                 node.value = value
                 self._gen += 1
                 node.gen = self._gen
@@ -302,10 +337,14 @@ class Tree:
             node = Node(value if p == path else b"", perms, {})
             self._mutable(parent_of(p), tx).children[p.rsplit("/", 1)[1]] = None
             if tx is None:
+                if self._open:
+                    self._preserve(p)
                 node.gen = self._next_gen()
                 self._nodes[p] = node
                 self._owned[perms[0][1]] = self._owned.get(perms[0][1], 0) + 1
             else:
+                node.gen = self._next_gen()
+                tx.seen.pop(p, None)
                 tx.overlay[p] = node
                 tx.created += 1
                 self._check_tx_size(tx)
@@ -331,9 +370,12 @@ class Tree:
         del self._mutable(parent_of(path), tx).children[path.rsplit("/", 1)[1]]
         for p in removed:
             if tx is None:
+                if self._open:
+                    self._preserve(p)
                 gone = self._nodes.pop(p)
                 self._owned[gone.perms[0][1]] -= 1
             else:
+                tx.seen.pop(p, None)
                 tx.overlay[p] = None
         self._event(path, node.perms, tuple(removed[1:]), tx)
 
@@ -379,12 +421,15 @@ class Tree:
         if not caller.privileged and count >= self.quotas.transactions_per_domain:
             raise XsError("ENOSPC", "too many transactions")
         self._tx_count[caller.domid] = count + 1
-        return Transaction(caller)
+        tx = Transaction(caller)
+        self._open.add(tx)
+        return tx
 
     def transaction_end(self, tx: Transaction, commit: bool) -> None:
         """Commit or abort. EAGAIN if a node the transaction read has changed since (or at
         random, with the fault-injection probability): the caller redoes the whole work."""
         self._tx_count[tx.caller.domid] -= 1
+        self._open.discard(tx)
         if not commit:
             return
         for path, gen in tx.reads.items():
@@ -395,23 +440,34 @@ class Tree:
             raise XsError("EAGAIN", "fault injection")
         # Apply by depth: parents first, so a re-created directory exists before its children,
         # and children lists are merged (not overwritten) with what others created meanwhile.
+        preserve = self._preserve if self._open else None  # for the other open transactions
         for path in sorted(tx.overlay, key=_depth):
             new = tx.overlay[path]
             cur = self._nodes.get(path)
             if new is None:
                 if cur is not None:
                     for p in list(self._subtree(path, None)):
+                        if preserve:
+                            preserve(p)
                         self._owned[self._nodes.pop(p).perms[0][1]] -= 1
                     parent = self._nodes.get(parent_of(path))
-                    if parent is not None and parent.children.pop(path.rsplit("/", 1)[1], 0) is None:
+                    name = path.rsplit("/", 1)[1]
+                    if parent is not None and name in parent.children:
+                        if preserve:
+                            preserve(parent_of(path))
+                        del parent.children[name]
                         parent.gen = self._next_gen()
                 continue
+            if preserve:
+                preserve(path)
             if cur is None:
                 cur = Node(new.value, new.perms, {})
                 if path != "/":
                     parent = self._nodes.get(parent_of(path))
                     if parent is None:  # removed by someone else meanwhile, with its subtree
                         continue
+                    if preserve:
+                        preserve(parent_of(path))
                     parent.children[path.rsplit("/", 1)[1]] = None
                     parent.gen = self._next_gen()
                 self._nodes[path] = cur

@@ -134,6 +134,8 @@ class Hypervisor:
         self.xs.write_many({f"{home}/vm": f"/vm/{d.uuid}", f"{home}/name": d.name,
                             f"/vm/{d.uuid}/uuid": d.uuid, f"/vm/{d.uuid}/name": d.name})
         self.xs.set_perms(home, ["n0", f"r{domid}"])  # libxl's "ro": the guest reads, dom0 owns
+        self.xs.rm(f"/libxl/{domid}")
+        self.xs.write(f"/libxl/{domid}/type", "hvm" if d.hvm else "pv")  # libxl__domain_make's own record
         for sub in ("vm", "name"):
             self.xs.set_perms(f"{home}/{sub}", ["n0", f"r{domid}"])
         log.info("created domain %d (%s, %s)", domid, d.name, d.uuid)
@@ -248,6 +250,7 @@ class Hypervisor:
             guest.stop()
         del self.domains[domid]
         self.xs.rm(f"/local/domain/{domid}")
+        self.xs.rm(f"/libxl/{domid}")
         if domid in self.tree.introduced:
             self.tree.release(domid)
         else:
