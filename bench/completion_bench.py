@@ -41,6 +41,9 @@ CASES = [
     ("uuid= of vm (store)", "xetool vm-param-get uuid="),
     ("vm-uuid= (store)", "xetool vbd-create vm-uuid="),
     ("uuid= of vbd, joined (store)", "xetool vbd-param-get uuid="),
+    ("-- options", "xetool vm-start --"),
+    ("param-key= of a map (store)", "xetool vm-param-get param-name=platform param-key="),
+    ("platform: keys (store)", "xetool vm-param-set uuid=x platform:"),
 ]
 
 

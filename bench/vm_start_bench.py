@@ -1,6 +1,7 @@
 """vm-start benchmarks (issues 4 and 5).
 
     PYTHONPATH=. python3 bench/vm_start_bench.py [--starts 10] [--hosts 1000] [--vms 20000] [--venv]
+                                                 [--synchronous NORMAL,FULL] [--dir /var/tmp] [--no-dry-run]
 
 1. A fresh `xetool vm-start` of a PV VM with 2 VBDs and 2 VIFs on the simulator (web01 of
    examples/pool.toml, hosts already running), median over --starts starts, each followed by an
@@ -17,6 +18,7 @@ Exits 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bigpool import generated_store  # noqa: E402
 from start_storm import env_for, stop_all, xe  # noqa: E402
+
+from xetool.store.db import SYNCHRONOUS  # noqa: E402
 
 
 def wall(env: dict[str, str], *args: str) -> float:
@@ -50,8 +54,8 @@ def report(name: str, values: list[float], target: float, floor: float) -> bool:
     return ok
 
 
-def start_bench(starts: int) -> bool:
-    state = Path(tempfile.mkdtemp(prefix="xetool-bench-")) / "state"
+def start_bench(starts: int, where: str | None = None) -> bool:
+    state = Path(tempfile.mkdtemp(prefix="xetool-bench-", dir=where)) / "state"
     env = env_for(state)
     try:
         wall(env, "pool-import", f"file={ROOT / 'examples' / 'pool.toml'}")
@@ -63,7 +67,8 @@ def start_bench(starts: int) -> bool:
         for _ in range(starts):
             times.append(wall(env, "vm-start", "vm=web01"))
             wall(env, "vm-shutdown", "vm=web01", "--force")
-        print("vm-start of a PV VM with 2 VBDs and 2 VIFs, hosts running:")
+        sync = os.environ.get("XETOOL_DB_SYNCHRONOUS") or "the default (" + SYNCHRONOUS + ")"
+        print(f"vm-start of a PV VM with 2 VBDs and 2 VIFs, hosts running; store synchronous={sync} on {state}:")
         ok = report("vm-start", times, 0.300, floor)
         out = xe(env, "--trace", "vm-start", "vm=web01")
         print("  --trace of one start:")
@@ -97,6 +102,10 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, default=1000)
     ap.add_argument("--vms", type=int, default=20000)
     ap.add_argument("--venv", action="store_true", help="measure in a fresh venv (bench/clean_venv.py)")
+    ap.add_argument("--synchronous", default="", help="compare the store's settings, e.g. NORMAL,FULL "
+                    "(PRAGMA synchronous; the cost of durability on vm-start)")
+    ap.add_argument("--dir", help="where the state directory goes (a disk, not a tmpfs, to measure fsync)")
+    ap.add_argument("--no-dry-run", action="store_true", help="only the vm-start of section 1")
     a = ap.parse_args()
     if a.venv:
         from clean_venv import reexec_in_venv
@@ -105,8 +114,13 @@ def main() -> int:
             argv = [x for x in sys.argv[1:] if x != "--venv"]
             return reexec_in_venv(Path(tmp) / "venv", __file__, argv)
     print(f"python: {sys.executable} ({sys.version.split()[0]})")
-    ok = start_bench(a.starts)
-    ok = dry_run_bench(a.hosts, a.vms, max(5, a.starts // 2)) and ok
+    ok = True
+    for sync in a.synchronous.split(",") if a.synchronous else [""]:
+        os.environ["XETOOL_DB_SYNCHRONOUS"] = sync
+        ok = start_bench(a.starts, a.dir) and ok
+    os.environ.pop("XETOOL_DB_SYNCHRONOUS")
+    if not a.no_dry_run:
+        ok = dry_run_bench(a.hosts, a.vms, max(5, a.starts // 2)) and ok
     return 0 if ok else 1
 
 

@@ -13,7 +13,7 @@
 # whitespace really was), complete the whole word, and hand readline only the part after the last
 # break it will replace. So it works with or without `=` and `:` in COMP_WORDBREAKS.
 
-_xetool_commands='event-wait help host-compute-free-memory host-compute-memory-overhead host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set host-sim-list host-sim-start host-sim-stop host-xenstore-ls host-xenstore-socket message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-attach vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vbd-plug vbd-unplug vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vif-plug vif-unplug vm-assert-can-boot-here vm-compute-memory-overhead vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set vm-pause vm-reboot vm-retrieve-wlb-recommendations vm-shutdown vm-start vm-unpause vm-vnc'
+_xetool_commands='event-wait help host-compute-free-memory host-compute-memory-overhead host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set host-sim-list host-sim-start host-sim-stop host-xenstore-ls host-xenstore-socket message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-check pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-attach vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vbd-plug vbd-unplug vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vif-plug vif-unplug vm-assert-can-boot-here vm-compute-memory-overhead vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set vm-pause vm-reboot vm-retrieve-wlb-recommendations vm-shutdown vm-start vm-unpause vm-vnc'
 _xetool_global_before='--state-dir= --minimal --format= --quiet --trace --debug --version --help'
 _xetool_global_after='--minimal --format= --debug --trace --quiet'
 # Each command's own parameters; the class whose fields it also takes (`vm`: any field, as
@@ -34,7 +34,7 @@ declare -gA _xetool_P=(
     [host-param-list]=uuid=
     [host-param-remove]='uuid= param-name= param-key='
     [host-param-set]=uuid=
-    [host-sim-list]=''
+    [host-sim-list]='params= host-sim='
     [host-sim-start]='host= multiple='
     [host-sim-stop]='host= multiple='
     [host-xenstore-ls]='path= host= multiple='
@@ -66,6 +66,7 @@ declare -gA _xetool_P=(
     [pif-param-list]=uuid=
     [pif-param-remove]='uuid= param-name= param-key='
     [pif-param-set]=uuid=
+    [pool-check]=repair=
     [pool-export]=file=
     [pool-import]='file= dry-run='
     [pool-list]='params= pool='
@@ -126,7 +127,7 @@ declare -gA _xetool_P=(
     [vm-assert-can-boot-here]='host= vm= multiple='
     [vm-compute-memory-overhead]='vm= multiple='
     [vm-create]='name-label= memory='
-    [vm-destroy]=uuid=
+    [vm-destroy]='uuid= wait='
     [vm-guest-metrics-list]='params= vm-guest-metrics='
     [vm-guest-metrics-param-add]='uuid= param-name= param-key='
     [vm-guest-metrics-param-clear]='uuid= param-name='
@@ -148,12 +149,12 @@ declare -gA _xetool_P=(
     [vm-param-list]=uuid=
     [vm-param-remove]='uuid= param-name= param-key='
     [vm-param-set]=uuid=
-    [vm-pause]='vm= multiple='
-    [vm-reboot]='force= timeout= vm= multiple='
+    [vm-pause]='wait= vm= multiple='
+    [vm-reboot]='force= timeout= wait= vm= multiple='
     [vm-retrieve-wlb-recommendations]='vm= multiple='
-    [vm-shutdown]='force= timeout= vm= multiple='
+    [vm-shutdown]='force= timeout= wait= vm= multiple='
     [vm-start]='on= paused= force= dry-run= wait= seed= vm= multiple='
-    [vm-unpause]='vm= multiple='
+    [vm-unpause]='wait= vm= multiple='
     [vm-vnc]='vm= multiple='
 )
 declare -gA _xetool_F=(
@@ -164,6 +165,7 @@ declare -gA _xetool_F=(
     [host-enable]=host
     [host-list]=host
     [host-param-set]=host/rw
+    [host-sim-list]=host_sim
     [host-sim-start]=host
     [host-sim-stop]=host
     [host-xenstore-ls]=host
@@ -217,18 +219,21 @@ declare -gA _xetool_V=(
     ['host-disable multiple']='e:true false'
     ['host-enable host']=n:host
     ['host-enable multiple']='e:true false'
-    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count capabilities allowed-operations current-operations resident-VMs PBDs PIFs other-config tags'
+    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-list host']=n:host
     ['host-param-add uuid']=u:host
     ['host-param-add param-name']='e:other-config tags'
     ['host-param-clear uuid']=u:host
     ['host-param-clear param-name']='e:name-label name-description other-config tags'
     ['host-param-get uuid']=u:host
-    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count capabilities allowed-operations current-operations resident-VMs PBDs PIFs other-config tags'
+    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live boot-id memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
+    ['host-param-get param-key']=k:host
     ['host-param-list uuid']=u:host
     ['host-param-remove uuid']=u:host
     ['host-param-remove param-name']='e:other-config tags'
+    ['host-param-remove param-key']=k:host
     ['host-param-set uuid']=u:host
+    ['host-sim-list params']='l:all uuid name-label state pid xenstore-socket'
     ['host-sim-start host']=n:host
     ['host-sim-start multiple']='e:true false'
     ['host-sim-stop host']=n:host
@@ -241,6 +246,7 @@ declare -gA _xetool_V=(
     ['message-list message']=n:message
     ['message-param-get uuid']=u:message
     ['message-param-get param-name']='e:uuid name priority class obj-uuid timestamp body'
+    ['message-param-get param-key']=k:message
     ['message-param-list uuid']=u:message
     ['network-destroy uuid']=u:network
     ['network-list params']='l:all uuid name-label name-description bridge MTU VIFs PIFs other-config tags'
@@ -251,9 +257,11 @@ declare -gA _xetool_V=(
     ['network-param-clear param-name']='e:name-label name-description MTU other-config tags'
     ['network-param-get uuid']=u:network
     ['network-param-get param-name']='e:uuid name-label name-description bridge MTU VIFs PIFs other-config tags'
+    ['network-param-get param-key']=k:network
     ['network-param-list uuid']=u:network
     ['network-param-remove uuid']=u:network
     ['network-param-remove param-name']='e:other-config tags'
+    ['network-param-remove param-key']=k:network
     ['network-param-set uuid']=u:network
     ['pbd-list params']='l:all uuid host-uuid sr-uuid device-config currently-attached other-config'
     ['pbd-list pbd']=n:pbd
@@ -263,9 +271,11 @@ declare -gA _xetool_V=(
     ['pbd-param-clear param-name']=e:other-config
     ['pbd-param-get uuid']=u:pbd
     ['pbd-param-get param-name']='e:uuid host-uuid sr-uuid device-config currently-attached other-config'
+    ['pbd-param-get param-key']=k:pbd
     ['pbd-param-list uuid']=u:pbd
     ['pbd-param-remove uuid']=u:pbd
     ['pbd-param-remove param-name']=e:other-config
+    ['pbd-param-remove param-key']=k:pbd
     ['pbd-param-set uuid']=u:pbd
     ['pif-create host-uuid']=u:host
     ['pif-create network-uuid']=u:network
@@ -277,9 +287,11 @@ declare -gA _xetool_V=(
     ['pif-param-clear param-name']=e:other-config
     ['pif-param-get uuid']=u:pif
     ['pif-param-get param-name']='e:uuid device host-uuid network-uuid MAC MTU VLAN management currently-attached other-config'
+    ['pif-param-get param-key']=k:pif
     ['pif-param-list uuid']=u:pif
     ['pif-param-remove uuid']=u:pif
     ['pif-param-remove param-name']=e:other-config
+    ['pif-param-remove param-key']=k:pif
     ['pif-param-set uuid']=u:pif
     ['pool-export file']=f
     ['pool-import file']=f
@@ -292,9 +304,11 @@ declare -gA _xetool_V=(
     ['pool-param-clear param-name']='e:name-label name-description default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout other-config tags'
     ['pool-param-get uuid']=u:pool
     ['pool-param-get param-name']='e:uuid name-label name-description master default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout other-config tags'
+    ['pool-param-get param-key']=k:pool
     ['pool-param-list uuid']=u:pool
     ['pool-param-remove uuid']=u:pool
     ['pool-param-remove param-name']='e:other-config tags'
+    ['pool-param-remove param-key']=k:pool
     ['pool-param-set uuid']=u:pool
     ['sr-create type']=e:file
     ['sr-create host-uuid']=u:host
@@ -308,9 +322,11 @@ declare -gA _xetool_V=(
     ['sr-param-clear param-name']='e:name-label name-description other-config tags'
     ['sr-param-get uuid']=u:sr
     ['sr-param-get param-name']='e:uuid name-label name-description type content-type shared physical-size physical-utilisation virtual-allocation VDIs PBDs other-config tags'
+    ['sr-param-get param-key']=k:sr
     ['sr-param-list uuid']=u:sr
     ['sr-param-remove uuid']=u:sr
     ['sr-param-remove param-name']='e:other-config tags'
+    ['sr-param-remove param-key']=k:sr
     ['sr-param-set uuid']=u:sr
     ['task-list params']='l:all uuid name-label name-description status progress current-step created finished pid hostname result error-info other-config'
     ['task-list task']=n:task
@@ -320,9 +336,11 @@ declare -gA _xetool_V=(
     ['task-param-clear param-name']='e:name-label name-description other-config'
     ['task-param-get uuid']=u:task
     ['task-param-get param-name']='e:uuid name-label name-description status progress current-step created finished pid process-start hostname result error-info other-config'
+    ['task-param-get param-key']=k:task
     ['task-param-list uuid']=u:task
     ['task-param-remove uuid']=u:task
     ['task-param-remove param-name']=e:other-config
+    ['task-param-remove param-key']=k:task
     ['task-param-set uuid']=u:task
     ['vbd-attach vm-uuid']=u:vm
     ['vbd-attach vdi-uuid']=u:vdi
@@ -345,9 +363,11 @@ declare -gA _xetool_V=(
     ['vbd-param-clear param-name']='e:userdevice bootable mode type unpluggable other-config'
     ['vbd-param-get uuid']=u:vbd
     ['vbd-param-get param-name']='e:uuid vm-uuid vdi-uuid userdevice device bootable mode type unpluggable empty currently-attached status-code status-detail allowed-operations current-operations other-config'
+    ['vbd-param-get param-key']=k:vbd
     ['vbd-param-list uuid']=u:vbd
     ['vbd-param-remove uuid']=u:vbd
     ['vbd-param-remove param-name']=e:other-config
+    ['vbd-param-remove param-key']=k:vbd
     ['vbd-param-set uuid']=u:vbd
     ['vbd-plug uuid']=u:vbd
     ['vbd-unplug uuid']=u:vbd
@@ -365,9 +385,11 @@ declare -gA _xetool_V=(
     ['vdi-param-clear param-name']='e:name-label name-description other-config tags'
     ['vdi-param-get uuid']=u:vdi
     ['vdi-param-get param-name']='e:uuid name-label name-description sr-uuid virtual-size physical-utilisation type sharable read-only location managed allowed-operations current-operations VBDs other-config tags'
+    ['vdi-param-get param-key']=k:vdi
     ['vdi-param-list uuid']=u:vdi
     ['vdi-param-remove uuid']=u:vdi
     ['vdi-param-remove param-name']='e:other-config tags'
+    ['vdi-param-remove param-key']=k:vdi
     ['vdi-param-set uuid']=u:vdi
     ['vif-create vm-uuid']=u:vm
     ['vif-create network-uuid']=u:network
@@ -380,9 +402,11 @@ declare -gA _xetool_V=(
     ['vif-param-clear param-name']='e:locking-mode other-config'
     ['vif-param-get uuid']=u:vif
     ['vif-param-get param-name']='e:uuid device vm-uuid network-uuid MAC MTU locking-mode currently-attached status-code status-detail allowed-operations current-operations other-config'
+    ['vif-param-get param-key']=k:vif
     ['vif-param-list uuid']=u:vif
     ['vif-param-remove uuid']=u:vif
     ['vif-param-remove param-name']=e:other-config
+    ['vif-param-remove param-key']=k:vif
     ['vif-param-set uuid']=u:vif
     ['vif-plug uuid']=u:vif
     ['vif-unplug uuid']=u:vif
@@ -393,6 +417,7 @@ declare -gA _xetool_V=(
     ['vm-compute-memory-overhead vm']=n:vm
     ['vm-compute-memory-overhead multiple']='e:true false'
     ['vm-destroy uuid']=u:vm
+    ['vm-destroy wait']='e:true false'
     ['vm-guest-metrics-list params']='l:all uuid vm-uuid os-version PV-drivers-version networks live last-updated other-config'
     ['vm-guest-metrics-list vm-guest-metrics']=n:vm_guest_metrics
     ['vm-guest-metrics-param-add uuid']=u:vm_guest_metrics
@@ -401,11 +426,13 @@ declare -gA _xetool_V=(
     ['vm-guest-metrics-param-clear param-name']=e:other-config
     ['vm-guest-metrics-param-get uuid']=u:vm_guest_metrics
     ['vm-guest-metrics-param-get param-name']='e:uuid vm-uuid os-version PV-drivers-version networks live last-updated other-config'
+    ['vm-guest-metrics-param-get param-key']=k:vm_guest_metrics
     ['vm-guest-metrics-param-list uuid']=u:vm_guest_metrics
     ['vm-guest-metrics-param-remove uuid']=u:vm_guest_metrics
     ['vm-guest-metrics-param-remove param-name']=e:other-config
+    ['vm-guest-metrics-param-remove param-key']=k:vm_guest_metrics
     ['vm-guest-metrics-param-set uuid']=u:vm_guest_metrics
-    ['vm-list params']='l:all uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run suspend-VDI metrics guest-metrics start-delay VBDs VIFs other-config tags'
+    ['vm-list params']='l:all uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead memory-actual memory-target VCPUs-max VCPUs-at-startup VCPUs-params VCPUs-number domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-boot-record suspend-VDI-uuid possible-hosts start-time install-time metrics guest-metrics start-delay VBDs VIFs other-config tags'
     ['vm-list vm']=n:vm
     ['vm-metrics-list params']='l:all uuid vm-uuid memory-actual VCPUs-number start-time install-time last-updated other-config'
     ['vm-metrics-list vm-metrics']=n:vm_metrics
@@ -415,36 +442,45 @@ declare -gA _xetool_V=(
     ['vm-metrics-param-clear param-name']=e:other-config
     ['vm-metrics-param-get uuid']=u:vm_metrics
     ['vm-metrics-param-get param-name']='e:uuid vm-uuid memory-actual VCPUs-number start-time install-time last-updated other-config'
+    ['vm-metrics-param-get param-key']=k:vm_metrics
     ['vm-metrics-param-list uuid']=u:vm_metrics
     ['vm-metrics-param-remove uuid']=u:vm_metrics
     ['vm-metrics-param-remove param-name']=e:other-config
+    ['vm-metrics-param-remove param-key']=k:vm_metrics
     ['vm-metrics-param-set uuid']=u:vm_metrics
     ['vm-param-add uuid']=u:vm
     ['vm-param-add param-name']='e:blocked-operations VCPUs-params HVM-boot-params platform bios-strings xenstore-data other-config tags'
     ['vm-param-clear uuid']=u:vm
     ['vm-param-clear param-name']='e:name-label name-description is-a-template blocked-operations affinity memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run start-delay other-config tags'
     ['vm-param-get uuid']=u:vm
-    ['vm-param-get param-name']='e:uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead VCPUs-max VCPUs-at-startup VCPUs-params domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-booted-record suspend-VDI metrics guest-metrics start-delay VBDs VIFs other-config tags'
+    ['vm-param-get param-name']='e:uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead memory-actual memory-target VCPUs-max VCPUs-at-startup VCPUs-params VCPUs-number domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-boot-record suspend-VDI-uuid possible-hosts start-time install-time metrics guest-metrics start-delay VBDs VIFs other-config tags'
+    ['vm-param-get param-key']=k:vm
     ['vm-param-list uuid']=u:vm
     ['vm-param-remove uuid']=u:vm
     ['vm-param-remove param-name']='e:blocked-operations VCPUs-params HVM-boot-params platform bios-strings xenstore-data other-config tags'
+    ['vm-param-remove param-key']=k:vm
     ['vm-param-set uuid']=u:vm
+    ['vm-pause wait']='e:true false'
     ['vm-pause vm']=n:vm
     ['vm-pause multiple']='e:true false'
     ['vm-reboot force']='e:true false'
+    ['vm-reboot wait']='e:true false'
     ['vm-reboot vm']=n:vm
     ['vm-reboot multiple']='e:true false'
     ['vm-retrieve-wlb-recommendations vm']=n:vm
     ['vm-retrieve-wlb-recommendations multiple']='e:true false'
     ['vm-shutdown force']='e:true false'
+    ['vm-shutdown wait']='e:true false'
     ['vm-shutdown vm']=n:vm
     ['vm-shutdown multiple']='e:true false'
     ['vm-start on']=n:host
     ['vm-start paused']='e:true false'
     ['vm-start force']='e:true false'
     ['vm-start dry-run']='e:true false'
+    ['vm-start wait']='e:true false'
     ['vm-start vm']=n:vm
     ['vm-start multiple']='e:true false'
+    ['vm-unpause wait']='e:true false'
     ['vm-unpause vm']=n:vm
     ['vm-unpause multiple']='e:true false'
     ['vm-vnc vm']=n:vm
@@ -453,9 +489,9 @@ declare -gA _xetool_V=(
 declare -gA _xetool_FW=(
     [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config: tags:contains='
     [pool/rw]='name-label= name-description= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config:'
-    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-overhead= dom0-memory= cpu-count= capabilities:contains= allowed-operations:contains= current-operations: resident-VMs:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
+    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
     [host/rw]='name-label= name-description= other-config:'
-    [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= suspend-VDI= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
+    [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= memory-actual= memory-target= VCPUs-max= VCPUs-at-startup= VCPUs-params: VCPUs-number= domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= suspend-VDI-uuid= start-time= install-time= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
     [vm/rw]='name-label= name-description= is-a-template= blocked-operations: affinity= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= start-delay= other-config:'
     [vm_metrics]='uuid= vm-uuid= memory-actual= VCPUs-number= start-time= install-time= last-updated= other-config:'
     [vm_metrics/rw]=other-config:
@@ -479,6 +515,8 @@ declare -gA _xetool_FW=(
     [task/rw]='name-label= name-description= other-config:'
     [message]='uuid= name= priority= class= obj-uuid= timestamp= body='
     [message/rw]=''
+    [host_sim]='uuid= name-label= state= pid= xenstore-socket='
+    [host_sim/rw]=''
 )
 declare -gA _xetool_FV=(
     ['pool uuid']=u:pool
@@ -513,7 +551,7 @@ declare -gA _xetool_FV=(
     ['vm actions-after-crash']='e:destroy coredump_and_destroy restart coredump_and_restart preserve rename_restart'
     ['vm ha-restart-priority']='e:restart best-effort'
     ['vm ha-always-run']='e:true false'
-    ['vm suspend-VDI']=u:vdi
+    ['vm suspend-VDI-uuid']=u:vdi
     ['vm metrics']=u:vm_metrics
     ['vm guest-metrics']=u:vm_guest_metrics
     ['vm/rw is-a-template']='e:true false'
@@ -575,6 +613,9 @@ declare -gA _xetool_FV=(
     ['task status']='e:pending success failure cancelling cancelled'
     ['message uuid']=u:message
     ['message class']='e:VM Host SR Pool VMPP VMSS PVS_proxy VDI Certificate'
+    ['host_sim uuid']=u:host_sim
+    ['host_sim name-label']=n:host_sim
+    ['host_sim state']='e:running stopped not-started'
 )
 
 # Glue the words bash split at `=`/`:` back together. Sets words[] (up to the cursor) and cur.
@@ -623,7 +664,7 @@ _xetool_python()
     fi
 }
 
-# Store values through the helper: _xetool_store MODE CLASS PREFIX -> _xetool_out[]
+# Store values through the helper: _xetool_store MODE CLASS PREFIX [FIELD [UUID]] -> _xetool_out[]
 _xetool_store()
 {
     local sd="" i
@@ -634,7 +675,7 @@ _xetool_store()
         esac
     done
     _xetool_python
-    mapfile -t _xetool_out < <("$_xetool_py" -S -I -c "$_xetool_helper" "$1" "$2" "$3" "$sd" 2>/dev/null)
+    mapfile -t _xetool_out < <("$_xetool_py" -S -I -c "$_xetool_helper" "$1" "$2" "$3" "$sd" "${@:4}" 2>/dev/null)
 }
 
 # A field-class key of event-wait's kind (`@class`) names the class given by class= on the line.
@@ -655,7 +696,7 @@ _xetool_class_of()
 # Candidates for the value of KEY in the current word (cands[] gets whole words: key=value).
 _xetool_values()
 {
-    local cmd=$1 key=$2 val=$3 spec fc w done last
+    local cmd=$1 key=$2 val=$3 spec fc w done last i field uuid
     spec=${_xetool_V["$cmd $key"]-}
     if [[ -z $spec && -n $cmd ]]; then
         fc=${_xetool_F[$cmd]-}
@@ -697,6 +738,21 @@ _xetool_values()
         for w in $_xetool_commands; do
             [[ $w == "$val"* ]] && cands+=("$head$w")
         done
+        ;;
+    k:*) # param-key=: the keys of the map named by param-name= (on the object uuid= names)
+        field="" uuid=""
+        for ((i = 2; i < ${#words[@]} - 1; i++)); do
+            case ${words[i]} in
+            param-name=*) field=${words[i]#param-name=} ;;
+            uuid=*) uuid=${words[i]#uuid=} ;;
+            esac
+        done
+        [[ -n $field ]] || return
+        _xetool_store k "${spec#k:}" "$val" "$field" "$uuid"
+        for w in "${_xetool_out[@]}"; do
+            cands+=("$head$w")
+        done
+        store=1
         ;;
     u:* | n:*)
         _xetool_class_of "${spec#?:}"
@@ -745,6 +801,21 @@ _xetool_params()
     fi
 }
 
+# Keys of a map parameter (`platform:<TAB>`): those the class's objects have in the pool database.
+_xetool_map_keys()
+{
+    local cmd=$1 name=${cur%%:*} fc w
+    fc=${_xetool_F[$cmd]-}
+    [[ -n $fc ]] || return
+    _xetool_class_of "$fc"
+    [[ " ${_xetool_FW[$REPLY]-} " == *" $name: "* ]] || return
+    _xetool_store k "${REPLY%/rw}" "${cur#*:}" "$name"
+    for w in "${_xetool_out[@]}"; do
+        cands+=("$name:$w=")
+    done
+    store=1 nospace=1
+}
+
 # Command names; while the word names no single group yet, the groups (`vm-`, `host-`), as xe.
 _xetool_commands_for()
 {
@@ -789,6 +860,8 @@ _xetool()
         fi
     elif [[ $cmd == help && $i == $((${#words[@]} - 2)) && $cur != *=* && $cur != -* ]]; then
         _xetool_commands_for
+    elif [[ $cur == [!-]*:* && $cur != *=* ]]; then
+        _xetool_map_keys "$cmd"
     elif [[ $cur == *=* ]]; then
         key=${cur%%=*}
         _xetool_values "$cmd" "${key#--}" "${cur#*=}"
@@ -851,9 +924,10 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost t
 if TYPE_CHECKING:
     from typing import Any
 
-# class -> {"label": [[column, joined table or None], ...], "names": bool, "where": [[column, value]]}
+# class -> {"label": [[column, joined table or None], ...], "names": bool, "where": [[column, value]],
+#           "keyed": {cli name: [column, "map" or "set"]}}
 # None when imported from the package: derived from the datamodel on first use.
-LABELS: dict[str, dict[str, Any]] | None = {'"'"'pool'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'host'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'vm'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [['"'"'is_a_template'"'"', 0]]}, '"'"'vm_metrics'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'start_time'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'vm_guest_metrics'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'live'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'vbd'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'VDI'"'"', '"'"'vdi'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'vdi'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'sr'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'pbd'"'"': {'"'"'label'"'"': [['"'"'host'"'"', '"'"'host'"'"'], ['"'"'SR'"'"', '"'"'sr'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'network'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'pif'"'"': {'"'"'label'"'"': [['"'"'network'"'"', '"'"'network'"'"'], ['"'"'host'"'"', '"'"'host'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'vif'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'network'"'"', '"'"'network'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': []}, '"'"'task'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': []}, '"'"'message'"'"': {'"'"'label'"'"': [['"'"'name'"'"', None], ['"'"'priority'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': []}}
+LABELS: dict[str, dict[str, Any]] | None = {'"'"'pool'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'host'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'cpu_info'"'"': ['"'"'cpu_info'"'"', '"'"'map'"'"'], '"'"'capabilities'"'"': ['"'"'capabilities'"'"', '"'"'set'"'"'], '"'"'allowed-operations'"'"': ['"'"'allowed_operations'"'"', '"'"'set'"'"'], '"'"'current-operations'"'"': ['"'"'current_operations'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'vm'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [['"'"'is_a_template'"'"', 0]], '"'"'keyed'"'"': {'"'"'allowed-operations'"'"': ['"'"'allowed_operations'"'"', '"'"'set'"'"'], '"'"'current-operations'"'"': ['"'"'current_operations'"'"', '"'"'map'"'"'], '"'"'blocked-operations'"'"': ['"'"'blocked_operations'"'"', '"'"'map'"'"'], '"'"'VCPUs-params'"'"': ['"'"'VCPUs_params'"'"', '"'"'map'"'"'], '"'"'HVM-boot-params'"'"': ['"'"'HVM_boot_params'"'"', '"'"'map'"'"'], '"'"'platform'"'"': ['"'"'platform'"'"', '"'"'map'"'"'], '"'"'bios-strings'"'"': ['"'"'bios_strings'"'"', '"'"'map'"'"'], '"'"'xenstore-data'"'"': ['"'"'xenstore_data'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'vm_metrics'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'start_time'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'vm_guest_metrics'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'live'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'os-version'"'"': ['"'"'os_version'"'"', '"'"'map'"'"'], '"'"'PV-drivers-version'"'"': ['"'"'PV_drivers_version'"'"', '"'"'map'"'"'], '"'"'networks'"'"': ['"'"'networks'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'vbd'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'VDI'"'"', '"'"'vdi'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'allowed-operations'"'"': ['"'"'allowed_operations'"'"', '"'"'set'"'"'], '"'"'current-operations'"'"': ['"'"'current_operations'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'vdi'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'allowed-operations'"'"': ['"'"'allowed_operations'"'"', '"'"'set'"'"'], '"'"'current-operations'"'"': ['"'"'current_operations'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'sr'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'pbd'"'"': {'"'"'label'"'"': [['"'"'host'"'"', '"'"'host'"'"'], ['"'"'SR'"'"', '"'"'sr'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'device-config'"'"': ['"'"'device_config'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'network'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"'], '"'"'tags'"'"': ['"'"'tags'"'"', '"'"'set'"'"']}}, '"'"'pif'"'"': {'"'"'label'"'"': [['"'"'network'"'"', '"'"'network'"'"'], ['"'"'host'"'"', '"'"'host'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'vif'"'"': {'"'"'label'"'"': [['"'"'VM'"'"', '"'"'vm'"'"'], ['"'"'network'"'"', '"'"'network'"'"']], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'allowed-operations'"'"': ['"'"'allowed_operations'"'"', '"'"'set'"'"'], '"'"'current-operations'"'"': ['"'"'current_operations'"'"', '"'"'map'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'task'"'"': {'"'"'label'"'"': [['"'"'name_label'"'"', None]], '"'"'names'"'"': True, '"'"'where'"'"': [], '"'"'keyed'"'"': {'"'"'error-info'"'"': ['"'"'error_info'"'"', '"'"'set'"'"'], '"'"'other-config'"'"': ['"'"'other_config'"'"', '"'"'map'"'"']}}, '"'"'message'"'"': {'"'"'label'"'"': [['"'"'name'"'"', None], ['"'"'priority'"'"', None]], '"'"'names'"'"': False, '"'"'where'"'"': [], '"'"'keyed'"'"': {}}}
 
 
 def labels_from_datamodel() -> dict[str, dict[str, Any]]:
@@ -873,7 +947,9 @@ def labels_from_datamodel() -> dict[str, dict[str, Any]]:
                 label.append([f.name, f.ref if named else None])
             label = label[:2]
         where = [[name, int(v) if isinstance(v, bool) else v] for name, v in spec.list_filter]
-        out[spec.name] = {"label": label, "names": spec.has_name_label, "where": where}
+        keyed = {f.cli_name: [f.name, f.kind.value] for f in spec.fields
+                 if f.kind in (Kind.MAP, Kind.SET) and f.persisted}
+        out[spec.name] = {"label": label, "names": spec.has_name_label, "where": where, "keyed": keyed}
     return out
 
 
@@ -949,8 +1025,23 @@ def names(db: sqlite3.Connection, cls: str, prefix: str = "") -> list[str]:
     return found
 
 
+def keys(db: sqlite3.Connection, cls: str, field: str, prefix: str = "", uuid: str = "") -> list[str]:
+    """The keys a map field has (the members of a set) in the pool: on the object `uuid`, or on
+    any object of the class; stored as JSON, read with SQLite'"'"'s json_each."""
+    spec = _labels().get(cls)
+    keyed = spec["keyed"].get(field) if spec else None
+    if keyed is None:
+        return []
+    column, kind = keyed
+    part = "j.key" if kind == "map" else "j.value"
+    where, args = _where(spec) if not uuid else (" WHERE t.uuid = ?", [uuid.lower()])
+    sql = f'"'"'SELECT DISTINCT {part} FROM "{cls}" t, json_each(t."{column}") j{where} ORDER BY 1'"'"'
+    return [k for (k,) in db.execute(sql, args) if isinstance(k, str) and k.startswith(prefix)]
+
+
 def main(argv: list[str]) -> int:
-    """argv: mode (u or n), class, prefix, state dir (may be empty)."""
+    """argv: mode (u, n or k), class, prefix, state dir (may be empty); for k, the field'"'"'s CLI
+    name and, if one is given, the object'"'"'s uuid."""
     if len(argv) < 2:
         return 2
     mode, cls = argv[0], argv[1]
@@ -961,6 +1052,8 @@ def main(argv: list[str]) -> int:
     try:
         if mode == "u":
             lines = [f"{u}\t{lab}" for u, lab in uuids(db, cls, prefix)]
+        elif mode == "k":
+            lines = keys(db, cls, argv[4] if len(argv) > 4 else "", prefix, argv[5] if len(argv) > 5 else "")
         else:
             lines = names(db, cls, prefix)
     except sqlite3.Error:  # a locked or older database: no candidates rather than an error

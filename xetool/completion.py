@@ -22,7 +22,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing would cost t
 if TYPE_CHECKING:
     from typing import Any
 
-# class -> {"label": [[column, joined table or None], ...], "names": bool, "where": [[column, value]]}
+# class -> {"label": [[column, joined table or None], ...], "names": bool, "where": [[column, value]],
+#           "keyed": {cli name: [column, "map" or "set"]}}
 # None when imported from the package: derived from the datamodel on first use.
 LABELS: dict[str, dict[str, Any]] | None = None
 
@@ -44,7 +45,9 @@ def labels_from_datamodel() -> dict[str, dict[str, Any]]:
                 label.append([f.name, f.ref if named else None])
             label = label[:2]
         where = [[name, int(v) if isinstance(v, bool) else v] for name, v in spec.list_filter]
-        out[spec.name] = {"label": label, "names": spec.has_name_label, "where": where}
+        keyed = {f.cli_name: [f.name, f.kind.value] for f in spec.fields
+                 if f.kind in (Kind.MAP, Kind.SET) and f.persisted}
+        out[spec.name] = {"label": label, "names": spec.has_name_label, "where": where, "keyed": keyed}
     return out
 
 
@@ -120,8 +123,23 @@ def names(db: sqlite3.Connection, cls: str, prefix: str = "") -> list[str]:
     return found
 
 
+def keys(db: sqlite3.Connection, cls: str, field: str, prefix: str = "", uuid: str = "") -> list[str]:
+    """The keys a map field has (the members of a set) in the pool: on the object `uuid`, or on
+    any object of the class; stored as JSON, read with SQLite's json_each."""
+    spec = _labels().get(cls)
+    keyed = spec["keyed"].get(field) if spec else None
+    if keyed is None:
+        return []
+    column, kind = keyed
+    part = "j.key" if kind == "map" else "j.value"
+    where, args = _where(spec) if not uuid else (" WHERE t.uuid = ?", [uuid.lower()])
+    sql = f'SELECT DISTINCT {part} FROM "{cls}" t, json_each(t."{column}") j{where} ORDER BY 1'
+    return [k for (k,) in db.execute(sql, args) if isinstance(k, str) and k.startswith(prefix)]
+
+
 def main(argv: list[str]) -> int:
-    """argv: mode (u or n), class, prefix, state dir (may be empty)."""
+    """argv: mode (u, n or k), class, prefix, state dir (may be empty); for k, the field's CLI
+    name and, if one is given, the object's uuid."""
     if len(argv) < 2:
         return 2
     mode, cls = argv[0], argv[1]
@@ -132,6 +150,8 @@ def main(argv: list[str]) -> int:
     try:
         if mode == "u":
             lines = [f"{u}\t{lab}" for u, lab in uuids(db, cls, prefix)]
+        elif mode == "k":
+            lines = keys(db, cls, argv[4] if len(argv) > 4 else "", prefix, argv[5] if len(argv) > 5 else "")
         else:
             lines = names(db, cls, prefix)
     except sqlite3.Error:  # a locked or older database: no candidates rather than an error

@@ -26,7 +26,13 @@ STATIC_VM_FIELDS = frozenset(MEMORY) | {
 
 def check_update(txn: Txn, cls: str, row: dict[str, Any], new: dict[str, Any]) -> None:
     """Refuse `new` (field -> value) for the object `row` if the result would be invalid."""
+    from xetool import limits
+
     spec = get_class(cls)
+    for name, value in new.items():  # each value's own bounds before the rules between fields
+        f = spec.field(name)
+        if f is not None:
+            limits.check_field(cls, f, value)
     for name, value in new.items():
         f = spec.field(name)
         if f is not None and f.kind is Kind.REF and value:

@@ -53,10 +53,21 @@ _e("FIELD_TYPE_ERROR", "field value expected", "The value is not of the field's 
 _e("FIELD_READ_ONLY", "field", "The field is read-only.", U)
 _e("UNKNOWN_FIELD", "class field", "The class has no field of that name.", U)
 _e("MAP_KEY_NOT_FOUND", "field key", "The map has no such key.")
+_e("MAP_DUPLICATE_KEY", "type param_name uuid key", "You tried to add a key-value pair to a map, but that key is already there.")
 _e("NO_MATCHING_OBJECTS", "class", "No matching objects found.")
 _e("MULTIPLE_MATCHES", "class count", "More than one object matched: --multiple is required.", U)
 _e("STATE_DIR_NOT_WRITABLE", "path reason", "The state directory cannot be written.")
-_e("STORE_CORRUPT", "path reason", "The pool database cannot be used.")
+_e("STATE_DIR_READ_ONLY", "path code",
+   "The state directory is on a read-only file system: remount it read-write, or use another --state-dir.")
+_e("STATE_DIR_UNSAFE", "path reason fix",
+   "Another user could change the state directory, so xetool will not use it.")
+_e("POOL_NOT_FOUND", "path",
+   "The state directory holds no pool: create one with 'xetool pool-import file=POOL.toml', or give the right --state-dir.")
+_e("STORE_CORRUPT", "path code reason", "The pool database cannot be used; it was left as it is.")
+_e("STORE_DISK_FULL", "path code",
+   "The file system holding the pool database is full; the change was rolled back. Free some space and retry.")
+_e("STORE_IO_ERROR", "path code reason", "The pool database could not be read or written (an I/O error).")
+_e("STORE_ERROR", "path code reason", "The pool database refused the request.")
 _e("SCHEMA_TOO_NEW", "path version supported", "The pool database was written by a newer xetool.")
 _e("TOML_SYNTAX_ERROR", "file line column detail", "The pool definition is not valid TOML.", U)
 _e("POOL_DEFINITION_INVALID", "file table key reason", "The pool definition has a bad value.", U)
@@ -92,17 +103,24 @@ _e("VDI_IN_USE", "vdi operation", "This VDI is in use by another VM.")
 _e("VDI_READONLY", "vdi", "The operation required write access but this VDI is read-only.")
 _e("VDI_MISSING", "sr vdi", "This operation cannot be performed because the specified VDI could not be found on the storage substrate.")
 _e("TASK_CANCELLED", "task", "The request was asynchronously cancelled.")
+_e("OPERATION_WAIT_TIMEOUT", "class object operation_type operation_ref seconds",
+   "Another operation still held the object when the wait (--wait) ran out.", T)  # xetool's own
 _e("LOCK_TIMEOUT", "lock holder seconds", "A lock could not be taken within the time allowed.", B)
 
 # --- placement (xapi) -----------------------------------------------------------------------------
 _e("NO_HOSTS_AVAILABLE", "", "There were no servers available to complete the specified operation.")
 _e("HOST_NOT_LIVE", "", "This operation cannot be completed as the server is not live.")
 _e("HOST_OFFLINE", "host", "You attempted an operation which involves a host which could not be contacted.")
+_e("POOL_CHECK_FAILED", "divergences next", "The store and the hosts disagree (xetool's own: pool-check).")
 _e("HOST_DISABLED", "host", "The specified server is disabled.")
 _e("HOST_EVACUATE_IN_PROGRESS", "host", "This host is being evacuated.")
 _e("VM_REQUIRES_SR", "vm sr", "You attempted to run a VM on a host that does not have access to an SR required by the VM.")
 _e("VM_REQUIRES_NETWORK", "vm network", "You attempted to run a VM on a host which doesn't have a PIF on a Network needed by the VM.")
 _e("VM_HVM_REQUIRED", "vm", "HVM is required for this operation.")
+_e("VM_NO_VCPUS", "vm", "You need at least 1 VCPU to start a VM.")
+_e("VM_TOOMANY_VCPUS", "vm", "Too many VCPUs to start this VM.")
+_e("VM_MEMORY_SIZE_TOO_LOW", "vm", "The specified VM has too little memory to be started.")
+_e("VM_DUPLICATE_VBD_DEVICE", "vm vbd device", "The specified VM has a duplicate VBD device and cannot be started.")
 _e("HOST_NOT_ENOUGH_FREE_MEMORY", "needed available", "Not enough server memory is available to perform this operation.")
 _e("HOST_NOT_ENOUGH_PCPUS", "vcpus pcpus", "The host does not have enough pCPUs to run the VM. It needs at least as many as the VM has vCPUs.")
 _e("HA_OPERATION_WOULD_BREAK_FAILOVER_PLAN", "", "This operation cannot be performed because it would invalidate VM failover planning such that the system would be unable to guarantee to restart protected VMs after a Host failure.")
@@ -120,6 +138,7 @@ _e("HOTPLUG_FAILED", "type device reason", "The device's hotplug script reported
 _e("SR_BACKEND_FAILURE", "sr reason", "The SR backend failed to complete the operation.")
 _e("NETWORK_BRIDGE_FAILED", "network bridge reason", "The network's bridge could not be created.")
 _e("HYPERVISOR_ERROR", "operation domid reason", "The hypervisor refused the operation.")
+_e("PERMISSION_DENIED", "message", "Caller not allowed to perform this operation.")
 _e("SIMULATOR_FAILED", "host reason", "The simulated host could not be started or reached.")
 _e("XENSTORE_ERROR", "operation path error", "The xenstore server refused the request.")
 _e("XENSTORE_TIMEOUT", "operation path seconds", "The xenstore server did not answer in time.", T)
@@ -142,6 +161,7 @@ class XeError(Exception):
         params.update({k: str(v) for k, v in named.items()})
         self.spec = spec
         self.params = params
+        self.extra: dict[str, object] = {}  # more for --format json (a per-host table, ...)
         super().__init__(self.render())
 
     @property
@@ -161,4 +181,8 @@ class XeError(Exception):
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:
-        return {"code": self.code, "doc": self.spec.doc, "params": self.params}
+        """xapi's error form (the code, then its parameters as a list in the registry's order)
+        with the sentence and the parameters by name beside them."""
+        names = list(self.spec.params) + [k for k in self.params if k not in self.spec.params]
+        return {"code": self.code, "params": [self.params.get(n, "") for n in names], "message": self.spec.doc,
+                "fields": {n: self.params.get(n, "") for n in names}, **self.extra}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from xetool.clock import now_iso
 from xetool.store.db import Txn
 
-KEEP = 10_000  # oldest messages beyond this are dropped, so the table stays small
+KEEP = 10_000  # xapi's message_limit: Xapi_message.gc keeps the newest this many, oldest go first
 
 
 def create(txn: Txn, name: str, priority: int, cls: str, obj_uuid: str, body: str) -> str:

@@ -33,3 +33,99 @@ def state_dir_name(explicit: str | os.PathLike[str] | None = None) -> str:
 def host_dir(state: Path, host_uuid: str) -> Path:
     """Per-host runtime files: the simulated host's sockets, locks, leases."""
     return state / HOSTS / host_uuid
+
+
+def ensure_state_dir(state: str, create: bool) -> bool:
+    """Check that only this user can change the state directory; make it (0700) if `create`.
+    Return whether it exists now. Like ssh's StrictModes: a directory that another user owns or
+    can write to could have its pool, sockets or disk images swapped under us."""
+    from xetool.errors import XeError
+
+    try:
+        st = os.stat(state)
+    except FileNotFoundError:
+        if not create:
+            return False
+        try:
+            os.makedirs(state, mode=0o700, exist_ok=True)
+            st = os.stat(state)
+        except OSError as err:
+            raise state_dir_error(state, err) from None
+    except OSError as err:
+        raise state_dir_error(state, err) from None
+    import stat
+
+    if not stat.S_ISDIR(st.st_mode):
+        raise XeError("STATE_DIR_NOT_WRITABLE", state, "not a directory")
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise XeError("STATE_DIR_UNSAFE", state, f"it is owned by uid {st.st_uid}, and xetool runs as uid {uid}",
+                      f"chown {uid} {state} (or run xetool as its owner)")
+    if st.st_mode & 0o022:
+        raise XeError("STATE_DIR_UNSAFE", state, f"its mode {stat.S_IMODE(st.st_mode):04o} lets others write to it",
+                      f"chmod go-w {state}")
+    return True
+
+
+def state_dir_error(state: str, err: OSError) -> Exception:
+    """An OSError on the state directory as a registry error: a read-only file system and a
+    permission problem are different fixes, so they are different errors."""
+    import errno
+
+    from xetool.errors import XeError
+
+    if err.errno == errno.EROFS or (err.errno in (errno.EACCES, errno.EPERM) and on_read_only_fs(state)):
+        return XeError("STATE_DIR_READ_ONLY", state, errno.errorcode.get(err.errno or 0, "EROFS"))
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return XeError("STORE_DISK_FULL", state, errno.errorcode[err.errno])
+    return XeError("STATE_DIR_NOT_WRITABLE", state, err.strerror or str(err))
+
+
+def no_space_left(path: str) -> bool:
+    """True if the file system holding `path` has no block left for us: SQLite reports some
+    writes that fail for want of space (its shared-memory file, a WAL frame) as I/O errors."""
+    try:
+        st = os.statvfs(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    return st.f_bavail == 0 or st.f_favail == 0
+
+
+def on_read_only_fs(path: str) -> bool:
+    """True if `path` (or its nearest existing parent) is on a file system mounted read-only."""
+    while path:
+        try:
+            return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            parent = os.path.dirname(path.rstrip("/"))
+            if parent == path:
+                return False
+            path = parent
+        except OSError:
+            return False
+    return False
+
+
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = 0o600) -> None:
+    """Write a whole file or nothing: a same-directory temporary file (of `mode` whatever the
+    umask; None: as the umask makes it), then rename. On any failure the temporary file is removed and the error raised, so
+    a full disk leaves neither a half-written file nor a stray temporary one."""
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask; an old file keeps its own
+            data = text.encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

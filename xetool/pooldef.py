@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from xetool import limits
 from xetool.datamodel import get_class
 from xetool.datamodel.types import Field, Kind
 from xetool.errors import XeError
 from xetool.records import field, record
 from xetool.store import objects
-from xetool.store.codec import UUID_RE, parse_cli, show
+from xetool.store.codec import UUID_RE, map_entry, parse_cli, show
 from xetool.store.db import Row, Txn
 from xetool.units import parse_size
 
@@ -61,6 +62,18 @@ class Importer:
     def bad(self, table: str, key: str, reason: str) -> XeError:
         return XeError("POOL_DEFINITION_INVALID", self.file, table, key, reason)
 
+    def within(self, table: str, step: Callable[..., None], *args: Any) -> None:
+        """Import one table; a registry error from below (a bound, a reference) is reported as a
+        bad value of that table, with the key it names."""
+        try:
+            step(self, table, *args)
+        except XeError as err:
+            if err.code in ("POOL_DEFINITION_INVALID", "TOML_SYNTAX_ERROR"):
+                raise
+            key = err.params.get("field") or err.params.get("param") or err.params.get("device") or "-"
+            detail = ", ".join(f"{k}={v}" for k, v in err.params.items())
+            raise self.bad(table, key, f"{err.code}: {err.spec.doc} {detail}".strip()) from None
+
     # --- values --------------------------------------------------------------------------------
     def value(self, table: str, f: Field, raw: Any) -> Any:
         """A TOML value as the field's kind, with the table and key named on failure."""
@@ -68,11 +81,12 @@ class Importer:
             if f.kind is Kind.MAP:
                 if not isinstance(raw, dict):
                     raise self.bad(table, f.cli_name, "expected a table of strings")
-                return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw.items()}
+                return dict(map_entry(f, str(k), str(v).lower() if isinstance(v, bool) else str(v))
+                            for k, v in raw.items())
             if f.kind is Kind.SET:
                 if not isinstance(raw, list):
                     raise self.bad(table, f.cli_name, "expected a list")
-                return [str(v) for v in raw]
+                return [parse_cli(f, str(v)) for v in raw]
             if isinstance(raw, int) and not isinstance(raw, bool) and f.kind is Kind.INT:
                 raw = str(raw)
             if f.kind is Kind.BOOL and isinstance(raw, bool):
@@ -87,11 +101,16 @@ class Importer:
                 raise
             raise self.bad(table, f.cli_name, err.spec.doc + " " + ", ".join(f"{k}={v}" for k, v in err.params.items())) from None
 
-    def size(self, table: str, key: str, raw: Any) -> int:
+    def size(self, table: str, key: str, raw: Any, bound: tuple[str, str] | None = None) -> int:
+        """A size; with `bound` (class, field), also within that field's limits."""
         try:
-            return parse_size(raw, key)
+            value = parse_size(raw, key)
+            if bound is not None:
+                limits.check_int(bound[0], get_class(bound[0]).field(bound[1]), value, key)  # type: ignore[arg-type]
+            return value
         except XeError as err:
-            raise self.bad(table, key, f"{err.spec.doc} {err.params.get('expected', '')}".strip()) from None
+            detail = err.params.get("expected") or err.params.get("reason") or ""
+            raise self.bad(table, key, f"{err.spec.doc} {detail}".strip()) from None
 
     def ref(self, table: str, f: Field, text: str, key: str | None = None) -> str | None:
         if not text:
@@ -141,7 +160,9 @@ class Importer:
 
             constraints.check_update(self.txn, cls, existing, diff)
             self.txn.update(cls, existing["uuid"], diff)
-            self.changes.append(f"updated {cls} {existing.get('name_label') or existing['uuid']}: {', '.join(sorted(diff))}")
+            spec = get_class(cls)  # the report names fields as the CLI does (name-label, not name_label)
+            names = sorted(f.cli_name if (f := spec.field(k)) is not None else k for k in diff)
+            self.changes.append(f"updated {cls} {existing.get('name_label') or existing['uuid']}: {', '.join(names)}")
         return str(existing["uuid"])
 
     def named(self, cls: str, name: str, uuid: str) -> None:
@@ -158,6 +179,40 @@ def _tables(doc: dict[str, Any], key: str, file: str) -> list[dict[str, Any]]:
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise XeError("POOL_DEFINITION_INVALID", file, key, key, f"expected [[{key}]] tables")
     return items
+
+
+def _check_duplicates(imp: Importer, doc: dict[str, Any]) -> None:
+    """Two tables that declare the same object (by name-label or uuid) would be merged into one
+    by the matching; refuse them before anything is made. So do two disks or two VIFs of one VM
+    on the same device."""
+    for cls in ("host", "sr", "network", "vm"):
+        seen: dict[tuple[str, str], str] = {}
+        for n, data in enumerate(_tables(doc, cls, imp.file)):
+            table = f"{cls}[{n}]"
+            for key in ("name-label", "uuid"):
+                value = data.get(key)
+                if not isinstance(value, str) or not value:
+                    continue
+                mark = (key, value.lower() if key == "uuid" else value)
+                if mark in seen:
+                    raise imp.bad(table, key, f"{value!r} is declared twice (also in {seen[mark]})")
+                seen[mark] = table
+            if cls == "vm":
+                for part in ("disk", "vif"):
+                    _check_devices(imp, table, part, _tables(data, part, imp.file))
+
+
+def _check_devices(imp: Importer, table: str, part: str, items: list[dict[str, Any]]) -> None:
+    seen: dict[str, int] = {}
+    for n, item in enumerate(items):
+        device = str(item.get("device", "autodetect"))
+        if device == "autodetect":
+            continue
+        number = str(int(device)) if device.isdigit() else device
+        if number in seen:
+            raise imp.bad(f"{table}.{part}[{n}]", "device",
+                          f"device {device} is declared twice (also in {table}.{part}[{seen[number]}])")
+        seen[number] = n
 
 
 def _need_name(imp: Importer, table: str, data: dict[str, Any]) -> str:
@@ -188,19 +243,20 @@ def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
     pool = doc.get("pool", {})
     if pool:
         imp.upsert("pool", "pool", imp.fields("pool", "pool", pool, {"master"}) | {"uuid": txn.pool()["uuid"]})
+    _check_duplicates(imp, doc)
     for n, h in enumerate(_tables(doc, "host", file)):
-        _import_host(imp, f"host[{n}]", h)
+        imp.within(f"host[{n}]", _import_host, h)
     if pool.get("master"):
         master = imp.ref("pool", get_class("pool").field("master"), str(pool["master"]), "master")  # type: ignore[arg-type]
         imp.upsert("pool", "pool", {"uuid": txn.pool()["uuid"], "master": master})
     elif txn.pool()["master"] is None and txn.uuids("host"):
         txn.update("pool", txn.pool()["uuid"], {"master": txn.uuids("host")[0]})
     for n, s in enumerate(_tables(doc, "sr", file)):
-        _import_sr(imp, f"sr[{n}]", s)
+        imp.within(f"sr[{n}]", _import_sr, s)
     for n, net in enumerate(_tables(doc, "network", file)):
-        _import_network(imp, f"network[{n}]", net)
+        imp.within(f"network[{n}]", _import_network, net)
     for n, vm in enumerate(_tables(doc, "vm", file)):
-        _import_vm(imp, f"vm[{n}]", vm)
+        imp.within(f"vm[{n}]", _import_vm, vm)
     return imp
 
 
@@ -208,8 +264,8 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
     special = {"memory", "dom0-memory", "cpus", "capabilities", "backend", "hostname", "address"}
     values = imp.fields("host", table, data, special)
-    total = imp.size(table, "memory", data.get("memory", "16GiB"))
-    dom0 = imp.size(table, "dom0-memory", data.get("dom0-memory", "1GiB"))
+    total = imp.size(table, "memory", data.get("memory", "16GiB"), ("host", "memory_total"))
+    dom0 = imp.size(table, "dom0-memory", data.get("dom0-memory", "1GiB"), ("host", "dom0_memory"))
     if dom0 >= total:
         raise imp.bad(table, "dom0-memory", "must be less than memory")
     caps = data.get("capabilities", ["pv", "hvm"])
@@ -222,7 +278,8 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     if not isinstance(cpus, int) or isinstance(cpus, bool) or not 1 <= cpus <= 4096:
         raise imp.bad(table, "cpus", "a whole number of CPUs")
     overhead = dom0 + RESERVED_HOST_MEMORY
-    static = {"memory_total": total, "dom0_memory": dom0, "cpu_count": cpus, "capabilities": list(caps),
+    static = {"memory_total": total, "dom0_memory": dom0, "cpu_count": cpus, "cpu_info": cpu_info(cpus, backend),
+              "capabilities": list(caps),
               "backend": backend, "hostname": str(data.get("hostname", name)), "address": str(data.get("address", ""))}
     values = {**values, **static}
     existing = imp.txn.get("host", values["uuid"]) if values.get("uuid") else None
@@ -233,6 +290,14 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
         values |= {"memory_overhead": overhead, "memory_free": total - overhead}
     uuid = imp.upsert("host", table, values, {"name_label": name})
     imp.named("host", name, uuid)
+
+
+def cpu_info(cpus: int, backend: str) -> dict[str, str]:
+    """Host.cpu_info as far as xetool knows it: the count, and for a simulated host what it is."""
+    info = {"cpu_count": str(cpus)}
+    if backend == "simulator":
+        info |= {"vendor": "xetool", "modelname": "simulated CPU"}
+    return info
 
 
 def _import_sr(imp: Importer, table: str, data: dict[str, Any]) -> None:
@@ -270,7 +335,7 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
     values = imp.fields("vm", table, data, {"memory", "vcpus", "hvm", "disk", "vif"})
     if "memory" in data:
-        shortcut = objects.memory_of_size(imp.size(table, "memory", data["memory"]))
+        shortcut = objects.memory_of_size(imp.size(table, "memory", data["memory"], ("vm", "memory_static_max")))
         # an explicit dynamic-min below 128 MiB pulls static-min down with it
         dynamic_min = values.get("memory_dynamic_min", shortcut["memory_dynamic_min"])
         shortcut["memory_static_min"] = min(shortcut["memory_static_min"], dynamic_min)
@@ -280,6 +345,8 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
         vcpus = data["vcpus"]
         if not isinstance(vcpus, int) or isinstance(vcpus, bool):
             raise imp.bad(table, "vcpus", "a whole number")
+        if not 1 <= vcpus <= limits.VCPUS_MAX:
+            raise imp.bad(table, "vcpus", f"1 to {limits.VCPUS_MAX} vCPUs")
         values.setdefault("VCPUs_max", vcpus)
         values.setdefault("VCPUs_at_startup", vcpus)
     if data.get("hvm"):
@@ -292,9 +359,9 @@ def _import_vm(imp: Importer, table: str, data: dict[str, Any]) -> None:
                       lambda v: objects.create_vm(imp.txn, v))
     imp.named("vm", name, uuid)
     for n, disk in enumerate(_tables(data, "disk", imp.file)):
-        _import_disk(imp, f"{table}.disk[{n}]", uuid, name, disk)
+        imp.within(f"{table}.disk[{n}]", _import_disk, uuid, name, disk)
     for n, vif in enumerate(_tables(data, "vif", imp.file)):
-        _import_vif(imp, f"{table}.vif[{n}]", uuid, vif)
+        imp.within(f"{table}.vif[{n}]", _import_vif, uuid, name, vif)
 
 
 def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str, Any]) -> None:
@@ -324,8 +391,8 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
             sr = imp.txn.pool()["default_SR"] or next(iter(imp.names.get("sr", {}).values()), None)
         if sr is None:
             raise imp.bad(table, "sr", "no SR given and the pool has no default SR")
-        size = imp.size(table, "size", data.get("size", "1GiB"))
-        vdi_values = {"name_label": str(data.get("name-label", f"{vm_name} disk {device}")), "virtual_size": size,
+        size = imp.size(table, "size", data.get("size", "1GiB"), ("vdi", "virtual_size"))
+        vdi_values = {"name_label": str(data.get("name-label", f"{vm_name} disk {device}"[:limits.NAME_MAX])), "virtual_size": size,
                       "read_only": bool(data.get("read-only", False))}
         if isinstance(data.get("boot"), dict):
             vdi_values["other_config"] = {f"boot-{k}": str(v) for k, v in data["boot"].items()}
@@ -339,7 +406,7 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
     imp.changes.append(f"created vbd {device} of {vm_name}")
 
 
-def _import_vif(imp: Importer, table: str, vm: str, data: dict[str, Any]) -> None:
+def _import_vif(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str, Any]) -> None:
     for key in data:
         if key not in ("device", "network", "mac", "uuid"):
             raise imp.bad(table, key, "unknown key (device, network, mac, uuid)")
@@ -349,8 +416,8 @@ def _import_vif(imp: Importer, table: str, vm: str, data: dict[str, Any]) -> Non
         raise imp.bad(table, "network", "every VIF needs a network")
     if device != "autodetect" and imp.txn.select("vif", ["uuid"], {"VM": vm, "device": device}):
         return
-    objects.create_vif(imp.txn, vm, net, device, data.get("mac"), data.get("uuid"))
-    imp.changes.append(f"created vif {device}")
+    made = objects.create_vif(imp.txn, vm, net, device, data.get("mac"), data.get("uuid"))
+    imp.changes.append(f"created vif {imp.txn.must('vif', made, ['device'])['device']} of {vm_name}")
 
 
 # --- export ----------------------------------------------------------------------------------------

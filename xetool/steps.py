@@ -7,7 +7,9 @@ reverse previous steps". Each step may return a note saying what it did, or why 
 
 Fault injection, for the fault tests: XETOOL_FIST is a comma-separated list of `STEP` (fail
 before the step), `STEP:fail-after` (fail once the step is done), `STEP:kill` (SIGKILL this
-process before the step) or `STEP:kill-after`.
+process before the step) or `STEP:kill-after`. A step may also name points inside itself
+(`checkpoint("domain_created")`), which take `NAME:fail` and `NAME:kill` the same way: the
+windows between a hypervisor call and its record.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class Step:
     name: str
     do: Callable[[], Note]
     undo: Callable[[], None] | None = None
+    # A step after the operation has taken effect and been recorded (vm-start's VM_STARTED
+    # message, its RRD push): its failure is reported in its note and undoes nothing, as xapi
+    # ignores those failures too.
+    best_effort: bool = False
 
 
 def _fist() -> dict[str, str]:
@@ -63,11 +69,18 @@ def _inject(name: str, when: str, plan: dict[str, str]) -> None:
         raise XeError("FIST", name)
 
 
+def checkpoint(name: str) -> None:
+    """A named point inside a step where a fault test may fail or kill this process."""
+    if "XETOOL_FIST" in os.environ:
+        _inject(name, "", _fist())
+
+
 @record
 class Runner:
     observer: Observer | None = None
     done: list[Step] = field(default_factory=list)
     timings: list[tuple[str, float, Note]] = field(default_factory=list)
+    ignored: list[tuple[str, Exception]] = field(default_factory=list)  # best-effort steps that failed
 
     def run(self, steps: Sequence[Step]) -> None:
         plan = _fist()
@@ -79,22 +92,34 @@ class Runner:
                 try:
                     _inject(step.name, "", plan)
                     note = step.do()
-                except BaseException as err:
-                    if self.observer:
-                        try:
-                            self.observer.step_failed(step.name, time.perf_counter() - started, err)
-                        except Exception:  # nosec: the step's own error is the one to report
-                            pass
+                    if step.best_effort:
+                        _inject(step.name, "-after", plan)
+                except Exception as err:
+                    if not step.best_effort:
+                        self._failed(step.name, started, err)
+                        raise
+                    note = f"failed, ignored: {err.code if isinstance(err, XeError) else type(err).__name__}"
+                    self.ignored.append((step.name, err))
+                except BaseException as err:  # Ctrl-C: the step did not finish either
+                    self._failed(step.name, started, err)
                     raise
                 self.done.append(step)
                 seconds = time.perf_counter() - started
                 self.timings.append((step.name, seconds, note))
                 if self.observer:
                     self.observer.step_done(step.name, seconds, note)
-                _inject(step.name, "-after", plan)
+                if not step.best_effort:
+                    _inject(step.name, "-after", plan)
         except BaseException:
             self.rollback()
             raise
+
+    def _failed(self, name: str, started: float, err: BaseException) -> None:
+        if self.observer:
+            try:
+                self.observer.step_failed(name, time.perf_counter() - started, err)
+            except Exception:  # nosec: the step's own error is the one to report
+                pass
 
     def rollback(self) -> None:
         """Undo what was done, newest first; an undo that fails does not stop the others."""

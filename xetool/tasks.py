@@ -48,6 +48,30 @@ def finish(store: Store, task: str, error: BaseException | None = None, result: 
     with store.write() as txn:
         if txn.get("task", task, ["uuid"]) is not None:
             txn.update("task", task, values)
+        timeout_tasks(txn)
+
+
+# xapi's task GC (Db_gc_util.timeout_tasks, Xapi_globs): a completed task is destroyed 65 minutes
+# after it finished, and when more than 200 remain the oldest completed ones go first. Pending
+# tasks are never collected here: a live one holds marks, and a dead one's are the janitor's
+# (reap_dead_tasks) to clear, which completes it, so it is collected in turn.
+COMPLETED_TASK_TIMEOUT = 65 * 60
+MAX_TASKS = 200
+
+
+def timeout_tasks(txn: Txn, now: float | None = None) -> int:
+    """Collect finished tasks as xapi does (run as each command's task finishes, where xapi runs
+    it from its GC thread); return how many were destroyed."""
+    import time
+
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now or time.time()) - COMPLETED_TASK_TIMEOUT))
+    gone = txn.db.execute("DELETE FROM task WHERE status != 'pending' AND finished < ?", (cutoff,)).rowcount
+    overflow = int(txn.db.execute("SELECT COUNT(*) FROM task").fetchone()[0]) - MAX_TASKS
+    if overflow > 0:
+        gone += txn.db.execute(
+            "DELETE FROM task WHERE rowid IN (SELECT rowid FROM task WHERE status != 'pending' "
+            "ORDER BY finished, rowid LIMIT ?)", (overflow,)).rowcount
+    return gone
 
 
 def note(store: Store, task: str, **other: str) -> None:

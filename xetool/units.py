@@ -1,4 +1,10 @@
-"""Sizes as people write them: 512MiB, 4G, 1073741824."""
+"""Sizes as people write them: 512MiB, 4G, 1.5GiB, 1073741824.
+
+Units are binary throughout: K/KiB = 2^10, M/MiB = 2^20, G/GiB = 2^30, T/TiB = 2^40 bytes, and a
+bare number is bytes. xe reads `MB` as MiB too, while most disk tools read it as 10^6: the
+decimal-looking spellings (kB, MB, GB, TB) are refused rather than guessed. Values are checked
+against the limits in `xetool.limits` by the callers that know which field they fill.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,34 @@ import re
 
 from xetool.errors import XeError
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_UNITS = {"": 0, "b": 0, "bytes": 0, "k": 10, "kib": 10, "m": 20, "mib": 20, "g": 30, "gib": 30, "t": 40, "tib": 40}
+_AMBIGUOUS = {"kb": "KiB", "mb": "MiB", "gb": "GiB", "tb": "TiB"}
+_SIZE = re.compile(r"^\s*(\d{1,30})(?:\.(\d{1,30}))?\s*([a-zA-Z]*)\s*$")
+EXPECTED = "a size in bytes or with a binary unit: 512MiB, 4GiB (K, M, G, T are KiB, MiB, GiB, TiB)"
 
 
 def parse_size(text: str | int, what: str) -> int:
-    """Bytes from `512MiB`, `4G`, `1.5GiB` or a plain number of bytes (binary units throughout)."""
+    """Bytes from `512MiB`, `4G`, `1.5GiB` or a plain number of bytes; a whole number of bytes."""
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
             raise XeError("INVALID_VALUE", what, text)
         return text
     m = _SIZE.match(str(text))
-    unit = _UNITS.get(m.group(2).lower()) if m else None
-    if m is None or unit is None:
-        raise XeError("FIELD_TYPE_ERROR", what, text, "a size such as 512MiB, 4GiB or a number of bytes")
-    return int(float(m.group(1)) * unit)
+    if m is None:
+        raise XeError("FIELD_TYPE_ERROR", what, text, EXPECTED)
+    unit = m.group(3).lower()
+    if unit in _AMBIGUOUS:
+        raise XeError("FIELD_TYPE_ERROR", what, text,
+                      f"an unambiguous unit: {m.group(3)} may mean 10^n or 2^n bytes; write {_AMBIGUOUS[unit]}")
+    shift = _UNITS.get(unit)
+    if shift is None:
+        raise XeError("FIELD_TYPE_ERROR", what, text, EXPECTED)
+    whole, frac = m.group(1), m.group(2) or ""
+    numerator = int(whole + frac) << shift  # exact: no float rounding, no overflow
+    denominator = 10 ** len(frac)
+    if numerator % denominator:
+        raise XeError("FIELD_TYPE_ERROR", what, text, "a whole number of bytes")
+    return numerator // denominator
 
 
 def show_size(n: int) -> str:

@@ -41,6 +41,7 @@ def test_import_and_list(tmp_path):
 
 
 def test_error_on_the_terminal(tmp_path):
+    assert finish(spawn(tmp_path, "pool-import", f"file={EXAMPLE}"))[1] == 0
     child = spawn(tmp_path, "vm-param-get", "uuid=nope", "param-name=power-state")
     child.expect("The uuid you supplied was invalid.")
     out, rc = finish(child)
@@ -52,3 +53,13 @@ def test_help(tmp_path):
     child.expect("command name +: vm-list")
     child.expect("optional params : params")
     assert finish(child)[1] == 0
+
+
+def test_no_pool_on_the_terminal(tmp_path):
+    """A read command where there is no pool says so, and makes none."""
+    state = tmp_path / "nothing-here"
+    child = spawn(state, "vm-list")
+    child.expect("The state directory holds no pool")
+    out, rc = finish(child)
+    assert rc == 1 and f"path: {state}" in out and "Traceback" not in out
+    assert not state.exists()

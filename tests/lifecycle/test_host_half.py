@@ -7,10 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+
+import pytest
 import time
 
 from conftest import Pool, proc_name, proc_running, stand_ins
 
+from xetool.devices import console, vncauth
 from xetool.host import runtime
 from xetool.xenstore.client import XsClient
 
@@ -61,7 +64,15 @@ def test_pv_start_end_to_end_and_clean_shutdown(pool: Pool) -> None:
         port = int(xs.read(f"{h}/console/vnc-port"))
     assert _rfb(port).startswith(b"RFB 003.")
     assert pool.xe("vm-vnc", "vm=web01", "--minimal").strip() == str(port)
-    assert "127.0.0.1" in pool.xe("vm-vnc", "vm=web01")
+    shown = pool.xe("vm-vnc", "vm=web01")
+    assert "127.0.0.1" in shown
+    password = shown.split("Password: ", 1)[1].split()[0]  # the operator's way in
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        assert vncauth.client_login(s, password)[24:] == b"web01"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s, pytest.raises(PermissionError):
+        vncauth.client_login(s, "guessed!")
+    secret = console.secret_file(pool.state_dir / "hosts" / h1, d)
+    assert secret.stat().st_mode & 0o777 == 0o600 and secret.read_text().strip() == password
     rt = _rt(pool, vm)
     assert rt.dm_pid == 0 and proc_running(rt.console_pid) and proc_name(rt.console_pid).startswith("vncterm")
     mac = next(v["MAC"] for v in pool.devices("vif", vm["uuid"]) if v["device"] == "1")

@@ -27,9 +27,8 @@ def test_sixteen_processes_two_hundred_vms(tmp_path: Path) -> None:
         assert start_storm.check(state) == []
         assert 100 <= n.get("Running", 0) < 200 and n.get("Running", 0) + n.get("Halted", 0) == 200, n
         refused = sum(r.stderr.count(REGISTRY[c].doc) for r in results for c in REFUSALS)
-        # each refusal once, and the first one of a failing process again as its exit error
-        failing = sum(1 for r in results if r.returncode)
-        assert refused == n.get("Halted", 0) + failing, [r.stderr[-500:] for r in results if r.returncode]
+        # each refusal printed once (the exit status says that some failed; the text is not repeated)
+        assert refused == n.get("Halted", 0), [r.stderr[-500:] for r in results if r.returncode]
         assert "Traceback" not in "".join(r.stderr for r in results)
         assert all(r.returncode in (0, 1) for r in results)
     finally:

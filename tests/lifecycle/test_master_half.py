@@ -97,12 +97,39 @@ def test_handoff_failure_unmarks_everything(pool: Pool) -> None:
 
 
 def test_step_after_handoff_fails_and_start_is_taken_back(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XETOOL_FIST", "create_vm_started_message")
+    monkeypatch.setenv("XETOOL_FIST", "unmark_vm")
     double = RecordingHostHalf(pool)
     with pytest.raises(XeError):
         _start(pool, "web01", double)
     assert [u[:2] for u in double.undone] == [c[:2] for c in double.calls]
     pool.assert_no_marks()
+
+
+@pytest.mark.parametrize("step", ["create_vm_started_message", "push_rrd"])
+def test_message_or_rrd_failure_never_undoes_the_start(pool: Pool, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """xapi ignores a failure to make the VM_STARTED message or push the RRD: so does xetool."""
+    monkeypatch.setenv("XETOOL_FIST", step)
+    double = RecordingHostHalf(pool)
+    result = _start(pool, "web01", double)
+    assert double.undone == [] and len(double.calls) == 1
+    assert any(f"{step} failed: FIST" in w for w in result.warnings), result.warnings
+    pool.assert_no_marks()
+
+
+def test_rrd_push_on_a_full_disk_keeps_the_start(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real failure of the push (here: whisper cannot write its archive) is a warning only."""
+    import errno
+
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    import whisper
+
+    monkeypatch.setattr(whisper, "create", full)
+    double = RecordingHostHalf(pool)
+    result = _start(pool, "web01", double)
+    assert double.undone == [] and any("push_rrd failed" in w for w in result.warnings)
+    assert not list((pool.state_dir / "rrd").rglob("*.wsp*")) and not list((pool.state_dir / "rrd").rglob(".*"))
 
 
 def test_rrd_archive_moves_with_the_vm(pool: Pool) -> None:
@@ -159,8 +186,10 @@ def test_busy_vm_refused_at_once(pool: Pool) -> None:
     assert time.monotonic() - t0 < 10  # two CLI runs, no waiting
     assert params == {"class": "VM", "object": vm, "operation_type": "clean_shutdown", "operation_ref": task}
     t0 = time.monotonic()
-    pool.fails("vm-start", "vm=web01", "wait=1.5", code="OTHER_OPERATION_IN_PROGRESS", status=3)
+    params = pool.fails("vm-start", "vm=web01", "wait=1.5", code="OPERATION_WAIT_TIMEOUT", status=4)
     assert 1.4 < time.monotonic() - t0 < 8  # waited, bounded
+    assert params == {"class": "VM", "object": vm, "operation_type": "clean_shutdown", "operation_ref": task,
+                      "seconds": "1.5"}
     _unmark(pool, vm, task)
     pool.assert_no_marks()
 

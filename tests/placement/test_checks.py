@@ -60,7 +60,7 @@ def test_first_failure_in_the_seeds_order() -> None:
     h = good_host(networks=frozenset(), mib=10, cpus=1)
     assert error_of(needy(), h).code == "VM_REQUIRES_NETWORK"
     # validations come before every host check
-    assert error_of(needy(vcpus_max=0, vcpus_at_startup=0), good_host(live=False)).code == "INVALID_VALUE"
+    assert error_of(needy(vcpus_max=0, vcpus_at_startup=0), good_host(live=False)).code == "VM_NO_VCPUS"
 
 
 def test_memory_check_can_be_disabled() -> None:

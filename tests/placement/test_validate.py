@@ -7,6 +7,7 @@ from placement_factory import vm
 
 from xetool.errors import XeError
 from xetool.placement.validate import (
+    check_vm_parameters,
     coerce_memory,
     validate_actions_after_crash,
     validate_basic_parameters,
@@ -25,6 +26,9 @@ def raises(fn, v) -> XeError:
 def test_vcpus() -> None:
     e = raises(validate_vcpus, vm(vcpus_max=0, vcpus_at_startup=0))
     assert (e.code, e.params) == ("INVALID_VALUE", {"field": "VCPUs_max", "value": "0"})
+    # at start, the seed-era check comes first and names the VM
+    e = raises(validate_basic_parameters, vm("v0", vcpus_max=0, vcpus_at_startup=0))
+    assert (e.code, e.params) == ("VM_NO_VCPUS", {"vm": "v0"})
     e = raises(validate_vcpus, vm(vcpus_max=2, vcpus_at_startup=0))
     assert (e.code, e.params) == ("INVALID_VALUE", {"field": "VCPUs-at-startup", "value": "0"})
     e = raises(validate_vcpus, vm(vcpus_max=2, vcpus_at_startup=3))
@@ -66,5 +70,27 @@ def test_actions_after_crash() -> None:
 
 def test_basic_parameters_run_in_xapi_order() -> None:
     # both vCPUs and the multiplier are wrong: vCPUs is reported
-    e = raises(validate_basic_parameters, vm(vcpus_max=0, vcpus_at_startup=0, hvm_shadow_multiplier=0.1))
-    assert e.params["field"] == "VCPUs_max"
+    e = raises(validate_basic_parameters, vm(vcpus_max=2, vcpus_at_startup=0, hvm_shadow_multiplier=0.1))
+    assert e.params["field"] == "VCPUs-at-startup"
+
+
+@pytest.mark.parametrize("kw,code,params", [
+    (dict(vcpus_max=0, vcpus_at_startup=0), "VM_NO_VCPUS", {"vm": "v1"}),
+    (dict(vcpus_max=-3, vcpus_at_startup=1), "VM_NO_VCPUS", {"vm": "v1"}),
+    (dict(vcpus_max=65, vcpus_at_startup=1), "VM_TOOMANY_VCPUS", {"vm": "v1"}),
+    (dict(memory_static_max=16 * 2**20 - 1, memory_static_min=0, memory_dynamic_min=0,
+          memory_dynamic_max=1), "VM_MEMORY_SIZE_TOO_LOW", {"vm": "v1"}),
+    (dict(vbd_devices=(("vbd-a", "0"), ("vbd-b", "1"), ("vbd-c", "1"))), "VM_DUPLICATE_VBD_DEVICE",
+     {"vm": "v1", "vbd": "vbd-c", "device": "xvdb"}),
+    (dict(hvm=True, vbd_devices=(("vbd-a", "0"), ("vbd-b", "0"))), "VM_DUPLICATE_VBD_DEVICE",
+     {"vm": "v1", "vbd": "vbd-b", "device": "hda"}),
+])
+def test_seed_era_start_checks(kw, code, params) -> None:
+    e = raises(check_vm_parameters, vm("v1", **kw))
+    assert (e.code, e.params) == (code, params)
+    assert raises(validate_basic_parameters, vm("v1", **kw)).code == code
+
+
+def test_seed_era_checks_pass_at_the_limits() -> None:
+    check_vm_parameters(vm("v", vcpus=64, memory_static_max=16 * 2**20, memory_static_min=0, memory_dynamic_min=0,
+                           memory_dynamic_max=16 * 2**20, vbd_devices=(("a", "0"), ("b", "1"), ("c", "3"))))

@@ -201,7 +201,7 @@ def test_garbage_answers_are_named(raw: bytes, fragment: str) -> None:
 def test_invalid_vm_is_refused_before_asking() -> None:
     with pytest.raises(XeError) as ei:
         choose_host_with_wlb(vm(vcpus_max=0, vcpus_at_startup=0), pool_with(WlbConfig(url="http://127.0.0.1:9/")))
-    assert ei.value.code == "INVALID_VALUE"
+    assert ei.value.code == "VM_NO_VCPUS"
 
 
 def test_request_is_plain_json() -> None:

@@ -71,7 +71,7 @@ def test_command_groups_then_commands(pool: Path) -> None:
 
 def test_group_prefix_keeps_the_cursor(pool: Path) -> None:
     r = complete("xetool po", pool)
-    assert r.replies == ["pool-export", "pool-import", "pool-list", "pool-param-add", "pool-param-clear",
+    assert r.replies == ["pool-check", "pool-export", "pool-import", "pool-list", "pool-param-add", "pool-param-clear",
                          "pool-param-get", "pool-param-list", "pool-param-remove", "pool-param-set"]
 
 

@@ -153,7 +153,8 @@ def test_value_specs() -> None:
     assert gen.value_spec(table["help"], "command") == "c"
     assert gen.value_spec(table["event-wait"], "uuid") == "u:@class"
     params = gen.value_spec(table["vm-list"], "params").split(":", 1)[1].split()
-    assert params[0] == "all" and "power-state" in params and "last-booted-record" not in params  # hidden
+    assert params[0] == "all" and "power-state" in params and "start-time" in params
+    assert "last-booted-record" not in params and "last-boot-record" in params  # xe's name
     assert gen.value_spec(table["vm-param-add"], "param-name") == "e:blocked-operations VCPUs-params HVM-boot-params platform bios-strings xenstore-data other-config tags"
 
 

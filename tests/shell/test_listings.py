@@ -11,7 +11,7 @@ import pytest
 from xetool.cli.context import Context
 from xetool.cli.main import main
 from xetool.cli.registry import commands
-from xetool.datamodel import CLASSES
+from xetool.cli.views import spec_of
 from xetool.store.codec import escape_minimal
 
 LISTINGS = [c for c in commands().values() if c.lists and c.name.endswith("-list") and not c.reqd]
@@ -40,7 +40,7 @@ def _text(value: object) -> str:
 
 @pytest.mark.parametrize("cmd", LISTINGS, ids=lambda c: c.name)
 def test_minimal_params_and_json_agree(pool: Path, cmd) -> None:  # type: ignore[no-untyped-def]
-    spec = CLASSES[cmd.cls]
+    spec = spec_of(cmd.cls)
     default = _json(pool, cmd.name)
     every = _json(pool, cmd.name, "params=all")
     assert len(default) == len(every)

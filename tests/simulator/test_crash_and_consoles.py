@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xetool.backends.simulator import SimulatorBackend, list_hosts
+from xetool.backends.simulator import SimulatorBackend, list_hosts, stop_host
+from xetool.devices import vncauth
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 from .conftest import make_backend, start_pv
@@ -50,15 +51,25 @@ def test_killing_the_host_process_is_a_host_crash(state_dir: Path, host: Simulat
         assert not xs.exists(f"/local/domain/{domid}")
 
 
-def test_a_wedged_host_times_out_and_is_replaced(state_dir: Path, host: SimulatorBackend) -> None:
+def test_a_wedged_host_is_offline_and_never_replaced(state_dir: Path, host: SimulatorBackend) -> None:
+    """A host that runs but does not answer (SIGSTOP) is HOST_OFFLINE within a bound: a second
+    process beside it would be a second host with the same name and sockets."""
     pid = list_hosts(state_dir)[0].pid
     assert pid
+    boot = host.boot_id()
     os.kill(pid, signal.SIGSTOP)
     try:
-        assert host.is_live() is False
-        host.ensure_running()  # kills the stopped one, starts afresh
-        assert host.is_live()
-        assert list_hosts(state_dir)[0].pid != pid
+        assert host.is_live() is False and host.reachability() == "unresponsive"
+        t0 = time.monotonic()
+        with pytest.raises(XeError) as e:
+            host.ensure_running()
+        assert e.value.code == "HOST_OFFLINE" and e.value.params["name"] == "sim1"
+        assert "does not answer" in e.value.params["reason"] and time.monotonic() - t0 < 5
+        assert list_hosts(state_dir)[0].pid == pid
+        stop_host(state_dir, host.host_uuid)  # the operator's way out: stop it, then start it again
+        assert host.reachability() == "down"
+        host.ensure_running()
+        assert host.is_live() and list_hosts(state_dir)[0].pid != pid and host.boot_id() != boot
     finally:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -66,36 +77,47 @@ def test_a_wedged_host_times_out_and_is_replaced(state_dir: Path, host: Simulato
             pass
 
 
-def rfb_handshake(port: int) -> tuple[bytes, int, int, bytes]:
+def rfb_handshake(port: int, password: str | None) -> tuple[int, int, bytes]:
+    """Log in with VNC Authentication; the ServerInit's size and name."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        init = vncauth.client_login(s, password)
+    width, height = struct.unpack(">HH", init[:4])
+    return width, height, init[24:]
+
+
+def rfb_security_none(port: int) -> bytes:
+    """What a client that asks for no authentication gets: the SecurityResult and reason."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         f = s.makefile("rb")
-        version = f.read(12)
+        f.read(12)
         s.sendall(b"RFB 003.008\n")
-        n = f.read(1)[0]
-        types = f.read(n)
-        assert 1 in types
+        types = f.read(f.read(1)[0])
+        assert 1 not in types, "the console offers security type None"
         s.sendall(b"\x01")
-        assert struct.unpack(">I", f.read(4))[0] == 0  # SecurityResult OK
-        s.sendall(b"\x01")  # ClientInit, shared
-        width, height = struct.unpack(">HH", f.read(4))
-        f.read(16)  # pixel format
-        (name_len,) = struct.unpack(">I", f.read(4))
-        return version, width, height, f.read(name_len)
+        return f.read()
 
 
 @pytest.mark.parametrize("kind", ["vncterm", "qemu"])
-def test_vnc_stand_ins(host: SimulatorBackend, kind: str) -> None:
+def test_vnc_stand_ins(host: SimulatorBackend, kind: str, tmp_path: Path) -> None:
+    secret = tmp_path / "vnc.passwd"
+    vncauth.write_password(str(secret), "s3cretPW")
     with XsClient(host.xenstore_socket()) as xs:
         domid = start_pv(host, xs, name="console-vm")
         argv = host.console_server_argv(domid) if kind == "vncterm" else \
             host.device_model_argv(domid, 0, [("00:16:3e:00:00:09", "xenbr0")])
+        argv += ["--password-file", str(secret)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             port = int(xs.wait_until(f"/local/domain/{domid}/console/vnc-port", lambda v: bool(v), 15) or 0)
             if kind == "qemu":
                 xs.wait_for_value(f"/local/domain/0/device-model/{domid}/state", "running", 5)
-            version, width, height, name = rfb_handshake(port)
-            assert version == b"RFB 003.008\n" and (width, height) == (640, 480) and name == b"console-vm"
+            with pytest.raises(PermissionError, match="authentication failed"):
+                rfb_handshake(port, "wrong")
+            with pytest.raises(PermissionError):
+                rfb_handshake(port, None)
+            assert rfb_security_none(port).startswith(b"\0\0\0\1")  # SecurityResult: failed
+            width, height, name = rfb_handshake(port, "s3cretPW")
+            assert (width, height) == (640, 480) and name == b"console-vm"
             host.destroy(domid)  # the domain goes away: so does its console server
             assert proc.wait(timeout=10) == 0
         finally:
@@ -104,10 +126,13 @@ def test_vnc_stand_ins(host: SimulatorBackend, kind: str) -> None:
                 proc.wait()
 
 
-def test_vnc_stand_in_exits_on_sigterm_and_on_host_crash(state_dir: Path, host: SimulatorBackend) -> None:
+def test_vnc_stand_in_exits_on_sigterm_and_on_host_crash(state_dir: Path, host: SimulatorBackend, tmp_path: Path) -> None:
+    secret = tmp_path / "vnc.passwd"
+    vncauth.write_password(str(secret), "pw")
     with XsClient(host.xenstore_socket()) as xs:
         domid = start_pv(host, xs)
-        procs = [subprocess.Popen(host.console_server_argv(domid), stderr=subprocess.DEVNULL) for _ in range(2)]
+        argv = [*host.console_server_argv(domid), "--password-file", str(secret)]
+        procs = [subprocess.Popen(argv, stderr=subprocess.DEVNULL) for _ in range(2)]
         try:
             xs.wait_until(f"/local/domain/{domid}/console/vnc-port", lambda v: bool(v), 15)
             time.sleep(0.5)  # both have connected

@@ -62,8 +62,17 @@ def _broken(tmp_path: Path, text: str) -> Path:
     return f
 
 
+def _empty_pool(xe, tmp_path: Path) -> None:
+    """A pool with nothing in it: the first pool-import of a definition with no objects."""
+    if xe("pool-list").rc != 0:
+        empty = tmp_path / "empty.toml"
+        empty.write_text("")
+        assert xe("pool-import", f"file={empty}").rc == 0
+    assert xe("pool-list").rc == 0
+
+
 def _refused(xe, snapshot, f: Path, code: str) -> str:
-    assert xe("pool-list").rc == 0  # the store exists (an empty pool) before the import
+    _empty_pool(xe, f.parent)  # the store exists (an empty pool) before the import
     before = snapshot()
     r = xe("pool-import", f"file={f}")
     spec = REGISTRY[code]
@@ -119,9 +128,17 @@ def test_late_failure_removes_created_disk_files(tmp_path, xe, snapshot, state_d
     assert not list(state_dir.rglob("*.raw"))
 
 
-def test_dry_run_changes_nothing(state_dir, xe, snapshot):
-    assert xe("pool-list").rc == 0
+def test_dry_run_changes_nothing(state_dir, xe, snapshot, tmp_path):
+    _empty_pool(xe, tmp_path)
     before = snapshot()
     r = xe("pool-import", f"file={EXAMPLE}", "--dry-run")
     assert r.rc == 0 and "Would make" in r.out
     assert snapshot() == before
+
+
+def test_dry_run_where_there_is_no_pool_creates_none(state_dir, xe):
+    """A dry run on a new state directory shows the first import's changes, and makes no pool."""
+    r = xe("pool-import", f"file={EXAMPLE}", "--dry-run")
+    assert r.rc == 0 and "Would make" in r.out, r.err
+    assert not (state_dir / "pool.db").exists()
+    assert xe("pool-list").rc == REGISTRY["POOL_NOT_FOUND"].status

@@ -111,9 +111,10 @@ def test_write_is_begin_immediate(tmp_path):
     """A second writer cannot even start while one write transaction is open."""
     a, b = Store(tmp_path), Store(tmp_path, busy_timeout=0.05)
     with a.write():
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(XeError) as err:
             with b.write():
                 pass
+        assert err.value.code == "LOCK_TIMEOUT" and str(tmp_path / "pool.db") in err.value.params["lock"]
     with b.write() as txn:  # free again
         txn.insert("vm", {"name_label": "after"})
     a.close(), b.close()
@@ -123,15 +124,15 @@ def _increment(state_dir: str, uuid: str, n: int) -> None:
     store = Store(Path(state_dir))
     for _ in range(n):
         with store.write() as txn:
-            vm = txn.must("vm", uuid, ["VCPUs_max"])
-            txn.update("vm", uuid, {"VCPUs_max": vm["VCPUs_max"] + 1})
+            vm = txn.must("vm", uuid, ["domid"])
+            txn.update("vm", uuid, {"domid": vm["domid"] + 1})
     store.close()
 
 
 def test_concurrent_read_modify_write_loses_nothing(tmp_path):
     store = Store(tmp_path)
     with store.write() as txn:
-        uuid = txn.insert("vm", {"name_label": "counter", "VCPUs_max": 0})
+        uuid = txn.insert("vm", {"name_label": "counter", "domid": 0})
     store.close()
     n, procs = 200, 3
     ctx = multiprocessing.get_context("spawn")
@@ -143,7 +144,7 @@ def test_concurrent_read_modify_write_loses_nothing(tmp_path):
         assert w.exitcode == 0
     store = Store(tmp_path)
     with store.read() as txn:
-        assert txn.get("vm", uuid, ["VCPUs_max"])["VCPUs_max"] == n * procs
+        assert txn.get("vm", uuid, ["domid"])["domid"] == n * procs
     store.close()
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+
+import pytest
 import struct
 import threading
 import time
 import tty
 
+from xetool.devices import vncauth
 from xetool.backends.xen import vncterm
 
 
@@ -52,22 +55,25 @@ def test_rfb_session_shows_console_and_types_keys() -> None:
     tty.setraw(master)
     listener = vncterm.listen(50)
     port = listener.getsockname()[1]
-    server = vncterm.VncTerm(font, slave, listener, "test console")
+    server = vncterm.VncTerm(font, slave, listener, "test console", "pa55word")
     threading.Thread(target=server.serve, daemon=True).start()
 
     os.write(master, b"A")  # guest output
+    for wrong in ("pa55wore", None):  # a local user without the password cannot get in
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as bad:
+            with pytest.raises(PermissionError, match="authentication failed"):
+                vncauth.client_login(bad, wrong)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as none:
+        assert recv_exact(none, 12) == b"RFB 003.008\n"
+        none.sendall(b"RFB 003.008\n")
+        assert recv_exact(none, 2) == b"\x01\x02"  # VNC Authentication only: never None
+        none.sendall(b"\x01")
+        assert recv_exact(none, 4) == b"\0\0\0\1"
     c = socket.create_connection(("127.0.0.1", port), timeout=5)
-    assert recv_exact(c, 12) == b"RFB 003.008\n"
-    c.sendall(b"RFB 003.008\n")
-    assert recv_exact(c, 2) == b"\x01\x01"
-    c.sendall(b"\x01")
-    assert recv_exact(c, 4) == b"\0\0\0\0"
-    c.sendall(b"\x01")
-    w, h = struct.unpack(">HH", recv_exact(c, 4))
+    init = vncauth.client_login(c, "pa55word")
+    w, h = struct.unpack(">HH", init[:4])
     assert (w, h) == (640, 400)
-    recv_exact(c, 16)
-    (n,) = struct.unpack(">I", recv_exact(c, 4))
-    assert recv_exact(c, n) == b"test console"
+    assert init[24:] == b"test console"
 
     c.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
     assert recv_exact(c, 4) == b"\x00\x00\x00\x01"

@@ -10,7 +10,7 @@ from typing import Iterator, Mapping, Sequence
 
 import pytest
 
-from xetool.backends.base import DomainConfig
+from xetool.backends.base import DomainConfig, PhysInfo
 from xetool.backends.xen.backend import CmdResult, XenBackend, xl_config
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
@@ -185,3 +185,55 @@ def test_device_model_argv(tmp_path: Path) -> None:
 def test_console_server_argv() -> None:
     argv = XenBackend(FakeXl()).console_server_argv(3)
     assert argv[1:5] == ["-m", "xetool.backends.xen.vncterm", "--domid", "3"]
+
+
+def test_hvm_console_password_goes_to_libxl_and_to_the_secret_file(tmp_path: Path) -> None:
+    """libxl starts an HVM guest's qemu inside `xl create`: its VNC password is in the xl config
+    (0600), and the device model's adoption writes that same password to the console's file."""
+    from xetool.devices import vncauth
+
+    assert "vncpasswd" not in xl_config(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"))
+    assert 'vncpasswd = "s3cret"' in xl_config(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"),
+                                                vnc_password="s3cret")
+    xl = FakeXl()
+    backend = XenBackend(xl, config_dir=tmp_path, hypercalls=NoHypercalls())
+    backend.physinfo = lambda: PhysInfo(1 << 20, 1 << 19, 2, frozenset({"hvm", "pv"}))  # type: ignore[method-assign]
+    domid = backend.create_domain(config(hvm=True, kernel="/usr/lib/xen-4.17/boot/hvmloader"))
+    cfg = tmp_path / f"{UUID}.cfg"
+    assert cfg.stat().st_mode & 0o077 == 0
+    password = next(line.split('"')[1] for line in cfg.read_text().splitlines() if line.startswith("vncpasswd"))
+    assert len(password) == vncauth.PASSWORD_LEN
+    backend._adopt_device_model = lambda d, nics: 4242  # type: ignore[method-assign]  # QMP: tests/unit/test_xen_hvm_device_model.py
+    secret = tmp_path / "consoles" / "vnc.passwd"
+    assert backend.start_service("device-model", domid, [], tmp_path / "dm.log", secret=secret) == 4242
+    assert vncauth.read_password(str(secret)) == password
+    other = XenBackend(FakeXl(), config_dir=tmp_path, hypercalls=NoHypercalls())
+    other._adopt_device_model = lambda d, nics: 4242  # type: ignore[method-assign]
+    with pytest.raises(XeError) as e:
+        other.start_service("device-model", domid, [], tmp_path / "dm.log", secret=secret)
+    assert e.value.code == "FAILED_TO_START_EMULATOR"
+
+
+def test_find_domain_by_uuid_from_xl_list(tmp_path: Path) -> None:
+    """The domain handle, not a stored domid: `xl list -v` rows carry the uuid."""
+    xl = FakeXl()
+    xl.answers[("xl", "list", "-v")] = CmdResult(0, (DATA / "xl-list-v-running.txt").read_text(), "")
+    xl.answers[("xl", "list", "-l")] = CmdResult(0, (DATA / "xl-list-l-running.json").read_text(), "")
+    b = XenBackend(xl, config_dir=tmp_path, hypercalls=NoHypercalls())
+    running = b.find_domain("a598ed20-34a7-4b4e-9df7-add50770d337")
+    assert running is not None and running.domid == 2 and not running.paused
+    assert b.find_domain("4d181961-b175-487b-b67b-bef0f77d0ffc").domid == 1  # type: ignore[union-attr]
+    assert b.find_domain("00000000-0000-0000-0000-000000000000") is None  # dom0 is never a VM's domain
+    assert b.find_domain("11111111-2222-3333-4444-555555555555") is None
+    assert set(b.domains_by_uuid()) == {"a598ed20-34a7-4b4e-9df7-add50770d337", "4d181961-b175-487b-b67b-bef0f77d0ffc"}
+
+
+def test_boot_id_is_dom0s(tmp_path: Path) -> None:
+    f = tmp_path / "boot_id"
+    f.write_text("6c1f2e0a-27c4-4a53-9a0b-0e3f6f0d7d11\n")
+    b = XenBackend(FakeXl(), config_dir=tmp_path, hypercalls=NoHypercalls(), boot_id_file=str(f))
+    assert b.boot_id() == "6c1f2e0a-27c4-4a53-9a0b-0e3f6f0d7d11"
+    f.unlink()
+    with pytest.raises(XeError) as err:
+        b.boot_id()
+    assert err.value.code == "HOST_OFFLINE" and "boot_id" in err.value.params["reason"]

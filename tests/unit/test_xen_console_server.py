@@ -14,6 +14,7 @@ from typing import Iterator, Mapping, Sequence
 import pytest
 
 from tests.unit.test_vncterm import psf2_font
+from xetool.devices import vncauth
 from xetool.backends.xen.backend import CmdResult, XenBackend
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.devices import console
@@ -56,7 +57,9 @@ def test_console_server_forked_detached_and_stopped(dom: tuple[Path, str, int]) 
     backend = XenBackend(no_commands, sock, console_font=str(d / "font.psf"), hypercalls=NoHypercalls())
     sentinel = open(d / "sentinel", "w")  # a descriptor of ours the server must not hold
     log = d / "logs" / "vncterm-3.log"
-    pid = backend.start_service("console", DOMID, [], log)
+    secret = d / "consoles" / "vnc-3.passwd"
+    vncauth.write_password(str(secret), "xen-pw")
+    pid = backend.start_service("console", DOMID, [], log, secret=secret)
     try:
         with XsClient(sock) as xs:
             port = int(xs.wait_until(f"/local/domain/{DOMID}/console/vnc-port", bool, 20) or 0)
@@ -65,7 +68,10 @@ def test_console_server_forked_detached_and_stopped(dom: tuple[Path, str, int]) 
         fds = {os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")}
         assert str(d / "sentinel") not in fds and str(log) in fds and "/dev/null" in fds
         with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-            assert c.recv(12) == b"RFB 003.008\n"
+            with pytest.raises(PermissionError):
+                vncauth.client_login(c, "not-it")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            assert vncauth.client_login(c, "xen-pw")[24:] == f"domain {DOMID} console".encode()
         assert "127.0.0.1:" in log.read_text()
     finally:
         sentinel.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,32 +37,18 @@ def free_memory_back(backend: XenBackend, before_kib: int) -> bool:
     return wait_for("free memory back", lambda: backend.physinfo().free_memory_kib >= before_kib - 1024, 30)
 
 
-def rfb_type(port: int, text: str) -> bytes:
-    """Connect as a VNC client, take one full frame, type text; returns the frame's pixels."""
+def rfb_type(port: int, text: str, password: str) -> bytes:
+    """Connect as a VNC client (VNC Authentication), take one full frame, type text; returns the
+    frame's pixels."""
+    from xetool.devices import vncauth
+
     with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
         c.settimeout(30)
-
-        def recv(n: int) -> bytes:
-            data = b""
-            while len(data) < n:
-                chunk = c.recv(n - len(data))
-                assert chunk, "console server closed the connection"
-                data += chunk
-            return data
-
-        assert recv(12).startswith(b"RFB 003.")
-        c.sendall(b"RFB 003.008\n")
-        assert recv(2) == b"\x01\x01"
-        c.sendall(b"\x01")
-        assert recv(4) == b"\0\0\0\0"
-        c.sendall(b"\x01")
-        w, h = struct.unpack(">HH", recv(4))
-        recv(16)
-        recv(struct.unpack(">I", recv(4))[0])
+        w, h = struct.unpack(">HH", vncauth.client_login(c, password)[:4])
         c.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
-        recv(4)
-        _x, _y, rw, rh, _enc = struct.unpack(">HHHHi", recv(12))
-        pixels = recv(rw * rh * 4)
+        vncauth.recv_exact(c, 4)
+        _x, _y, rw, rh, _enc = struct.unpack(">HHHHi", vncauth.recv_exact(c, 12))
+        pixels = vncauth.recv_exact(c, rw * rh * 4)
         for ch in text:
             key = 0xFF0D if ch == "\r" else ord(ch)
             c.sendall(struct.pack(">BBxxI", 4, 1, key) + struct.pack(">BBxxI", 4, 0, key))
@@ -69,18 +58,25 @@ def rfb_type(port: int, text: str) -> bytes:
 
 def check_console_server(backend: XenBackend, xs: Any, domid: int, name: str) -> None:
     """xetool's vncterm on the guest's console: port in xenstore, text on screen, keys typed."""
-    proc = subprocess.Popen(backend.console_server_argv(domid), stderr=subprocess.PIPE, text=True)
+    from xetool.devices import vncauth
+
+    secret = Path(tempfile.mkdtemp(prefix="xetool-console-")) / "vnc.passwd"
+    password = vncauth.new_password()
+    vncauth.write_password(str(secret), password)
+    proc = subprocess.Popen(backend.console_server_argv(domid) + ["--password-file", str(secret)],
+                            stderr=subprocess.PIPE, text=True)
     try:
         port_path = f"/local/domain/{domid}/console/vnc-port".encode()
         port = int(wait_for("console/vnc-port", lambda: xs.read(port_path, b"").decode(), 60))
         assert 5901 <= port < 6000
-        pixels = rfb_type(port, "echo VNC-$((40+2))\r")
+        pixels = rfb_type(port, "echo VNC-$((40+2))\r", password)
         assert any(pixels[i] for i in range(0, len(pixels), 4)), "the console screen is blank"
         log = wait_console(name, "VNC-42", 60)
         assert "echo VNC-$((40+2))" in log  # the shell's echo of what was typed
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(secret.parent, ignore_errors=True)
 
 
 def test_physinfo_is_xl_info(backend: XenBackend) -> None:

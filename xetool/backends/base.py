@@ -146,6 +146,26 @@ class Backend(abc.ABC):
     def domain_info(self, domid: int) -> DomainInfo | None:
         return next((d for d in self.list_domains() if d.domid == domid), None)
 
+    def find_domain(self, uuid: str) -> DomainInfo | None:
+        """The guest domain whose handle is the VM's `uuid` (xenopsd's way of finding a VM's
+        domain): a stored domid alone may name another VM's domain after the host restarted.
+        A dying domain is on its way out and is not returned."""
+        return next((d for d in self.list_domains() if d.uuid == uuid and d.domid != 0 and not d.dying), None)
+
+    def domains_by_uuid(self) -> dict[str, DomainInfo]:
+        """Every guest domain, by its handle: what a resync compares with the store."""
+        return {d.uuid: d for d in self.list_domains() if d.domid != 0 and not d.dying and d.uuid}
+
+    @abc.abstractmethod
+    def boot_id(self) -> str:
+        """The host's per-boot identity: a new value after every restart of the host (or of the
+        simulated host's process). Residency recorded under an earlier boot is void."""
+
+    def reachability(self) -> str:
+        """"live"; "down" when the host is known not to run (its domains are gone); or
+        "unresponsive" when it may run but does not answer (nothing may be assumed)."""
+        return "live" if self.is_live() else "unresponsive"
+
     @abc.abstractmethod
     def ensure_bridge(self, bridge: str) -> None:
         """Create the network's bridge in dom0 if it is not there."""
@@ -162,11 +182,15 @@ class Backend(abc.ABC):
         (mac, bridge) pairs, a USB tablet, VNC on 127.0.0.1 only. It writes its VNC port to
         /local/domain/<domid>/console/vnc-port."""
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """Start the domain's device model (kind "device-model") or PV console server ("console")
         as a process detached from the caller, logging to `log`; return its pid. The process
-        writes its VNC port to xenstore itself. By default, the argv below, spawned here."""
+        writes its VNC port to xenstore itself, and asks VNC clients for the password in `secret`.
+        By default, the argv below, spawned here."""
         argv = self.device_model_argv(domid, 0, nics) if kind == "device-model" else self.console_server_argv(domid)
+        if secret is not None:
+            argv += ["--password-file", str(secret)]
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,

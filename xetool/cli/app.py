@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import click
 
-from xetool import __version__
 from xetool.cli.context import Context
 from xetool.cli.grammar import check_utf8
-from xetool.cli.main import FORMATS, apply_options, run
+from xetool.cli.main import FORMATS, apply_options, command_words, help_or_version, run
 from xetool.cli.registry import Command, commands, lookup
 from xetool.errors import XeError
 
@@ -63,14 +62,13 @@ def _click_command(cmd: Command) -> click.Command:
 def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debug: bool, trace: bool,
         quiet: bool, version: bool, show_help: bool) -> None:
     """xe-style toolstack for Xen pools."""
+    # --version and --help never reach here: `invoke` answers them before the group runs.
     obj = ctx.find_object(Context)
     if obj is None:
         obj = ctx.obj = Context.from_options(state_dir)
     apply_options(obj, state_dir, fmt, minimal=minimal, debug=debug, trace=trace, quiet=quiet)
     ctx.call_on_close(obj.close)
-    if version:
-        click.echo(f"xetool {__version__}")
-    elif ctx.invoked_subcommand is None:
+    if ctx.invoked_subcommand is None:
         run(obj, lookup("help"), [])  # type: ignore[arg-type]
 
 
@@ -78,6 +76,11 @@ def invoke(argv: list[str], obj: Context) -> int:
     """Run one command line through click; XeError is the caller's to report."""
     try:
         with cli.make_context("xetool", argv, obj=obj) as cctx:
+            p = cctx.params
+            if p["version"] or p["show_help"]:  # before the group runs: never the command
+                apply_options(obj, p["state_dir"], p["fmt"], minimal=p["minimal"], quiet=p["quiet"])
+                help_or_version(obj, command_words(argv), p["version"])
+                return 0
             cli.invoke(cctx)
         return 0
     except click.exceptions.Exit as ex:

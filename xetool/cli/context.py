@@ -27,6 +27,7 @@ class Context:
     debug: bool = False
     trace: bool = False
     quiet: bool = False
+    create_pool: bool = False  # set by the commands that may make a new pool (pool-import)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _store: Store | None = None
@@ -46,7 +47,7 @@ class Context:
         if self._store is None:
             from xetool.store.db import Store
 
-            self._store = Store(self.state)
+            self._store = Store(self.state, create=self.create_pool)
         return self._store
 
     def close(self) -> None:

@@ -28,6 +28,44 @@ FLAGS = {"--minimal": "minimal", "--debug": "debug", "--trace": "trace", "--quie
 VALUED = ("--state-dir", "--format")
 
 
+def requested_format(argv: Sequence[str]) -> str | None:
+    """The output format the line asks for, wherever it does (`--format json`, `--format=json`,
+    `format=json` after the command): an error found before the options are applied, a usage
+    error among them, is printed in it too."""
+    fmt = None
+    for n, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--format" and n + 1 < len(argv):
+            fmt = argv[n + 1]
+        elif word.startswith(("--format=", "format=")):
+            fmt = word.partition("=")[2]
+    return fmt if fmt in FORMATS else None
+
+
+def command_words(argv: Sequence[str]) -> list[str]:
+    """The command and what follows it: the words after the options before the command."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
+        i += 2 if argv[i] in VALUED else 1
+    return list(argv[i + (i < len(argv) and argv[i] == "--"):])
+
+
+def help_or_version(ctx: Context, words: Sequence[str], version: bool) -> None:
+    """`--version` or `--help` anywhere before the command's words end: print, and run nothing.
+    Help names the command if there is one (`--help vm-start vm=web01` is `help vm-start`)."""
+    if version:
+        from xetool import __version__
+        from xetool.cli.output import Value, render
+
+        render(Value(f"xetool {__version__}"), ctx.out, fmt=ctx.fmt)
+        return
+    name = words[0] if words and not words[0].startswith("-") and "=" not in words[0] else None
+    if name is not None and lookup(name) is None:
+        raise XeError("UNKNOWN_COMMAND", name)
+    run(ctx, lookup("help"), [name] if name else [])  # type: ignore[arg-type]
+
+
 def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
     """The command and its words if the line needs no judging by click: known options with
     good values before a known command. Their values go into `ctx`, as the click group's would."""
@@ -88,12 +126,12 @@ def check_params(cmd: Command, args: Args) -> None:
     allowed = set(cmd.reqd) | set(cmd.optn) | {"multiple"}
     spec = None
     if cmd.selector or cmd.any_field:
-        from xetool.datamodel import get_class
+        from xetool.cli.views import spec_of
 
         name = cmd.selector or cmd.cls or args.params.get("class")  # event-wait names its class
         if name is None:
             raise XeError("MISSING_PARAMETER", "class")
-        spec = get_class(name)
+        spec = spec_of(name)
     for key in args.params:
         if key in allowed or cmd.free_keys:
             continue
@@ -111,11 +149,14 @@ def check_params(cmd: Command, args: Args) -> None:
 
 
 def run(ctx: Context, cmd: Command, words: Sequence[str]) -> None:
+    if "--help" in words or "--version" in words:  # before parsing: a bad word must not hide them
+        help_or_version(ctx, [cmd.name], "--version" in words)
+        return
     if cmd.name == "help":  # `xetool help vm-start` names the command without a key
         words = [w if "=" in w or w.startswith("--") else f"command={w}" for w in words]
     args = parse(list(words))
     _apply_globals(ctx, args)
-    if "help" in args.params:
+    if "help" in args.params:  # help=true, as xe's other flags may be given
         args = Args({"command": cmd.name})
         cmd = lookup("help")  # type: ignore[assignment]
     else:
@@ -126,6 +167,25 @@ def run(ctx: Context, cmd: Command, words: Sequence[str]) -> None:
     from xetool.cli.output import render
 
     render(out, ctx.out, minimal=ctx.minimal, fmt=ctx.fmt)
+
+
+class MultipleFailures(Exception):
+    """Some of the objects of a --multiple command failed: (object, error) each. The text form was
+    printed as each failed; the exit status is the first failure's."""
+
+    def __init__(self, failures: list[tuple[dict[str, str], XeError]]) -> None:
+        super().__init__(f"{len(failures)} failed")
+        self.failures = failures
+
+
+def report_failures(many: MultipleFailures, ctx: Context) -> int:
+    if ctx.fmt == "json":  # one document: the first error, as any error, and every failure
+        import json
+
+        first = many.failures[0][1]
+        ctx.err.write(json.dumps({"error": first.to_json(), "failures": [
+            {**obj, "error": err.to_json()} for obj, err in many.failures]}) + "\n")
+    return int(many.failures[0][1].status)
 
 
 def report(err: XeError, ctx: Context | None, stream: Any) -> int:
@@ -143,6 +203,9 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     obj = ctx if ctx is not None else Context.from_options(None)  # errors need its --format
+    fmt = requested_format(argv)
+    if fmt is not None:
+        obj.fmt = fmt
     try:
         line = plain_line(argv, obj)
         if line is None:
@@ -153,12 +216,18 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         return 0
     except XeError as err:
         return report(err, obj, obj.err)
+    except MultipleFailures as many:
+        return report_failures(many, obj)
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
         return 130
     except BrokenPipeError:
         return 0
     except Exception as ex:  # a bug: one line, the traceback only with --debug
+        if type(ex).__module__ == "sqlite3":  # a store error outside Store's transactions: still not a bug
+            from xetool.store.db import DB_NAME, store_error
+
+            return report(store_error(ex, os.path.join(os.fspath(obj.state), DB_NAME)), obj, obj.err)  # type: ignore[arg-type]
         if debug:
             import traceback
 

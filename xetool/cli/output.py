@@ -24,13 +24,17 @@ class Records:
     spec: ClassSpec
     rows: list[dict[str, Any]]
     fields: Sequence[Field]
+    listing: bool = False  # a -list: expensive fields print `<expensive field>`, as xe does
 
 
 @record
 class Value:
-    """One value on one line (param-get, a new object's uuid)."""
+    """One value on one line (param-get, a new object's uuid); `data` is the typed value for
+    --format json (a map as an object, a number as a number), when there is one."""
 
     text: str
+    data: Any = None
+    typed: bool = False  # `data` is set (None is a value: a null reference)
 
 
 @record
@@ -72,8 +76,14 @@ def xe_record(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def json_value(f: Field, value: Any) -> Any:
+    """A field's value for --format json: maps as objects, sets as lists, numbers and booleans
+    as themselves, enums of state lower case (as printed)."""
     if f.kind is Kind.ENUM and f.name in ("power_state", "status"):
         return str(value).lower()
+    if f.kind is Kind.MAP:
+        return dict(value or {})
+    if f.kind is Kind.SET:
+        return list(value or [])
     return value
 
 
@@ -105,8 +115,9 @@ def render(out: Output, stream: TextIO, *, minimal: bool = False, fmt: str = "xe
         # Every record of a listing has the same keys: lay them out once (xe_record's layout).
         prefixes = xe_record([(f"{f.cli_name} {f.marker}", "") for f in out.fields]).split("\n")[:len(out.fields)]
         cols = [(p, f, f.name) for p, f in zip(prefixes, out.fields)]
+        value = _listed if out.listing else (lambda f, row: show(f, row.get(f.name)))
         stream.write("".join(
-            "\n".join(p + show(f, row.get(name)) for p, f, name in cols) + "\n\n\n" for row in out.rows))
+            "\n".join(p + value(f, row) for p, f, name in cols) + "\n\n\n" for row in out.rows))
     elif isinstance(out, Value):
         stream.write(out.text + "\n")
     elif isinstance(out, Message):
@@ -117,6 +128,13 @@ def render(out: Output, stream: TextIO, *, minimal: bool = False, fmt: str = "xe
             stream.write(",".join(escape_minimal(str(r[0])) for r in out.rows) + "\n")
             return
         stream.write(format_table(out))
+
+
+EXPENSIVE = "<expensive field>"
+
+
+def _listed(f: Field, row: dict[str, Any]) -> str:
+    return EXPENSIVE if f.expensive else show(f, row.get(f.name))
 
 
 def format_table(t: Table) -> str:
@@ -132,9 +150,10 @@ def format_table(t: Table) -> str:
 
 def _json(out: Output) -> Any:
     if isinstance(out, Records):
-        return [{f.cli_name: json_value(f, r.get(f.name)) for f in out.fields} for r in out.rows]
+        return [{f.cli_name: EXPENSIVE if out.listing and f.expensive else json_value(f, r.get(f.name))
+                 for f in out.fields} for r in out.rows]
     if isinstance(out, Value):
-        return out.text
+        return out.data if out.typed else out.text
     if isinstance(out, Message):
         return {"message": out.text}
     if isinstance(out, Table):

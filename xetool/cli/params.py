@@ -7,13 +7,13 @@ from __future__ import annotations
 from xetool import constraints
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
-from xetool.cli.output import Output, Records, Value
+from xetool.cli.output import Output, Records, Value, json_value
 from xetool.cli.registry import Command
 from xetool.cli.selectors import select, split_filters
 from xetool.datamodel import get_class
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
-from xetool.store.codec import parse_cli, show, split_escaped
+from xetool.store.codec import map_entry, parse_cli, show, split_escaped
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
@@ -51,16 +51,17 @@ def list_cmd(ctx: Context, cmd: Command, args: Args) -> Output:
 
         notice_crashed_hosts(ctx.store)
         notice_dead_tasks(ctx.store)
-    with ctx.store.read() as txn:
-        rows = select(txn, spec, filters, [f.name for f in fields])
-    return Records(spec, rows, fields)
+    with ctx.store.read() as txn:  # expensive fields are not computed for a listing (xe)
+        rows = select(txn, spec, filters, [f.name for f in fields if not f.expensive])
+    return Records(spec, rows, fields, listing=True)
 
 
 def param_list(ctx: Context, cmd: Command, args: Args) -> Output:
     spec = get_class(cmd.cls or "")
+    fields = [f for f in spec.fields if not f.hidden]
     with ctx.store.read() as txn:
-        row = txn.must(spec.name, args.params["uuid"])
-    return Records(spec, [row], [f for f in spec.fields if not f.hidden])
+        row = txn.must(spec.name, args.params["uuid"], [f.name for f in fields])
+    return Records(spec, [row], fields)
 
 
 def _field(spec: ClassSpec, name: str) -> Field:
@@ -82,8 +83,8 @@ def param_get(ctx: Context, cmd: Command, args: Args) -> Output:
             raise XeError("FIELD_TYPE_ERROR", f.cli_name, key, "a map field for param-key")
         if key not in value:
             raise XeError("MAP_KEY_NOT_FOUND", f.cli_name, key)
-        return Value(value[key])
-    return Value(show(f, value))
+        return Value(value[key], value[key], True)
+    return Value(show(f, value), json_value(f, value), True)
 
 
 def _writable(spec: ClassSpec, name: str) -> Field:
@@ -107,7 +108,8 @@ def param_set(ctx: Context, cmd: Command, args: Args) -> Output:
             if f.kind is Kind.MAP:
                 if not colon or not sub:
                     raise XeError("SYNTAX_ERROR", f"set one key of a map with {f.cli_name}:KEY=VALUE")
-                new.setdefault(f.name, dict(row[f.name]))[sub] = text
+                k, v = map_entry(f, sub, text)
+                new.setdefault(f.name, dict(row[f.name]))[k] = v
             elif f.kind is Kind.SET:
                 raise XeError("OPERATION_NOT_ALLOWED", f"cannot param-set the set field {f.cli_name}; use {cmd.group}-param-add")
             else:
@@ -118,6 +120,8 @@ def param_set(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def param_add(ctx: Context, cmd: Command, args: Args) -> Output:
+    """Add keys to a map (MAP_DUPLICATE_KEY if one is there already, as xapi's add_to_*) or a
+    member to a set (adding a member that is there changes nothing, as xapi's add_to_*)."""
     spec = get_class(cmd.cls or "")
     f = _writable(spec, args.params["param-name"])
     extra = {k: v for k, v in args.params.items() if k not in ("uuid", "param-name", "param-key")}
@@ -126,12 +130,19 @@ def param_add(ctx: Context, cmd: Command, args: Args) -> Output:
         if f.kind is Kind.MAP:
             if not extra:
                 raise XeError("MISSING_PARAMETER", "key=value")
-            value = {**row[f.name], **extra}
+            value = dict(row[f.name])
+            for key, text in extra.items():
+                key, text = map_entry(f, key, text)
+                if key in value:
+                    raise XeError("MAP_DUPLICATE_KEY", spec.name, f.cli_name, row["uuid"], key)
+                value[key] = text
         elif f.kind is Kind.SET:
             member = args.get("param-key")
             if member is None:
                 raise XeError("MISSING_PARAMETER", "param-key")
-            value = list(row[f.name]) + ([member] if member not in row[f.name] else [])
+            if extra:
+                raise XeError("UNKNOWN_PARAMETER", next(iter(extra)), cmd.name)
+            value = list(row[f.name]) + ([parse_cli(f, member)] if member not in row[f.name] else [])
         else:
             raise XeError("FIELD_TYPE_ERROR", f.cli_name, "", "a set or map field")
         new = {f.name: value}
@@ -159,8 +170,13 @@ def param_remove(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def param_clear(ctx: Context, cmd: Command, args: Args) -> Output:
+    """Empty a set or map field. As in xe, only sets and maps are clearable: a name or a
+    number is changed with -param-set, never blanked by a clear."""
     spec = get_class(cmd.cls or "")
     f = _writable(spec, args.params["param-name"])
+    if f.kind not in (Kind.SET, Kind.MAP):
+        raise XeError("OPERATION_NOT_ALLOWED",
+                      f"{f.cli_name} is not a set or map field and cannot be cleared; use {cmd.group}-param-set")
     with ctx.store.write() as txn:
         row = txn.must(spec.name, args.params["uuid"])
         new = {f.name: f.initial()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.errors import XeError
-from xetool.store.codec import UUID_RE, parse_cli
+from xetool.store.codec import UUID_RE, parse_cli, show
 from xetool.store.db import Row, Txn
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -32,11 +32,17 @@ def select(
     spec: ClassSpec,
     filters: dict[str, str],
     fields: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> list[Row]:
-    """Rows of `spec` matching every filter, with `fields` (plus those the filters need)."""
+    """Rows of `spec` matching every filter, with `fields` (plus those the filters need).
+
+    A value an enum field cannot have matches nothing (`power-state=bogus` lists nothing), as in
+    xe, which compares the printed values; `strict` refuses it instead (event-wait would wait for
+    it until its timeout)."""
     where: dict[str, Any] = {}
     post: list[tuple[Field, str | None, str]] = []  # (field, map key or None, value)
     by_name: str | None = None
+    impossible = False
     for key, value in filters.items():
         if key == spec.name.replace("_", "-"):
             by_name = value
@@ -49,8 +55,17 @@ def select(
             post.append((f, sub or None, value))
         elif f.kind is Kind.REF and value and not UUID_RE.match(value):
             raise XeError("UUID_INVALID", f.ref, value)
+        elif f.kind is Kind.ENUM and not strict and not any(v.lower() == value.lower() for v in f.values):
+            impossible = True  # the other filters are still checked
         else:
             where[f.name] = parse_cli(f, value)
+            if isinstance(where[f.name], int):  # a filter needs no field's range, only SQLite's
+                from xetool.limits import INT64_MAX
+
+                if not -INT64_MAX - 1 <= where[f.name] <= INT64_MAX:
+                    raise XeError("VALUE_NOT_SUPPORTED", f.cli_name, value, "beyond a 64-bit integer")
+    if impossible:
+        return []
     want = None
     if fields is not None:
         want = list(dict.fromkeys(["uuid", *fields, *(f.name for f, _, _ in post)]))
@@ -70,7 +85,31 @@ def select(
     return rows
 
 
+def matching(spec: ClassSpec, rows: list[Row], filters: dict[str, str]) -> list[Row]:
+    """Rows of a view (records made in memory) matching every filter, as `select` matches the
+    store's: `<class>=` by name-label or uuid, fields by value, maps and sets by key or member."""
+    out = rows
+    for key, value in filters.items():
+        if key == spec.name.replace("_", "-"):
+            out = [r for r in out if value in (r.get("uuid"), r.get("name_label"))]
+            continue
+        base, _, sub = key.partition(":")
+        f = spec.field(base)
+        if f is None:
+            raise XeError("UNKNOWN_FIELD", spec.name, key)
+        if f.kind in (Kind.MAP, Kind.SET):
+            out = [r for r in out if _matches(f, sub or None, value, r.get(f.name))]
+        elif f.kind is Kind.ENUM and not any(v.lower() == value.lower() for v in f.values):
+            out = []  # as select: a value the field cannot have matches nothing
+        else:
+            want = parse_cli(f, value)
+            out = [r for r in out if r.get(f.name) == want]
+    return out
+
+
 def _matches(f: Field, sub: str | None, value: str, have: Any) -> bool:
+    if f.kind not in (Kind.MAP, Kind.SET):  # a scalar read from elsewhere (a VM's start-time)
+        return show(f, have) == value
     if f.kind is Kind.MAP:
         if sub is None:
             raise XeError("SYNTAX_ERROR", f"filter on map {f.cli_name} needs a key: {f.cli_name}:KEY=VALUE")

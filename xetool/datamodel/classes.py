@@ -64,6 +64,11 @@ def when(name: str, q: Qualifier, doc: str, **kw: Any) -> Field:
     return _f(name, Kind.DATETIME, q, doc, "", **kw)
 
 
+def metric(name: str, kind: Kind, doc: str, default: Any) -> Field:
+    """A VM field read from its vm_metrics record (xe shows them on the VM)."""
+    return _f(name, kind, DRO, doc, default, via=("vm_metrics", "VM", name))
+
+
 def back(name: str, doc: str, cls: str, key: str, **kw: Any) -> Field:
     """A set of refs derived from the foreign key `key` of `cls` (xapi's one-to-many relations)."""
     return _f(name, Kind.SET, DRO, doc, (), ref=cls, derived_from=(cls, key), **kw)
@@ -105,14 +110,18 @@ HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     e("backend", RO, "How xetool drives this host's hypervisor.", ("simulator", "xen"), "simulator"),
     b("enabled", RO, "False while the host is disabled: no new VMs start on it.", True),
     b("live", DRO, "True if the host answered the last time it was asked.", True, cli="host-metrics-live"),
+    s("boot_id", DRO, "The host's per-boot identity when the pool last resynchronised with it; "
+      "VMs resident under an earlier boot are Halted.", hidden=True),
     i("memory_total", RO, "Total host memory, in bytes.", 0),
     i("memory_free", DRO, "Free host memory reported by the hypervisor, in bytes.", 0),
     i("memory_overhead", DRO, "Memory used by the host itself (dom0 and the toolstack's reserve), in bytes.", 0),
     i("dom0_memory", RO, "Memory given to the control domain, in bytes.", 0),
     i("cpu_count", RO, "Physical CPUs.", 1, cli="cpu-count"),
+    smap("cpu_info", RO, "The host's CPUs as xe shows them: cpu_count, and what the backend knows (vendor, modelname).",
+         cli="cpu_info"),
     sset("capabilities", RO, "Virtualisation capabilities: pv, hvm, hap.", default=("pv",)),
     *ops(HOST_OPERATIONS),
-    back("resident_VMs", "VMs currently running on this host.", "vm", "resident_on"),
+    back("resident_VMs", "VMs currently running on this host.", "vm", "resident_on", cli="resident-vms"),
     back("PBDs", "Physical block devices: the SRs this host sees.", "pbd", "host"),
     back("PIFs", "Physical interfaces: the networks this host reaches.", "pif", "host"),
     OTHER, TAGS,
@@ -134,9 +143,12 @@ VM = ClassSpec("vm", "A virtual machine (or a template).", (
     i("memory_dynamic_min", RW, "Dynamic minimum memory, in bytes.", 256 << 20),
     i("memory_static_min", RW, "Lowest memory the VM may ever have, in bytes.", 128 << 20),
     i("memory_overhead", DRO, "Memory the hypervisor needs beside the guest's own, in bytes.", 0),
+    metric("memory_actual", Kind.INT, "Memory the guest actually has, in bytes (0 while halted).", 0),
+    i("memory_target", DRO, "Memory the domain is balanced to while it runs, in bytes (0 while halted).", 0),
     i("VCPUs_max", RW, "Maximum number of vCPUs.", 1),
     i("VCPUs_at_startup", RW, "vCPUs online at boot.", 1),
     smap("VCPUs_params", RW, "vCPU parameters: mask (CPU list), weight, cap."),
+    metric("VCPUs_number", Kind.INT, "vCPUs the running guest has (0 while halted).", 0),
     e("domain_type", RW, "The kind of domain.", ("hvm", "pv", "unspecified"), "unspecified"),
     s("HVM_boot_policy", RW, "HVM boot policy ('BIOS order' for HVM); empty for PV."),
     smap("HVM_boot_params", RW, "HVM boot parameters (order, firmware)."),
@@ -154,8 +166,14 @@ VM = ClassSpec("vm", "A virtual machine (or a template).", (
     e("actions_after_crash", RW, "What to do when the guest crashes.", CRASH_ACTIONS, "restart"),
     e("ha_restart_priority", RW, "HA restart priority.", ("", "restart", "best-effort"), ""),
     b("ha_always_run", RW, "True if HA (and the cron job in scripts/) keeps this VM running."),
-    s("last_booted_record", DRO, "The VM's configuration when it last booted (JSON).", hidden=True),
-    ref("suspend_VDI", RO, "The VDI holding the suspend image, if suspended.", "vdi"),
+    s("last_booted_record", DRO, "The VM's configuration when it last booted (JSON).", cli="last-boot-record",
+      expensive=True),
+    ref("suspend_VDI", RO, "The VDI holding the suspend image, if suspended.", "vdi", cli="suspend-VDI-uuid"),
+    _f("possible_hosts", Kind.SET, DRO, "Hosts the VM could start on now (every placement check passes); "
+       "the host it runs on while it runs.", (), ref="host", computed="xetool.master.snapshot:possible_hosts",
+       expensive=True),
+    metric("start_time", Kind.DATETIME, "When the VM last booted.", ""),
+    metric("install_time", Kind.DATETIME, "When the VM was made.", ""),
     ref("metrics", DRO, "Metrics of the VM.", "vm_metrics"),
     ref("guest_metrics", DRO, "Metrics reported by the guest's agent.", "vm_guest_metrics"),
     i("start_delay", RW, "Seconds to wait after starting the VM (for ordered starts).", 0),

@@ -46,6 +46,11 @@ class Field:
     ref: str = ""  # REF (and SET of refs): the class referred to
     derived_from: tuple[str, str] | None = None  # SET of refs kept as a foreign key elsewhere
     hidden: bool = False  # left out of -list and -param-list, readable with -param-get
+    # A field read from the object that refers to this one: (class, its ref to us, its field),
+    # as xe shows VM.start-time from the VM's metrics.
+    via: tuple[str, str, str] | None = None
+    computed: str = ""  # "module:function(txn, row)" computing the value when it is read
+    expensive: bool = False  # xe prints `<expensive field>` for it in -list (param-list/-get compute it)
 
     @property
     def cli_name(self) -> str:
@@ -53,7 +58,12 @@ class Field:
 
     @property
     def persisted(self) -> bool:
-        return self.derived_from is None
+        return self.derived_from is None and self.via is None and not self.computed
+
+    @property
+    def on_demand(self) -> bool:
+        """Read only when asked for by name (never part of a whole-record read)."""
+        return self.via is not None or bool(self.computed)
 
     @property
     def settable(self) -> bool:

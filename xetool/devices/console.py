@@ -1,6 +1,7 @@
 """The device model (qemu's role, HVM) and the PV console server (vncterm's role): processes the
-toolstack starts per domain, which listen for VNC on 127.0.0.1 only and write their port to
-/local/domain/<domid>/console/vnc-port, where the toolstack reads it back."""
+toolstack starts per domain, which listen for VNC on 127.0.0.1 only, ask each client for the
+domain's console password (VNC Authentication: 127.0.0.1 is open to every local user), and write
+their port to /local/domain/<domid>/console/vnc-port, where the toolstack reads it back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from xetool.backends.base import Backend
+from xetool.devices import vncauth
 from xetool.errors import XeError
 from xetool.processes import alive
 from xetool.xenstore.client import XsClient
@@ -21,11 +23,19 @@ if TYPE_CHECKING:
 START_TIMEOUT = float(os.environ.get("XETOOL_DM_TIMEOUT", "10"))
 
 
+def secret_file(host_dir: Path, domid: int) -> Path:
+    """The domain's console password (VNC Authentication, devices/vncauth.py), 0600 on its host."""
+    return Path(vncauth.password_file(host_dir, domid))
+
+
 def spawn(backend: Backend, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path, vm: str,
-          name: str, xs: XsClient, pid_key: str) -> tuple[int, int]:
-    """Start the service through the backend and wait for its VNC port: (pid, port)."""
+          name: str, xs: XsClient, pid_key: str, secret: Path | None = None) -> tuple[int, int]:
+    """Start the service through the backend and wait for its VNC port: (pid, port). With
+    `secret`, a new password is written there first and the console asks every client for it."""
     try:
-        pid = backend.start_service(kind, domid, nics, log)
+        if secret is not None:
+            vncauth.write_password(str(secret), vncauth.new_password())
+        pid = backend.start_service(kind, domid, nics, log, secret=secret)
     except OSError as err:
         raise XeError("FAILED_TO_START_EMULATOR", vm, name, err.strerror or str(err)) from None
     xs.write(f"/local/domain/{domid}/{pid_key}", str(pid))

@@ -135,8 +135,19 @@ def finish_build(xs: XsClient, domid: int) -> None:
 
 
 def remove_domain_entries(xs: XsClient, domid: int, vm_uuid: str) -> None:
-    """Domain.destroy's xenstore part: the domain's home, xenopsd's private trees of it, the
-    /vm back-link; /vm/<uuid> itself stays (as xenopsd keeps it until the VM is removed)."""
-    for path in (home(domid), xenops_home(domid), f"/vm/{vm_uuid}/domains/{domid}", private_home(vm_uuid)):
+    """What a destroyed domain leaves in xenstore: its home, xenopsd's private trees of it, its
+    device model's node in dom0's tree, the backend halves of its devices, and its entry under
+    /vm/<uuid> (remove_vm_entries takes /vm/<uuid> itself once the VM has no domain left)."""
+    paths = [home(domid), xenops_home(domid), f"/local/domain/0/device-model/{domid}",
+             f"/vm/{vm_uuid}/domains/{domid}", private_home(vm_uuid)]
+    kinds = xs.ls("/local/domain/0/backend") if xs.exists("/local/domain/0/backend") else []
+    paths += [f"/local/domain/0/backend/{kind}/{domid}" for kind in kinds]
+    for path in paths:
         if xs.exists(path):
             xs.rm(path)
+
+
+def remove_vm_entries(xs: XsClient, vm_uuid: str) -> None:
+    """/vm/<uuid>, once the VM has no domain left on this host (libxl removes it on destroy)."""
+    if xs.exists(f"/vm/{vm_uuid}"):
+        xs.rm(f"/vm/{vm_uuid}")

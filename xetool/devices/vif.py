@@ -107,7 +107,7 @@ def reload_dnsmasq(host_dir: Path, bridge: str) -> bool:
 
 def _write(path: Path, lines: list[str]) -> None:
     """Same-directory temporary file and rename: dnsmasq never reads half a file."""
+    from xetool.paths import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in lines), 0o644)  # dnsmasq may run as another user

@@ -30,9 +30,12 @@ def cleanup_dead_task(store: Store, task: Row) -> None:
 
 
 def reconcile_hosts(store: Store) -> list[str]:
-    """A simulated host whose process was started and is gone has crashed: it is marked not
-    live, its VMs are Halted and its reservations released. Returns the hosts found down."""
+    """A simulated host whose process was started and is gone has crashed: resynchronised as a
+    host that is down (its VMs Halted and released, each with a message; marked not live).
+    A process that runs but does not answer is not a crash: nothing is assumed about it.
+    Returns the hosts found down."""
     from xetool.backends import simulator
+    from xetool.master import resync
 
     state_dir = Path(store.state_dir)
     down = []
@@ -40,31 +43,19 @@ def reconcile_hosts(store: Store) -> list[str]:
         known = simulator.list_hosts(state_dir)
     except OSError:
         return down
-    crashed = {h.uuid for h in known if not h.live}
+    crashed = {h.uuid for h in known if not h.live and h.pid is None}
     if not crashed:
         return down
     with store.read() as txn:
-        rows = [r for r in txn.select("host", ["uuid", "live", "backend"]) if r["uuid"] in crashed and r["backend"] == "simulator"]
+        rows = [r for r in txn.select("host", list(HOST_FIELDS) + ["live"]) if r["uuid"] in crashed and r["backend"] == "simulator"]
     for row in rows:
         with store.read() as txn:
             resident = txn.uuids("vm", {"resident_on": row["uuid"]})
-        if not row["live"] and not resident:
+        if not row["live"] and not resident and not runtime.all_on(state_dir, row["uuid"]):
             continue
-        for vm in resident:
-            teardown.release_vm(store, state_dir, None, row["uuid"], vm)
-        for rt in runtime.all_on(state_dir, row["uuid"]):
-            runtime.remove(state_dir, row["uuid"], rt.vm)
-        memory.release_host(store, row["uuid"])
-        with store.write() as txn:
-            txn.update("host", row["uuid"], {"live": False})
+        resync.resync_host(store, state_dir, row, backend_for(state_dir, row))
         down.append(row["uuid"])
     return down
 
 
-def mark_live(store: Store, host: str) -> None:
-    with store.write() as txn:
-        if not txn.must("host", host, ["live"])["live"]:
-            txn.update("host", host, {"live": True})
-
-
-__all__ = ["cleanup_dead_task", "reconcile_hosts", "mark_live"]
+__all__ = ["cleanup_dead_task", "reconcile_hosts"]

@@ -61,32 +61,42 @@ def operation(store: Store, cls: str, uuid: str, op: str, check_vm: str | None =
 
 
 def resident(store: Store, state_dir: Path, vm: str) -> tuple[Row, Row, Backend]:
-    """The VM, its host and the host's backend; VM_BAD_POWER_STATE if it has no domain."""
+    """The VM, its host and the host's backend; VM_BAD_POWER_STATE if it has no domain. The
+    VM's row carries the domid of the domain found on the host by the VM's uuid (the domain
+    handle), never the stored number alone; HOST_OFFLINE if the host does not answer."""
     with store.read() as txn:
         row = txn.must("vm", vm)
         if not row["resident_on"] or row["domid"] < 0:
             raise XeError("VM_BAD_POWER_STATE", vm, "running", row["power_state"].lower())
         host = txn.must("host", row["resident_on"], HOST_FIELDS)
-    return row, host, backend_for(state_dir, host)
+    backend = backend_for(state_dir, host)
+    if backend.reachability() != "live":
+        raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"], reason="it does not answer")
+    info = backend.find_domain(vm)
+    if info is None:
+        raise XeError("VM_BAD_POWER_STATE", vm, "running", "halted (no domain on its host)")
+    return {**row, "domid": info.domid}, host, backend
 
 
-def _live_backend(backend: Backend, host: Row) -> Backend:
-    if not backend.is_live():
-        raise XeError("HOST_OFFLINE", host["uuid"])
-    return backend
+def before(store: Store, state_dir: Path, vm: str) -> None:
+    """Before an operation on a running VM: the first touch of its host resyncs it, so that what
+    the store says of the VM is what the host runs."""
+    from xetool.master import resync
+
+    resync.touch_vm_host(store, state_dir, vm)
 
 
 def shutdown(store: Store, state_dir: Path, vm: str, force: bool, timeout: float, reason: str = "poweroff") -> str:
     """Clean: ask the guest through control/shutdown and wait (VM_SHUTDOWN_TIMEOUT); hard:
     destroy at once. Either way everything the start took is released and the VM is Halted."""
     op = "hard_shutdown" if force else "clean_shutdown"
+    before(store, state_dir, vm)
     with operation(store, "vm", vm, op):
         row, host, backend = resident(store, state_dir, vm)
         with vm_lock(state_dir, vm):
-            if not force and backend.is_live():
+            if not force:
                 _clean_shutdown(backend, row, timeout, reason)
-            live = backend if backend.is_live() else None
-            problems = teardown.release_vm(store, state_dir, live, host["uuid"], vm)
+            problems = teardown.release_vm(store, state_dir, backend, host["uuid"], vm)
     return "; ".join(problems)
 
 
@@ -97,8 +107,8 @@ def _clean_shutdown(backend: Backend, vm: Row, timeout: float, reason: str) -> N
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
-        info = backend.domain_info(domid)
-        if info is None or info.uuid != vm["uuid"] or info.shutdown_reason:
+        info = backend.find_domain(vm["uuid"])
+        if info is None or info.domid != domid or info.shutdown_reason:
             return
         if time.monotonic() >= deadline:
             raise XeError("VM_SHUTDOWN_TIMEOUT", vm["uuid"], timeout)
@@ -107,10 +117,10 @@ def _clean_shutdown(backend: Backend, vm: Row, timeout: float, reason: str) -> N
 
 
 def set_paused(store: Store, state_dir: Path, vm: str, paused: bool) -> None:
+    before(store, state_dir, vm)
     with operation(store, "vm", vm, "pause" if paused else "unpause"):
         row, host, backend = resident(store, state_dir, vm)
         with vm_lock(state_dir, vm):
-            _live_backend(backend, host)
             (backend.pause if paused else backend.unpause)(row["domid"])
             with store.write() as txn:
                 txn.update("vm", vm, {"power_state": "Paused" if paused else "Running"})
@@ -136,11 +146,12 @@ def _device_operation(store: Store, state_dir: Path, cls: str, uuid: str, op: st
     """Mark the device, lock its VM, reach its host; save the VM's runtime record afterwards."""
     with store.read() as txn:
         row = txn.must(cls, uuid)
+    before(store, state_dir, row["VM"])
     with operation(store, cls, uuid, op):
         vm, host, backend = resident(store, state_dir, row["VM"])
         with vm_lock(state_dir, vm["uuid"]):
             rt = runtime.load(state_dir, host["uuid"], vm["uuid"]) or runtime.Runtime(vm["uuid"], host["uuid"])
-            with XsClient(_live_backend(backend, host).xenstore_socket()) as xs:
+            with XsClient(backend.xenstore_socket()) as xs:
                 yield _Live(row, vm, host, backend, rt, xs)
             runtime.save(state_dir, rt)
 

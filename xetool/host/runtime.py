@@ -5,10 +5,9 @@ undo, or the janitor after a crash knows exactly what to release."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from xetool.paths import host_dir
+from xetool.paths import host_dir, write_atomic
 from xetool.records import asdict, field, record
 
 
@@ -24,7 +23,9 @@ class Runtime:
     vifs: dict[str, int] = field(default_factory=dict)  # vif uuid -> device
     leases: list[tuple[str, str]] = field(default_factory=list)  # (bridge, mac)
     dm_pid: int = 0
+    dm_start: str = ""  # the process's start time (processes.start_time): a pid alone may be reused
     console_pid: int = 0
+    console_start: str = ""
     vnc_port: int = 0
     started: bool = False  # the start completed: the janitor must leave this VM alone
 
@@ -45,9 +46,7 @@ def load(state_dir: Path, host: str, vm: str) -> Runtime | None:
 def save(state_dir: Path, rt: Runtime) -> None:
     target = path(state_dir, rt.host, rt.vm)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(rt)))
-    os.replace(tmp, target)
+    write_atomic(target, json.dumps(asdict(rt)))
 
 
 def remove(state_dir: Path, host: str, vm: str) -> None:

@@ -7,8 +7,10 @@ that crashed (where the domain and processes are already gone and only the recor
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from xetool import processes
 from xetool.backends.base import Backend
 from xetool.devices import console, domain, vbd, vif
 from xetool.errors import XeError
@@ -20,29 +22,73 @@ from xetool.xenstore.client import XsClient
 
 
 def release_on_host(state_dir: Path, backend: Backend | None, rt: Runtime) -> list[str]:
-    """Undo what `rt` records on a live host; returns what could not be undone (best effort)."""
+    """Undo what `rt` records on a host; returns what could not be undone (best effort).
+
+    The domain is found by the VM's uuid, never by the recorded domid alone: after the host
+    restarted that number may be another VM's domain, which must not be touched. `backend` is
+    None when the host is down (its domains and processes are gone with it)."""
     problems: list[str] = []
-    if rt.dm_pid:
-        console.stop(rt.dm_pid)
-    if rt.console_pid:
-        console.stop(rt.console_pid)
+    _stop(rt.dm_pid, rt.dm_start)
+    _stop(rt.console_pid, rt.console_start)
+    hd = host_dir(state_dir, rt.host)
+    if rt.domid >= 0:
+        console.secret_file(hd, rt.domid).unlink(missing_ok=True)
     for bridge, mac in rt.leases:
-        vif.remove_lease(host_dir(state_dir, rt.host), bridge, mac)
-    if backend is None or rt.domid < 0:
+        vif.remove_lease(hd, bridge, mac)
+    shutil.rmtree(hd / "boot" / rt.vm, ignore_errors=True)  # a kernel the bootloader extracted
+    if backend is None:
+        _remove_empty_logs(hd, rt.domid)
         return problems
     try:
+        info = backend.find_domain(rt.vm)
+        domid = info.domid if info is not None else rt.domid
+        if info is None and domid >= 0 and backend.domain_info(domid) is not None:
+            domid = -1  # the recorded number belongs to another domain now
+        _remove_empty_logs(hd, domid)
         with XsClient(backend.xenstore_socket()) as xs:
-            for uuid, device in rt.vifs.items():
-                vif.unplug(xs, backend, rt.domid, device, uuid, force=True)
-            for uuid, userdevice in rt.vbds.items():
-                vbd.unplug(xs, backend, rt.domid, userdevice, rt.hvm, uuid, force=True)
-            info = backend.domain_info(rt.domid)
-            if info is not None and info.uuid == rt.vm:
-                backend.destroy(rt.domid)
-            domain.remove_domain_entries(xs, rt.domid, rt.vm)
+            if domid >= 0:
+                for uuid, device in rt.vifs.items():
+                    vif.unplug(xs, backend, domid, device, uuid, force=True)
+                for uuid, userdevice in rt.vbds.items():
+                    vbd.unplug(xs, backend, domid, userdevice, rt.hvm, uuid, force=True)
+                if info is not None:
+                    _stop_unrecorded_services(xs, domid, rt)
+                    backend.destroy(domid)
+                domain.remove_domain_entries(xs, domid, rt.vm)
+            domain.remove_vm_entries(xs, rt.vm)
     except XeError as err:
         problems.append(err.render().replace("\n", "; "))
     return problems
+
+
+def _stop(pid: int, started: str) -> None:
+    """Stop a device model or console server, unless its pid now names another process."""
+    if pid and (not started or processes.start_time(pid) == started):
+        console.stop(pid)
+
+
+def _stop_unrecorded_services(xs: XsClient, domid: int, rt: Runtime) -> None:
+    """A start killed between spawning a service and recording it left its pid only in the
+    domain's xenstore home; stop it if the process there is still that domain's service."""
+    for key in ("image/device-model-pid", "vncterm-pid"):
+        text = xs.read_or(f"{domain.home(domid)}/{key}") or ""
+        pid = int(text) if text.isdigit() else 0
+        if pid and pid not in (rt.dm_pid, rt.console_pid) and \
+                processes.command_name(pid) in (f"qemu-dm-{domid}", f"vncterm-{domid}"):
+            console.stop(pid)
+
+
+def _remove_empty_logs(hd: Path, domid: int) -> None:
+    """A start's service logs are kept only when something was written to them."""
+    if domid < 0:
+        return
+    for name in (f"qemu-dm-{domid}.log", f"vncterm-{domid}.log"):
+        log = hd / "logs" / name
+        try:
+            if log.stat().st_size == 0:
+                log.unlink()
+        except OSError:
+            pass
 
 
 def halt_in_store(store: Store, vm: str) -> None:
@@ -51,7 +97,7 @@ def halt_in_store(store: Store, vm: str) -> None:
         if txn.get("vm", vm, ["uuid"]) is None:
             return
         txn.update("vm", vm, {"power_state": "Halted", "resident_on": None, "scheduled_to_be_resident_on": None,
-                              "domid": -1})
+                              "domid": -1, "memory_target": 0})
         for cls in ("vbd", "vif"):
             for uuid in txn.uuids(cls, {"VM": vm}):
                 txn.update(cls, uuid, {"currently_attached": False})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xetool import lifecycle, tasks
+from xetool import lifecycle, processes, tasks
 from xetool.backends.base import Backend, DomainConfig
 from xetool.clock import now_iso
 from xetool.devices import bootloader, console, domain, vbd, vif
@@ -21,7 +21,7 @@ from xetool.master.snapshot import is_hvm, read_vm
 from xetool.paths import host_dir
 from xetool.placement.memory import vm_compute_memory_overhead
 from xetool.records import field, record, replace
-from xetool.steps import Note, Runner, Step
+from xetool.steps import Note, Runner, Step, checkpoint
 from xetool.storage import file_sr
 from xetool.store.db import Row, Store
 from xetool.store.objects import sr_path
@@ -74,9 +74,13 @@ class HostStart:
 
     # --- serialisation ----------------------------------------------------------------------------
     def acquire_host_queue(self) -> str:
+        from xetool.master import resync
+
         self.locks.append(host_queue(self.state_dir, self.host_uuid).acquire())
-        self.backend.ensure_running()
-        return f"host {self.host['name_label']}"
+        # the first touch of the host: it must answer, and the store is matched with its domains
+        # before anything else runs there (our own start's marks do not hold it back)
+        repaired = resync.touch(self.store, self.state_dir, self.host, self.backend, own_task=self.task)
+        return f"host {self.host['name_label']}" + (f"; resync: {len(repaired)} repaired" if repaired else "")
 
     def lock_vm(self) -> Note:
         self.locks.append(vm_lock(self.state_dir, self.vm_uuid).acquire())
@@ -177,6 +181,7 @@ class HostStart:
         if self.backend.kernel_at_create and self.kernel is None:
             self._choose_kernel()  # `xl create` builds the domain at once: it needs the kernel now
         self.rt.domid = self.backend.create_domain(self.config)
+        checkpoint("domain_created")  # the window a resync by uuid closes: a domain not yet recorded
         self._save()
         tasks.note(self.store, self.task, host=self.host_uuid, domid=str(self.rt.domid))
         return f"domid {self.rt.domid}"
@@ -333,7 +338,9 @@ class HostStart:
                                     key=lambda v: int(v["device"]))][:8]
         log = self.host_dir / "logs" / f"qemu-dm-{self.rt.domid}.log"
         self.rt.dm_pid, self.rt.vnc_port = console.spawn(self.backend, "device-model", self.rt.domid, nics, log,
-                                                         self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid")
+                                                         self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid",
+                                                         console.secret_file(self.host_dir, self.rt.domid))
+        self.rt.dm_start = processes.start_time(self.rt.dm_pid)
         self._save()
         return f"pid {self.rt.dm_pid}, VNC 127.0.0.1:{self.rt.vnc_port}, {len(nics)} RTL8139 NICs"
 
@@ -342,7 +349,9 @@ class HostStart:
             return "HVM guest: the device model serves the console"
         log = self.host_dir / "logs" / f"vncterm-{self.rt.domid}.log"
         self.rt.console_pid, self.rt.vnc_port = console.spawn(self.backend, "console", self.rt.domid, [], log,
-                                                              self.vm_uuid, "vncterm", self.xs, "vncterm-pid")
+                                                              self.vm_uuid, "vncterm", self.xs, "vncterm-pid",
+                                                              console.secret_file(self.host_dir, self.rt.domid))
+        self.rt.console_start = processes.start_time(self.rt.console_pid)
         self._save()
         return f"pid {self.rt.console_pid}, VNC 127.0.0.1:{self.rt.vnc_port}"
 
@@ -360,6 +369,7 @@ class HostStart:
                 txn.update("vm_metrics", metrics, values)
             else:
                 txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
+            txn.update("vm", self.vm_uuid, {"memory_target": values["memory_actual"]})
         return None
 
     def set_boot_record(self) -> Note:

@@ -29,7 +29,13 @@ def push_rrd(state_dir: Path, vm: str, host: str) -> str:
         return f"moved from host {other.parent.name}"
     import whisper  # only here: it costs a start about 14 ms (it loads ctypes)
 
-    whisper.create(str(target), RETENTIONS, xFilesFactor=0.0)
+    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    try:  # whole or not at all: a full disk leaves no half-made archive, nor the temporary file
+        whisper.create(str(tmp), RETENTIONS, xFilesFactor=0.0)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return "created"
 
 

@@ -24,7 +24,7 @@ _VM_FIELDS = (
     "ha_restart_priority", "ha_always_run", "resident_on", "scheduled_to_be_resident_on", "suspend_VDI",
 )
 
-_VBD_FIELDS = ("uuid", "VM", "VDI", "empty", "mode", "currently_attached")
+_VBD_FIELDS = ("uuid", "VM", "VDI", "empty", "mode", "currently_attached", "userdevice")
 
 
 def host_loads(txn: Txn) -> dict[str, HostLoad]:
@@ -43,8 +43,10 @@ def vm_view(txn: Txn, vm: Row, with_devices: bool = True) -> VmView:
     srs: list[str] = []
     nets: list[str] = []
     disk_failure = None
+    devices: list[tuple[str, str]] = []
     if with_devices:
         for vbd in txn.select("vbd", _VBD_FIELDS, {"VM": vm["uuid"]}):
+            devices.append((vbd["uuid"], vbd["userdevice"]))
             err = lifecycle.vdi_attach_error(txn, vbd, vm, "attach", starting=True)
             if err is not None and disk_failure is None:
                 disk_failure = (err.code, tuple(err.params.values()))
@@ -62,7 +64,8 @@ def vm_view(txn: Txn, vm: Row, with_devices: bool = True) -> VmView:
         memory_overhead=vm["memory_overhead"] or None, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
         is_control_domain=vm["is_control_domain"], hvm=is_hvm(vm), hvm_shadow_multiplier=vm["HVM_shadow_multiplier"],
         actions_after_crash=vm["actions_after_crash"], platform=vm["platform"], affinity=vm["affinity"],
-        required_srs=tuple(srs), required_networks=tuple(nets), ha_restart_priority=vm["ha_restart_priority"],
+        required_srs=tuple(srs), required_networks=tuple(nets), vbd_devices=tuple(devices),
+        ha_restart_priority=vm["ha_restart_priority"],
         ha_always_run=vm["ha_always_run"], resident_on=vm["resident_on"],
         scheduled_to_be_resident_on=vm["scheduled_to_be_resident_on"], disk_failure=disk_failure,
     )
@@ -122,3 +125,15 @@ def wlb_config(pool: Row) -> WlbConfig | None:
         command=tuple(shlex.split(pool["wlb_command"])), url=pool["wlb_url"], timeout=float(pool["wlb_timeout"]),
         enabled=pool["wlb_enabled"], choose_host_disable=other.get("wlb_choose_host_disable") == "true",
     )
+
+
+def possible_hosts(txn: Txn, row: Row) -> list[str]:
+    """VM.possible-hosts: the host a running (or paused) VM is on; otherwise every host on which
+    each placement check passes now, in the pool's host order (xapi's get_possible_hosts)."""
+    vm = txn.must("vm", row["uuid"], _VM_FIELDS)
+    if vm["power_state"] in ("Running", "Paused") and vm["resident_on"]:
+        return [vm["resident_on"]]
+    from xetool.placement.checks import explain_hosts
+
+    pool = pool_view(txn)
+    return [h.uuid for h, checks in explain_hosts(vm_view(txn, vm), pool.hosts, pool) if all(c.passed for c in checks)]

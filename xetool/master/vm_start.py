@@ -216,21 +216,15 @@ class MasterStart:
         self.host_half.vm_start_undo(self.req.vm, self.result.host, self.result.task)
 
     def create_message(self) -> str:
-        try:
-            with self.store.write() as txn:
-                vm = txn.must("vm", self.req.vm, ["name_label"])
-                host = txn.must("host", self.result.host, ["name_label"])
-                body = (f"VM '{vm['name_label']}' (uuid: {self.req.vm}) started on host: "
-                        f"{host['name_label']} (uuid: {self.result.host})")
-                return messages.create(txn, "VM_STARTED", 5, "VM", self.req.vm, body)
-        except XeError as err:  # xapi ignores failures here: the VM is started
-            return f"not created: {err.code}"
+        with self.store.write() as txn:
+            vm = txn.must("vm", self.req.vm, ["name_label"])
+            host = txn.must("host", self.result.host, ["name_label"])
+            body = (f"VM '{vm['name_label']}' (uuid: {self.req.vm}) started on host: "
+                    f"{host['name_label']} (uuid: {self.result.host})")
+            return messages.create(txn, "VM_STARTED", 5, "VM", self.req.vm, body)
 
     def push_rrd(self) -> str:
-        try:
-            return rrd.push_rrd(self.state_dir, self.req.vm, self.result.host)
-        except OSError as err:
-            return f"not pushed: {err.strerror}"
+        return rrd.push_rrd(self.state_dir, self.req.vm, self.result.host)
 
     # --- the list -------------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -247,8 +241,9 @@ class MasterStart:
             s("unmark_vifs", lambda: self._unmark_devices("vif")),
             s("unmark_vbds", lambda: self._unmark_devices("vbd")),
             s("unmark_vm", self.unmark_vm),
-            s("create_vm_started_message", self.create_message),
-            s("push_rrd", self.push_rrd),
+            # The VM runs and is recorded: from here a failure is a warning, never an undo.
+            s("create_vm_started_message", self.create_message, best_effort=True),
+            s("push_rrd", self.push_rrd, best_effort=True),
         ]
 
     def run(self) -> StartResult:
@@ -263,4 +258,7 @@ class MasterStart:
             if self.result.task:
                 tasks.finish(self.store, self.result.task, error, self.result.host)
             self.result.timings = self.runner.timings
+            for name, err in self.runner.ignored:
+                self.result.warnings.append(f"the VM started, but {name} failed: "
+                                            + (err.code if isinstance(err, XeError) else repr(err)))
         return self.result

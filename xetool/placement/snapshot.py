@@ -45,6 +45,7 @@ class VmView:
     affinity: str | None = None  # host uuid
     required_srs: tuple[str, ...] = ()  # SRs of non-empty VBDs' VDIs, then the suspend VDI's
     required_networks: tuple[str, ...] = ()  # networks of the VIFs
+    vbd_devices: tuple[tuple[str, str], ...] = ()  # (VBD uuid, userdevice) of each VBD
     ha_restart_priority: str = ""
     ha_always_run: bool = False
     resident_on: str | None = None  # host uuid

@@ -16,6 +16,35 @@ CRASH_ACTIONS = frozenset(
 CRASH_FIELD = "VM.actions_after_crash"
 
 
+def check_vm_parameters(vm: VmView) -> None:
+    """The seed-era start checks (xapi's vmops check_vm_parameters), in its order: at least one
+    vCPU, not too many, enough memory to start, and no two VBDs on one guest device."""
+    from xetool.limits import VCPUS_MAX, VM_MEMORY_MIN
+
+    if vm.vcpus_max <= 0:
+        raise XeError("VM_NO_VCPUS", vm.uuid)
+    if vm.vcpus_max > VCPUS_MAX:
+        raise XeError("VM_TOOMANY_VCPUS", vm.uuid)
+    if vm.memory_static_max < VM_MEMORY_MIN:
+        raise XeError("VM_MEMORY_SIZE_TOO_LOW", vm.uuid)
+    seen: set[str] = set()
+    for vbd, userdevice in vm.vbd_devices:
+        number = str(int(userdevice)) if userdevice.isdigit() else userdevice
+        if number in seen:
+            raise XeError("VM_DUPLICATE_VBD_DEVICE", vm.uuid, vbd, _guest_device(number, vm.hvm))
+        seen.add(number)
+
+
+def _guest_device(userdevice: str, hvm: bool) -> str:
+    """The device the guest sees (xvda, hdb), as xapi names it in the error; imported only on
+    this error path (the devices package is not pure)."""
+    if not userdevice.isdigit():
+        return userdevice
+    from xetool.devices.vbd import device_name
+
+    return device_name(int(userdevice), hvm)
+
+
 def validate_vcpus(vm: VmView) -> None:
     if vm.vcpus_max < 1:
         raise XeError("INVALID_VALUE", "VCPUs_max", vm.vcpus_max)
@@ -65,6 +94,7 @@ def validate_actions_after_crash(vm: VmView) -> None:
 
 
 def validate_basic_parameters(vm: VmView) -> None:
+    check_vm_parameters(vm)
     validate_vcpus(vm)
     validate_memory(vm)
     validate_shadow_multiplier(vm)

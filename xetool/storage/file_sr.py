@@ -18,12 +18,24 @@ def vdi_path(sr_path: str, location: str) -> Path:
 def create(sr_uuid: str, sr_path: str, vdi_uuid: str, size: int) -> str:
     """Make the sparse file; return its location (the file name)."""
     location = f"{vdi_uuid}.raw"
+    made_dir = not os.path.isdir(sr_path)
+    path = vdi_path(sr_path, location)
     try:
-        Path(sr_path).mkdir(parents=True, exist_ok=True)
-        with open(vdi_path(sr_path, location), "xb") as f:
-            f.truncate(size)
-    except OSError as err:
-        raise XeError("SR_BACKEND_FAILURE", sr_uuid, f"cannot create {location}: {err.strerror}") from None
+        Path(sr_path).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A guest's disk: owner-only whatever the umask (O_CREAT's mode is masked by it).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "wb") as f:
+            try:
+                os.fchmod(fd, 0o600)
+                f.truncate(size)
+            except BaseException:  # nothing is left behind: not the file, not a directory made for it
+                path.unlink()
+                if made_dir:
+                    os.rmdir(sr_path)
+                raise
+    except (OSError, OverflowError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise XeError("SR_BACKEND_FAILURE", sr_uuid, f"cannot create {location}: {reason}") from None
     return location
 
 

@@ -72,7 +72,10 @@ def parse_cli(f: Field, text: str) -> Any:
         if kind is Kind.INT:
             return int(text, 0) if text.strip().lower().startswith(("0x", "0o", "0b")) else int(text)
         if kind is Kind.FLOAT:
-            return float(text)
+            number = float(text)
+            if number != number or number in (float("inf"), float("-inf")):  # SQLite stores NaN as NULL
+                raise ValueError(text)
+            return number
     except ValueError:
         raise XeError("FIELD_TYPE_ERROR", f.cli_name, text, kind.value) from None
     if kind is Kind.BOOL:
@@ -91,7 +94,21 @@ def parse_cli(f: Field, text: str) -> Any:
         if not UUID_RE.match(text):
             raise XeError("UUID_INVALID", f.ref, text)
         return text.lower()
+    from xetool import limits
+
+    limits.check_text(f.cli_name, text)
     return text
+
+
+def map_entry(f: Field, key: str, value: str) -> tuple[str, str]:
+    """One key and value of a map field as given on the command line or in a pool file."""
+    from xetool import limits
+
+    if not key:
+        raise XeError("EMPTY_VALUE", f"{f.cli_name}:")
+    limits.check_text(f"{f.cli_name}:{key}", key, limit=limits.NAME_MAX, line=True)
+    limits.check_text(f"{f.cli_name}:{key}", value)
+    return key, value
 
 
 def show(f: Field, value: Any) -> str:

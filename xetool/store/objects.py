@@ -83,6 +83,12 @@ def create_vdi(txn: Txn, sr: str, values: dict[str, Any], created: list[tuple[st
     size = int(values.get("virtual_size", 0))
     if size <= 0:
         raise XeError("INVALID_VALUE", "virtual-size", size)
+    from xetool import limits
+    from xetool.datamodel.classes import VDI
+
+    limits.check_int("vdi", VDI.field("virtual_size"), size)  # type: ignore[arg-type]  # before the file is made
+    if values.get("name_label") is not None:
+        limits.check_field("vdi", VDI.field("name_label"), values["name_label"])  # type: ignore[arg-type]
     uuid = values.get("uuid") or new_uuid()
     path = sr_path(txn, sr)
     location = file_sr.create(sr, path, uuid, size)

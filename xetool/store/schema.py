@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _column(f) -> str:  # type: ignore[no-untyped-def]
@@ -96,9 +96,24 @@ def _host_load(db: sqlite3.Connection) -> None:
                " AND (resident_on IS NULL OR resident_on != scheduled_to_be_resident_on)) GROUP BY h")
 
 
+def _cpu_info_and_memory_target(db: sqlite3.Connection) -> None:
+    """Host.cpu_info and VM.memory_target (issue 13): the columns, then their values for what
+    the pool already holds (a running VM's target is what its metrics say it has)."""
+    add_missing_columns(db)
+    for uuid, cpus, backend in db.execute("SELECT uuid, cpu_count, backend FROM host WHERE cpu_info = '{}'").fetchall():
+        import json
+
+        from xetool.pooldef import cpu_info
+
+        db.execute("UPDATE host SET cpu_info = ? WHERE uuid = ?", (json.dumps(cpu_info(cpus, backend)), uuid))
+    db.execute("UPDATE vm SET memory_target = COALESCE((SELECT memory_actual FROM vm_metrics"
+               " WHERE vm_metrics.VM = vm.uuid LIMIT 1), 0) WHERE power_state IN ('Running', 'Paused')")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001-initial", _initial),
     ("0002-host-load", _host_load),
+    ("0003-cpu-info-memory-target", _cpu_info_and_memory_target),
 ]
 
 

@@ -112,22 +112,43 @@ class SimulatorBackend(Backend):
             return False
 
     def ensure_running(self) -> None:
+        """Start the host process if none runs. One that runs but does not answer (stopped,
+        wedged) is HOST_OFFLINE: a second process beside it would be a second host."""
         if self.is_live():
             return
+        self._assert_not_unresponsive()
         try:
-            self.files.dir.mkdir(parents=True, exist_ok=True)
+            self.files.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.files.dir.mkdir(exist_ok=True, mode=0o700)  # the host's runtime files: its owner's only
         except OSError as e:
             raise XeError("STATE_DIR_NOT_WRITABLE", self.files.dir, e.strerror) from None
         with _flock(self.files.lock_file, LOCK_TIMEOUT, self.host_uuid):
             if self.is_live():  # someone else started it while we waited for the lock
                 return
+            self._assert_not_unresponsive()
             self._spawn()
+
+    def _process(self) -> int | None:
+        """The pid of this host's process if one is alive (answering or not)."""
+        pid = _read_pid(self.files, self.host_uuid)
+        return pid if pid is not None and alive(pid) else None
+
+    def _offline(self, reason: str) -> XeError:
+        return XeError("HOST_OFFLINE", self.host_uuid, name=self.hostname, reason=reason)
+
+    def _assert_not_unresponsive(self) -> None:
+        pid = self._process()
+        if pid is not None:
+            raise self._offline(f"the simulated host's process {pid} runs but does not answer within "
+                                f"{PING_TIMEOUT:g} s (stopped?); `xetool host-sim-stop` then `host-sim-start` restarts it")
+
+    def reachability(self) -> str:
+        if self.is_live():
+            return "live"
+        return "unresponsive" if self._process() is not None else "down"
 
     def _spawn(self) -> None:
         files = self.files
-        old = _read_pid(files, self.host_uuid)
-        if old is not None and alive(old):  # alive but not answering: a wedged host
-            os.kill(old, signal.SIGKILL)
         # -S: the host needs only the standard library and xetool (on PYTHONPATH below), and
         # site-packages .pth hooks can cost more than the whole start-up budget.
         argv = [sys.executable, "-S", "-m", "xetool.backends.simulator.hostd",
@@ -171,9 +192,9 @@ class SimulatorBackend(Backend):
         try:
             return control.call(str(self.files.control_socket), op, args, timeout=CALL_TIMEOUT)
         except control.HostUnreachable:
-            raise XeError("HOST_OFFLINE", self.host_uuid) from None
+            raise self._offline("the simulated host's process is not running") from None
         except TimeoutError as e:
-            raise XeError("SIMULATOR_FAILED", self.host_uuid, str(e)) from None
+            raise self._offline(str(e)) from None
         except (OSError, ValueError) as e:
             raise XeError("SIMULATOR_FAILED", self.host_uuid, f"control request {op} failed: {e}") from None
 
@@ -220,6 +241,13 @@ class SimulatorBackend(Backend):
     def list_domains(self) -> list[DomainInfo]:
         return [DomainInfo(**d) for d in self._call("list")]
 
+    def find_domain(self, uuid: str) -> DomainInfo | None:
+        found = self._call("find", uuid=uuid)
+        return DomainInfo(**found) if found else None
+
+    def boot_id(self) -> str:
+        return str(self._call("ping")["boot_id"])
+
     def domain_details(self, domid: int) -> dict[str, Any] | None:
         """Optional (simulator only): every recorded field of a domain (affinity, weight, cap,
         kernel, platform, ...), for tests and operators."""
@@ -245,11 +273,12 @@ class SimulatorBackend(Backend):
             argv += ["--nic", f"{mac},{bridge}"]
         return argv
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """Forked by the host process (fast), rather than a fresh interpreter spawned here."""
         log.parent.mkdir(parents=True, exist_ok=True)
         return int(self._call("start_service", kind=kind, domid=domid, nics=[f"{m},{b}" for m, b in nics],
-                              log=str(log.absolute())))
+                              log=str(log.absolute()), secret=str(secret.absolute()) if secret else ""))
 
     def console_server_argv(self, domid: int) -> list[str]:
         return [sys.executable, "-m", "xetool.backends.simulator.vnc", "--kind", "vncterm", "--domid", str(domid),

@@ -14,6 +14,7 @@ import json
 import os
 import selectors
 import socket
+import struct
 import time
 
 from xetool.errors import XeError
@@ -31,12 +32,46 @@ if TYPE_CHECKING:
 MAX_LINE = 1 << 20
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def private_dir(path: str) -> None:
+    """Refuse a socket directory that another user owns or can write to: whoever can, could put
+    their own socket in place of the host's and answer for it."""
+    st = os.stat(path)
+    uid = os.geteuid()
+    if st.st_uid != uid or st.st_mode & 0o022:
+        raise XeError("STATE_DIR_UNSAFE", path,
+                      f"owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:04o}; it must be uid {uid}'s, 0700",
+                      f"remove {path} (xetool makes it again)")
+
+
+def socket_dirs_private(socket_path: str) -> None:
+    """When a host's sockets live in the short /tmp/xetool-UID/<digest> (layout.host_files), both
+    directories must be private_dir: /tmp is everyone's. In the state directory they are covered
+    by its own check (paths.ensure_state_dir)."""
+    d = os.path.dirname(socket_path) or "."
+    parent = os.path.dirname(d)
+    if os.path.basename(parent).startswith("xetool-"):
+        private_dir(parent)
+        private_dir(d)
+
+
 class ControlServer:
-    def __init__(self, loop: Loop, path: str, dispatch: Dispatch) -> None:
+    """Serves the host's operations to the state directory's owner and root only: the socket is
+    0600 in a 0700 directory, and each connection's peer credentials are checked besides, so a
+    loose umask or mode cannot let another local user create or destroy domains."""
+
+    def __init__(self, loop: Loop, path: str, dispatch: Dispatch, allowed_uids: frozenset[int] = frozenset()) -> None:
         self.loop = loop
         self.dispatch = dispatch
+        self.allowed_uids = allowed_uids | {0, os.geteuid()}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
+        os.chmod(path, 0o600)
         self.path = path
         self._inode = os.stat(path).st_ino
         self.listener.listen(64)
@@ -48,6 +83,19 @@ class ControlServer:
         try:
             sock, _ = self.listener.accept()
         except BlockingIOError:
+            return
+        uid = peer_uid(sock)
+        if uid not in self.allowed_uids:
+            import logging  # the host daemon has it loaded
+
+            logging.getLogger("xetool.simulator").warning("control connection from uid %d refused", uid)
+            try:
+                sock.settimeout(1.0)
+                sock.sendall(json.dumps({"ok": False, "error": {"code": "PERMISSION_DENIED", "params": {
+                    "message": f"uid {uid} may not control this host (allowed: {sorted(self.allowed_uids)})"}}}).encode() + b"\n")
+            except OSError:
+                pass
+            sock.close()
             return
         sock.setblocking(False)
         self.clients[sock] = bytearray()
@@ -119,6 +167,10 @@ class HostUnreachable(Exception):
 def call(path: str, op: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> Any:
     """One request. HostUnreachable if nothing listens; TimeoutError if it does not answer."""
     deadline = time.monotonic() + timeout
+    try:
+        socket_dirs_private(path)
+    except FileNotFoundError as e:
+        raise HostUnreachable(str(e)) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)

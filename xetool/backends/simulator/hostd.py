@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import uuid as uuidlib
 from pathlib import Path
 
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
@@ -35,11 +36,14 @@ WATCHDOG_INTERVAL = 2.0  # seconds between checks that this host's files are sti
 class Host:
     def __init__(self, args: argparse.Namespace) -> None:
         self.files = host_files(args.state_dir, args.host_uuid)
-        self.files.xenstored_socket.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(self.files.xenstored_socket.parent)
         self.host_uuid = args.host_uuid
+        # this process is one boot of the host: a new id each start (Linux's random/boot_id)
+        self.boot_id = str(uuidlib.uuid4())
         self.loop = Loop()
         self.tree = Tree(eagain_probability=args.eagain)
         self.xenstored = XenstoreServer(self.tree, self.loop, self.files.xenstored_socket)
+        os.chmod(self.files.xenstored_socket, 0o600)  # as xenstored's own socket: its owner only
         self.hv = Hypervisor(self.tree, self.loop, memory_total_kib=args.memory_total_kib,
                              dom0_memory_kib=args.dom0_memory_kib, cpus=args.cpus,
                              capabilities=frozenset(c for c in args.capabilities.split(",") if c),
@@ -50,12 +54,14 @@ class Host:
             os.unlink(self.files.control_socket)
         except FileNotFoundError:
             pass
-        self.control = ControlServer(self.loop, str(self.files.control_socket), self.dispatch)
+        owner = os.stat(args.state_dir).st_uid  # the state directory's owner (and root) may control it
+        self.control = ControlServer(self.loop, str(self.files.control_socket), self.dispatch, frozenset({owner}))
 
     def dispatch(self, op: str, a: dict[str, Any]) -> Any:
         hv = self.hv
         if op == "ping":
-            return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket)}
+            return {"pid": os.getpid(), "host_uuid": self.host_uuid, "xenstored": str(self.files.xenstored_socket),
+                    "boot_id": self.boot_id}
         if op == "physinfo":
             return hv.physinfo()
         if op == "create":
@@ -74,12 +80,15 @@ class Host:
             return hv.shutdown(int(a["domid"]), str(a["reason"]))
         if op == "list":
             return hv.list(details=bool(a.get("details")))
+        if op == "find":
+            return hv.find(str(a["uuid"]))
         if op == "ensure_bridge":
             return hv.ensure_bridge(str(a["bridge"]))
         if op == "bridges":
             return sorted(hv.bridges)
         if op == "start_service":
-            return self.start_service(str(a["kind"]), int(a["domid"]), [str(n) for n in a.get("nics", [])], str(a["log"]))
+            return self.start_service(str(a["kind"]), int(a["domid"]), [str(n) for n in a.get("nics", [])], str(a["log"]),
+                                      str(a.get("secret") or ""))
         if op == "eagain":
             self.tree.eagain_probability = float(a["probability"])
             return None
@@ -88,7 +97,7 @@ class Host:
             return None
         raise KeyError(f"unknown control op {op!r}")
 
-    def start_service(self, kind: str, domid: int, nics: list[str], log_path: str) -> int:
+    def start_service(self, kind: str, domid: int, nics: list[str], log_path: str, secret: str = "") -> int:
         """The domain's device model or console stand-in, forked from this already-loaded
         process (a fresh interpreter costs ten times as long), in its own session, logging to
         `log_path`. It talks to our xenstored over the socket like any other client."""
@@ -97,6 +106,8 @@ class Host:
                 "--xenstore", str(self.files.xenstored_socket)]
         for nic in nics:
             argv += ["--nic", nic]
+        if secret:
+            argv += ["--password-file", secret]
         # Loaded here, once, so that every forked service starts with it (and pyxs) in memory.
         from xetool.backends.simulator import vnc  # noqa: F401
 
@@ -176,6 +187,15 @@ class Host:
             log.info("host %s stopped", self.host_uuid)
 
 
+def make_private_dirs(path: Path) -> None:
+    """The socket directory (and the short /tmp/xetool-UID above it, if used), 0700 under the
+    umask set in main, and refused if another user owns it or can write to it."""
+    from xetool.backends.simulator.control import socket_dirs_private
+
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    socket_dirs_private(str(path / "control.sock"))
+
+
 def _set_process_name(name: str) -> None:
     """What ps and top show for a forked service (prctl PR_SET_NAME; 15 characters)."""
     try:
@@ -203,6 +223,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # whatever the operator's umask: the host's sockets, logs and files are theirs alone
     if not args.foreground and os.fork() > 0:
         os._exit(0)  # the starter reaps this parent at once; the child is reparented
     if not args.foreground:

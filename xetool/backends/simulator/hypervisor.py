@@ -260,6 +260,10 @@ class Hypervisor:
     def list(self, details: bool = False) -> list[dict[str, Any]]:
         return [d.details() if details else d.info() for d in sorted(self.domains.values(), key=lambda d: d.domid)]
 
+    def find(self, uuid: str) -> dict[str, Any] | None:
+        """The live guest domain whose handle is `uuid`."""
+        return next((d.info() for d in self.domains.values() if d.uuid == uuid and d.domid != 0 and not d.dying), None)
+
     def stop_all(self) -> None:
         for guest in list(self.guests.values()):
             guest.stop()

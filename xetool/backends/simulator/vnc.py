@@ -1,8 +1,9 @@
 """Stand-ins for qemu-dm and vncterm: real processes that export a (blank) VNC console.
 
 `python -m xetool.backends.simulator.vnc --kind qemu|vncterm --domid N --xenstore SOCKET`
-listens on 127.0.0.1 (a free port), speaks the RFB 3.8 handshake (security type None, a
-ServerInit with a small framebuffer and the domain's name), writes its port to
+listens on 127.0.0.1 (a free port), speaks the RFB 3.8 handshake (VNC Authentication with the
+password in --password-file, as the real ones do: devices/vncauth.py),
+a ServerInit with a small framebuffer and the domain's name, writes its port to
 /local/domain/N/console/vnc-port (qemu: also /local/domain/0/device-model/N/state = running),
 and exits when the domain goes away (@releaseDomain and its directory gone), when the host's
 xenstored goes away, or on SIGTERM.
@@ -17,6 +18,7 @@ import struct
 import sys
 import threading
 
+from xetool.devices import vncauth
 from xetool.errors import XeError
 from xetool.xenstore.client import XsClient
 
@@ -25,34 +27,37 @@ WIDTH, HEIGHT = 640, 480
 PIXEL_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
 
 
-def _recv_exact(conn: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("client went away")
-        data += chunk
-    return data
+def _fail(conn: socket.socket, version: bytes, reason: bytes) -> None:
+    """SecurityResult failed; RFB 3.8 adds the reason."""
+    conn.sendall(struct.pack(">I", 1) + (struct.pack(">I", len(reason)) + reason if version >= b"RFB 003.008" else b""))
 
 
-def serve_client(conn: socket.socket, name: str) -> None:
-    """The RFB 3.8 handshake, then read and ignore client messages until it disconnects."""
+def serve_client(conn: socket.socket, name: str, password: str | None = None) -> None:
+    """The RFB 3.8 handshake (VNC Authentication when there is a password), then read and
+    ignore client messages until it disconnects."""
+    kind = vncauth.VNC_AUTH if password is not None else 1  # 1: None
     try:
         conn.settimeout(30)
         conn.sendall(b"RFB 003.008\n")
-        version = _recv_exact(conn, 12)
+        version = vncauth.recv_exact(conn, 12)
         if not version.startswith(b"RFB 003."):
             return
         if version >= b"RFB 003.007":
-            conn.sendall(b"\x01\x01")  # one security type: None
-            if _recv_exact(conn, 1) != b"\x01":
-                conn.sendall(struct.pack(">I", 1) + struct.pack(">I", 19) + b"unsupported security")
+            conn.sendall(bytes([1, kind]))  # one security type
+            if vncauth.recv_exact(conn, 1) != bytes([kind]):
+                _fail(conn, version, b"unsupported security type")
                 return
         else:
-            conn.sendall(struct.pack(">I", 1))  # RFB 3.3: the server decides, None
-        if version >= b"RFB 003.008":
+            conn.sendall(struct.pack(">I", kind))  # RFB 3.3: the server decides
+        if password is not None:
+            challenge = vncauth.challenge()
+            conn.sendall(challenge)
+            if not vncauth.check(password, challenge, vncauth.recv_exact(conn, 16)):
+                _fail(conn, version, b"authentication failed")
+                return
+        if version >= b"RFB 003.008" or password is not None:
             conn.sendall(struct.pack(">I", 0))  # SecurityResult OK
-        _recv_exact(conn, 1)  # ClientInit (shared flag)
+        vncauth.recv_exact(conn, 1)  # ClientInit (shared flag)
         raw = name.encode()
         conn.sendall(struct.pack(">HH", WIDTH, HEIGHT) + PIXEL_FORMAT + struct.pack(">I", len(raw)) + raw)
         conn.settimeout(None)
@@ -71,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--xenstore", required=True)
     ap.add_argument("--display-base", type=int, default=0)
     ap.add_argument("--nic", action="append", default=[], help="mac,bridge (recorded only)")
+    ap.add_argument("--password-file", required=True, help="the console password (VNC Authentication)")
     args = ap.parse_args(argv)
+    try:
+        password = vncauth.read_password(args.password_file)
+    except OSError as e:
+        print(f"{args.kind} for domain {args.domid}: cannot read the console password: {e}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     home = f"/local/domain/{args.domid}"
@@ -99,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         conn, _ = listener.accept()
                     except OSError:
                         return
-                    threading.Thread(target=serve_client, args=(conn, name), daemon=True).start()
+                    threading.Thread(target=serve_client, args=(conn, name, password), daemon=True).start()
 
             threading.Thread(target=accept, daemon=True).start()
             with xs.watch("@releaseDomain") as w:

@@ -88,8 +88,9 @@ def _flag(value: str | None) -> bool | None:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
-    """The xl configuration file (xl.cfg(5)) for a domain, with no devices: xetool adds those."""
+def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = "") -> str:
+    """The xl configuration file (xl.cfg(5)) for a domain, with no devices: xetool adds those.
+    `vnc_password`: what libxl's qemu asks VNC clients for (HVM)."""
     if not _NAME_RE.match(config.name):
         raise XeError("INVALID_VALUE", "name", config.name)
     if config.address_size is not None:
@@ -133,6 +134,8 @@ def xl_config(config: DomainConfig, has_hvm: bool = True) -> str:
         lines["device_model_override"] = f'"{DEBIAN_QEMU_XEN}"'
         lines["vnc"] = "1"
         lines["vnclisten"] = '"127.0.0.1"'
+        if vnc_password:  # libxl starts qemu with password=on and sets it over QMP before any client
+            lines["vncpasswd"] = f'"{vnc_password}"'
         lines["usb"] = "1"
         lines["usbdevice"] = '"tablet"'
         if config.shadow_multiplier != 1.0:
@@ -193,6 +196,7 @@ class XenBackend(Backend):
         hypercalls: Hypercalls | None = None,
         libxl_run_dir: str = "/var/run/xen",
         console_font: str | None = None,
+        boot_id_file: str = "/proc/sys/kernel/random/boot_id",
     ) -> None:
         self._run = run_cmd
         self._socket = xenstore_socket
@@ -206,6 +210,8 @@ class XenBackend(Backend):
         self._hc = hypercalls if hypercalls is not None else Hypercalls()
         self._libxl_run_dir = libxl_run_dir
         self._console_font = console_font  # vncterm's PSF font; None: the first console font found
+        self._vnc_passwords: dict[int, str] = {}  # HVM domains this process created: libxl's qemu's
+        self._boot_id_file = boot_id_file
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -242,6 +248,13 @@ class XenBackend(Backend):
         if not self.is_live():
             raise XeError("HOST_OFFLINE", f"{socket.gethostname()} (no Xen dom0 with xenstored at {self._socket})")
 
+    def boot_id(self) -> str:
+        """dom0's boot id: Xen and dom0 boot together, so a new one means the host restarted."""
+        try:
+            return Path(self._boot_id_file).read_text().strip()
+        except OSError as e:
+            raise XeError("HOST_OFFLINE", socket.gethostname(), reason=f"cannot read {self._boot_id_file}: {e.strerror}") from None
+
     def physinfo(self) -> PhysInfo:
         # the hypercall `xl info` makes (XEN_SYSCTL_physinfo), without an xl process
         return self._hc.physinfo() or parsers.physinfo_from_xl_info(self._xl_cmd("physinfo", "", "info"))
@@ -257,23 +270,48 @@ class XenBackend(Backend):
 
     def create_domain(self, config: DomainConfig) -> int:
         has_hvm = "hvm" in self.physinfo().capabilities if config.hvm else True
-        text = xl_config(config, has_hvm)
+        # libxl starts an HVM guest's qemu inside `xl create`, so its console password is chosen
+        # here; start_service hands it to the console's password file
+        password = ""
+        if config.hvm:
+            from xetool.devices import vncauth
+
+            password = vncauth.new_password()
+        text = xl_config(config, has_hvm, password)
         try:
             self._config_dir.mkdir(parents=True, exist_ok=True)
             path = self._config_dir / f"{config.uuid}.cfg"
-            path.write_text(text)
+            from xetool.paths import write_atomic
+
+            write_atomic(str(path), text, 0o600)  # it may hold the console password
         except OSError as e:
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"cannot write the xl config: {e}") from None
         # -p: leave it paused; -e: no monitor process (the toolstack owns the domain's death)
         self._xl_cmd("create_domain", "", "create", "-p", "-e", str(path))
         domid = self._domid_of(config.uuid)
-        if domid is not None:
-            return domid
-        res = self._run([self._xl, "domid", config.name], self._timeout, None)
+        if domid is None:
+            domid = self._domid_by_name(config.name)
+        if password:
+            self._vnc_passwords[domid] = password
+        return domid
+
+    def _domid_by_name(self, name: str) -> int:
+        res = self._run([self._xl, "domid", name], self._timeout, None)
         if res.returncode != 0:
-            self._run([self._xl, "destroy", config.name], self._timeout, None)
-            raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {config.name} but has no domid for it")
-        return parsers.parse_domid(res.stdout, config.name)
+            self._run([self._xl, "destroy", name], self._timeout, None)
+            raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"xl created {name} but has no domid for it")
+        return parsers.parse_domid(res.stdout, name)
+
+    def find_domain(self, uuid: str) -> DomainInfo | None:
+        """By the domain handle: one hypercall where the bindings exist, else `xl list -v`,
+        whose rows carry the uuid."""
+        domid = self._domid_of(uuid)
+        if domid is not None:
+            info = self._domain_state(domid)
+            if info is not None and (not info.uuid or info.uuid == uuid):
+                return info
+        text = self._xl_cmd("find_domain", "", "list", "-v")
+        return next((d for d in parsers.parse_xl_list(text) if d.uuid == uuid and d.domid != 0 and not d.dying), None)
 
     def _domid_of(self, uuid: str) -> int | None:
         """The live domain with this uuid, by one hypercall (None: ask xl)."""
@@ -510,17 +548,27 @@ class XenBackend(Backend):
             ]
         return argv
 
-    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path) -> int:
+    def start_service(self, kind: str, domid: int, nics: Sequence[tuple[str, str]], log: Path,
+                      secret: Path | None = None) -> int:
         """The PV console server (xetool's vncterm) is started here, detached. The HVM device
         model is not: libxl started qemu-xen inside `xl create` (xl_config asks for it), and a
         second qemu on the same domain would fight the first."""
         if kind == "device-model":
-            return self._adopt_device_model(domid, nics)
+            pid = self._adopt_device_model(domid, nics)
+            if secret is not None:
+                password = self._vnc_passwords.get(domid)
+                if password is None:
+                    raise XeError("FAILED_TO_START_EMULATOR", domid, "qemu", "this process did not create the "
+                                  "domain, so it does not know the password libxl gave its VNC console")
+                from xetool.devices import vncauth
+
+                vncauth.write_password(str(secret), password)
+            return pid
         if kind != "console":
             raise XeError("INVALID_VALUE", "service", kind)
-        return self._fork_console_server(domid, log)
+        return self._fork_console_server(domid, log, secret)
 
-    def _fork_console_server(self, domid: int, log: Path) -> int:
+    def _fork_console_server(self, domid: int, log: Path, secret: Path | None = None) -> int:
         """vncterm in a forked child of this process rather than a new interpreter: a Python
         start-up and its imports cost seconds under the lab's emulation, and the host half waits
         for the port. The child is detached (its own session, stdin /dev/null, stdout and stderr
@@ -528,7 +576,7 @@ class XenBackend(Backend):
         SIGTERM, which is how teardown stops it (console.stop)."""
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
-            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as e:
             raise XeError("FAILED_TO_START_EMULATOR", domid, "vncterm", f"{log}: {e.strerror}") from None
         sys.stdout.flush()
@@ -556,7 +604,8 @@ class XenBackend(Backend):
             from xetool.backends.xen import vncterm
 
             font = ["--font", self._console_font] if self._console_font else []
-            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font])
+            password = ["--password-file", str(secret)] if secret else []
+            code = vncterm.main(["--domid", str(domid), "--xenstore-socket", self._socket, *font, *password])
         except SystemExit as e:  # vncterm's own "no console/tty", "no free port", ...
             if isinstance(e.code, str):
                 print(e.code, file=sys.stderr)

@@ -3,11 +3,12 @@
 XenServer's vncterm does this job; Debian ships no vncterm, so this is xetool's own. It reads the
 pty that xenconsoled made for the guest's console (``/local/domain/N/console/tty``), keeps an
 80x25 text screen, draws it with a PSF console font (Debian: console-setup-linux's
-/usr/share/consolefonts) and serves it without authentication to local VNC clients, whose keys
-go to the console. It listens on the first free port from 5900+display and writes that port to
+/usr/share/consolefonts) and serves it to local VNC clients that give the console's password
+(VNC Authentication, --password-file: 127.0.0.1 is open to every local user, so without it any of
+them could type into the guest; see xetool/devices/vncauth.py), whose keys go to the console. It listens on the first free port from 5900+display and writes that port to
 ``/local/domain/N/console/vnc-port`` (and its pid to ``/local/domain/N/vncterm-pid``).
 
-    python3 -m xetool.backends.xen.vncterm --domid N [--display 1] [--font PATH] [--tty PATH]
+    python3 -m xetool.backends.xen.vncterm --domid N --password-file PATH [--display 1] [--font PATH] [--tty PATH]
 
 Escape sequences are dropped, not interpreted: it shows a boot log and a shell prompt, it is not a
 terminal emulator.
@@ -27,6 +28,8 @@ import termios
 import time
 import tty as ttymod
 
+from xetool.devices import vncauth
+from xetool.devices.vncauth import VNC_AUTH
 from xetool.records import field, record
 
 COLS, ROWS = 80, 25
@@ -170,6 +173,8 @@ DEFAULT_FORMAT = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8
 class Client:
     def __init__(self, sock: socket.socket) -> None:
         self.sock, self.buf, self.stage = sock, b"", "version"
+        self.version = b""
+        self.challenge = b""
         self.fmt = PixelFormat(DEFAULT_FORMAT)
         self.wants_update = False
         self.full = True
@@ -178,8 +183,9 @@ class Client:
 
 
 class VncTerm:
-    def __init__(self, font: Font, pty_fd: int, listener: socket.socket, name: str) -> None:
+    def __init__(self, font: Font, pty_fd: int, listener: socket.socket, name: str, password: str | None = None) -> None:
         self.font, self.pty, self.listener, self.name = font, pty_fd, listener, name
+        self.password = password  # None: no authentication (tests of the drawing only)
         self.screen = Screen()
         self.clients: list[Client] = []
         self.width, self.height = COLS * font.width, ROWS * font.height
@@ -233,13 +239,38 @@ class VncTerm:
     def _handle(self, c: Client) -> bool:
         """One client message from the buffer; False when more bytes are needed."""
         if c.stage == "version":
-            if self._take(c, 12) is None:
+            version = self._take(c, 12)
+            if version is None:
                 return False
-            c.sock.sendall(b"\x01\x01")  # one security type: None
+            if not version.startswith(b"RFB 003.") or version < b"RFB 003.007":
+                self._drop(c)  # 3.3 clients are not served: every client in use speaks 3.7 or 3.8
+                return False
+            c.version = version
+            kind = VNC_AUTH if self.password is not None else 1
+            c.sock.sendall(bytes([1, kind]))  # one security type
             c.stage = "security"
             return True
         if c.stage == "security":
-            if self._take(c, 1) is None:
+            choice = self._take(c, 1)
+            if choice is None:
+                return False
+            if self.password is None and choice == b"\x01":
+                c.sock.sendall(struct.pack(">I", 0) if c.version >= b"RFB 003.008" else b"")
+                c.stage = "init"
+            elif self.password is not None and choice == bytes([VNC_AUTH]):
+                c.challenge = vncauth.challenge()
+                c.sock.sendall(c.challenge)
+                c.stage = "auth"
+            else:
+                self._refuse(c, b"unsupported security type")
+                return False
+            return True
+        if c.stage == "auth":
+            answer = self._take(c, 16)
+            if answer is None:
+                return False
+            if not vncauth.check(self.password or "", c.challenge, answer):
+                self._refuse(c, b"authentication failed")
                 return False
             c.sock.sendall(struct.pack(">I", 0))
             c.stage = "init"
@@ -279,6 +310,15 @@ class VncTerm:
             return self._take(c, 8 + length) is not None
         self._drop(c)  # an unknown message: the stream cannot be followed any further
         return False
+
+    def _refuse(self, c: Client, reason: bytes) -> None:
+        """SecurityResult failed (with the reason in RFB 3.8), then the connection is closed."""
+        extra = struct.pack(">I", len(reason)) + reason if c.version >= b"RFB 003.008" else b""
+        try:
+            c.sock.sendall(struct.pack(">I", 1) + extra)
+        except OSError:
+            pass
+        self._drop(c)
 
     def _key(self, c: Client, down: bool, key: int) -> None:
         if key in CTRL_KEYS:
@@ -358,7 +398,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--xenstore-socket", default="/run/xenstored/socket")
     ap.add_argument("--font", help="a PSF font (default: the first console font found)")
     ap.add_argument("--tty", help="the console pty (default: console/tty in xenstore)")
+    ap.add_argument("--password-file", required=True,
+                    help="the console's password, which every VNC client must give (VNC Authentication)")
     args = ap.parse_args(argv)
+    try:
+        password = vncauth.read_password(args.password_file)
+    except OSError as e:
+        raise SystemExit(f"vncterm: cannot read the console password: {e}") from None
     font = find_font(args.font)
     pty_path = args.tty or console_tty(args.domid, args.xenstore_socket, 10.0)
     fd = os.open(pty_path, os.O_RDWR | os.O_NOCTTY)
@@ -371,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             xs.write(f"/local/domain/{args.domid}/console/vnc-port".encode(), str(port).encode())
             xs.write(f"/local/domain/{args.domid}/vncterm-pid".encode(), str(os.getpid()).encode())
     print(f"vncterm: domain {args.domid} console {pty_path} on 127.0.0.1:{port}", file=sys.stderr, flush=True)
-    VncTerm(font, fd, listener, f"domain {args.domid} console").serve()
+    VncTerm(font, fd, listener, f"domain {args.domid} console", password).serve()
     return 0
 
 

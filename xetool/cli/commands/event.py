@@ -77,7 +77,7 @@ def event_wait(ctx: Context, cmd: Command, args: Args) -> Output:
         shown.note(wanted or "any object")
         while True:
             with ctx.store.read() as txn:
-                rows = select(txn, spec, dict(filters), fields)
+                rows = select(txn, spec, dict(filters), fields, strict=True)
             if any(all(_differs(f, v, r) for f, v in unequal) for r in rows):
                 return None
             left = deadline - time.monotonic()

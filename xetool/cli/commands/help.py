@@ -7,7 +7,7 @@ import textwrap
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Message, Output, Value
-from xetool.cli.registry import SELECTOR_HELP, Command, commands, lookup
+from xetool.cli.registry import SELECTOR_HELP, Command, commands, lookup, param_doc
 from xetool.errors import XeError
 
 USAGE = """\
@@ -34,13 +34,25 @@ def optional_params(cmd: Command) -> list[str]:
     return list(cmd.optn) + extra
 
 
+def described_params(cmd: Command) -> list[tuple[str, str]]:
+    """Every parameter of the command with its one line: required, optional, then --multiple."""
+    names = list(cmd.reqd) + optional_params(cmd) + (["multiple"] if cmd.selector else [])
+    return [(name, param_doc(cmd, name) or "") for name in names]
+
+
 def describe(cmd: Command) -> str:
+    """One command's help: `help CMD`, `CMD --help` and `--help CMD` all print this."""
     text = cmd.help + (" " + SELECTOR_HELP if cmd.selector else "")
     # xe's rio_help layout: the keys of the last three lines indented by 8 and padded to 16.
-    return (f"{'command name':<24}: {cmd.name}\n"
-            f"        {'reqd params':<16}: {', '.join(cmd.reqd)}\n"
-            f"        {'optional params':<16}: {', '.join(optional_params(cmd))}\n"
-            f"        {'description':<16}: {text}\n")
+    out = (f"{'command name':<24}: {cmd.name}\n"
+           f"        {'reqd params':<16}: {', '.join(cmd.reqd)}\n"
+           f"        {'optional params':<16}: {', '.join(optional_params(cmd))}\n"
+           f"        {'description':<16}: {text}\n")
+    params = described_params(cmd)
+    if params:
+        width = max(len(name) for name, _ in params)
+        out += f"        {'parameters':<16}:\n" + "".join(f"          {name:<{width}}  {doc}\n" for name, doc in params)
+    return out
 
 
 def _wrapped(names: list[str]) -> str:
@@ -55,7 +67,8 @@ def help_cmd(ctx: Context, _cmd: Command, args: Args) -> Output:
         found = lookup(wanted)
         if found is None:
             raise XeError("UNKNOWN_COMMAND", wanted)
-        return Message(describe(found))
+        text = describe(found)  # a help page, not a listing: --minimal does not drop it
+        return Value(text.rstrip("\n")) if ctx.minimal else Message(text)
     show_all = args.flag("all")
     names = list(table) if show_all else [n for n, c in table.items() if c.standard]
     if ctx.minimal:

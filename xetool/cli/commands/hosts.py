@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
-from xetool.cli.output import Message, Output, Table, Value
+from xetool.cli.output import Message, Output, Records, Value
 from xetool.cli.registry import Command
 from xetool.cli.selectors import require_count, select, split_filters
 from xetool.datamodel import get_class
@@ -23,9 +23,11 @@ def selected_hosts(ctx: Context, args: Args, one: bool = False) -> list[Row]:
 def host_compute_free_memory(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import memory
 
+    from xetool.master import resync
+
     host = selected_hosts(ctx, args, one=True)[0]
     backend = backend_for(ctx.state_dir, host)
-    backend.ensure_running()
+    resync.touch(ctx.store, ctx.state_dir, host, backend)  # a restarted host first settles what it lost
     return Message(str(memory.free_kib(ctx.store, backend, host["uuid"]) * 1024))
 
 
@@ -44,6 +46,12 @@ def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.backends import simulator
     from xetool.host import janitor
 
+    from xetool.cli.params import record_fields
+    from xetool.cli.selectors import matching
+    from xetool.cli.views import HOST_SIM
+
+    fields = record_fields(HOST_SIM, args.get("params"))
+    filters = split_filters(HOST_SIM, {k: v for k, v in args.params.items() if k != "params"})
     janitor.reconcile_hosts(ctx.store)
     status = {s.uuid: s for s in simulator.list_hosts(ctx.state_dir)}
     with ctx.store.read() as txn:
@@ -51,20 +59,21 @@ def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
     rows = []
     for h in hosts:
         s = status.get(h["uuid"])
-        state = "running" if s and s.live else ("crashed or stopped" if s else "not started (starts on demand)")
-        rows.append((h["uuid"], h["name_label"], state, s.pid if s and s.pid else "-",
-                     simulator.xenstore_socket_path(ctx.state_dir, h["uuid"])))
-    return Table(("uuid", "name-label", "state", "pid", "xenstore-socket"), rows)
+        rows.append({"uuid": h["uuid"], "name_label": h["name_label"],
+                     "state": "running" if s and s.live else ("stopped" if s else "not-started"),
+                     "pid": s.pid if s and s.pid else -1,
+                     "xenstore_socket": simulator.xenstore_socket_path(ctx.state_dir, h["uuid"])})
+    return Records(HOST_SIM, matching(HOST_SIM, rows, filters), fields)
 
 
 def host_sim_start(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import janitor
+    from xetool.master import resync
 
     for host in selected_hosts(ctx, args):
         _simulated(host)
         janitor.reconcile_hosts(ctx.store)  # a crashed host comes back empty: settle its VMs first
-        backend_for(ctx.state_dir, host).ensure_running()
-        janitor.mark_live(ctx.store, host["uuid"])
+        resync.touch(ctx.store, ctx.state_dir, host)  # started, then matched with the store (a new boot)
     return None
 
 

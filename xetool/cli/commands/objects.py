@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from xetool import limits
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Output, Value
@@ -11,7 +12,7 @@ from xetool.datamodel import get_class
 from xetool.errors import XeError
 from xetool.storage import file_sr
 from xetool.store import objects
-from xetool.store.codec import parse_cli
+from xetool.store.codec import map_entry, parse_cli
 from xetool.units import parse_size
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -28,14 +29,17 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
     values: dict[str, Any] = {}
     memory = args.pop("memory")
     if memory is not None:
-        values.update(objects.memory_of_size(parse_size(memory, "memory")))
+        size = parse_size(memory, "memory")
+        limits.check_int("vm", spec.field("memory_static_max"), size, "memory")  # type: ignore[arg-type]
+        values.update(objects.memory_of_size(size))
     for key, text in args.params.items():
         base, colon, sub = key.partition(":")
         f = spec.field(base)
         if f is None or not f.settable:
             raise XeError("FIELD_READ_ONLY" if f else "UNKNOWN_FIELD", *((f.cli_name,) if f else ("vm", key)))
         if colon:
-            values.setdefault(f.name, {})[sub] = text
+            k, v = map_entry(f, sub, text)
+            values.setdefault(f.name, {})[k] = v
         else:
             values[f.name] = parse_cli(f, text)
     with ctx.store.write() as txn:
@@ -45,11 +49,15 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def vm_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool import lifecycle
+    from xetool.cli.commands.vm import wait_seconds, while_busy
 
-    with ctx.store.write() as txn:
-        vm = txn.must("vm", args.params["uuid"])
-        lifecycle.assert_vm_operation_valid(txn, vm, "destroy")
-        objects.destroy_vm(txn, vm)
+    def destroy() -> None:
+        with ctx.store.write() as txn:
+            vm = txn.must("vm", args.params["uuid"])
+            lifecycle.assert_vm_operation_valid(txn, vm, "destroy")
+            objects.destroy_vm(txn, vm)
+
+    while_busy(ctx, wait_seconds(args), destroy)
     return None
 
 

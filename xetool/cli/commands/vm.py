@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Many, Message, Output, Table, Value
@@ -14,7 +16,9 @@ from xetool.store.db import Row
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 VM_DEFAULTS = {"is-a-template": "false"}
 
@@ -37,8 +41,10 @@ def housekeeping(ctx: Context) -> None:
 
 
 def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None], verb: str = "") -> Output:
-    """Run `action` per VM; with several, a failure on one does not stop the others. With a
+    """Run `action` per VM; with several, a failure on one does not stop the others. Each failure
+    is reported once: as it happens in xe's text, or all together at the end in JSON. With a
     `verb`, the terminal shows which VM is being worked on (vm-start shows its own steps)."""
+    from xetool.cli.main import MultipleFailures
     from xetool.cli.progress import progress
 
     failures: list[tuple[Row, XeError]] = []
@@ -57,10 +63,34 @@ def for_each(ctx: Context, vms: list[Row], action: Callable[[Row], str | None], 
             if len(vms) == 1:
                 raise
             failures.append((vm, err))
-            ctx.err.write(f"operation failed on {vm['uuid']} ({vm['name_label']}):\n{err.render()}\n")
+            if ctx.fmt != "json":
+                ctx.err.write(f"operation failed on {vm['uuid']} ({vm['name_label']}):\n{err.render()}\n")
     if failures:
-        raise failures[0][1]
+        raise MultipleFailures([({"uuid": vm["uuid"], "name-label": vm["name_label"]}, err) for vm, err in failures])
     return Message("\n".join(notes)) if notes else None
+
+
+def while_busy(ctx: Context, seconds: float, attempt: Callable[[], T]) -> T:
+    """`attempt()`, tried again while another operation holds the object, for at most `seconds`
+    (none: OTHER_OPERATION_IN_PROGRESS at once). An attempt refused so has changed nothing: the
+    check and the mark are one transaction. A wait that runs out is OPERATION_WAIT_TIMEOUT."""
+    from xetool import tasks
+
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        try:
+            return attempt()
+        except XeError as err:
+            if err.code != "OTHER_OPERATION_IN_PROGRESS" or seconds <= 0:
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise XeError("OPERATION_WAIT_TIMEOUT", seconds=f"{seconds:g}", **err.params) from None
+        if tasks.reap_dead_tasks(ctx.store):
+            continue  # the holder was dead and is cleaned up: try again at once
+        time.sleep(min(delay, remaining))  # the last try is at the deadline, not before
+        delay = min(delay * 2, 1.0)
 
 
 def _timeout(args: Args, default: float) -> float:
@@ -76,7 +106,7 @@ def _timeout(args: Args, default: float) -> float:
     return value
 
 
-def _wait(args: Args) -> float:
+def wait_seconds(args: Args) -> float:
     """`--wait` waits up to 30 s for another operation on the VM; `wait=SECONDS` sets the bound."""
     text = args.get("wait")
     if text is None or text.lower() == "false":
@@ -105,7 +135,7 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
             raise XeError("FIELD_TYPE_ERROR", "seed", args.params["seed"], "an integer") from None
     if args.flag("dry-run"):
         return _dry_run(ctx, vms, on, seed, args.flag("force"))
-    paused, wait = args.flag("paused"), _wait(args)
+    paused, wait = args.flag("paused"), wait_seconds(args)
 
     def start(vm: Row) -> str | None:
         n = vms.index(vm) + 1
@@ -113,7 +143,8 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), wait=wait, seed=seed)
         try:
             with view:
-                result = MasterStart(ctx.store, ctx.state_dir, req, LocalHostHalf(ctx.store, ctx.state_dir, view), view).run()
+                result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
+                    ctx.store, ctx.state_dir, req, LocalHostHalf(ctx.store, ctx.state_dir, view), view).run())
         except XeError as err:
             if err.code == "NO_HOSTS_AVAILABLE":
                 _print_no_hosts(ctx, vm, err, on, seed)
@@ -127,11 +158,18 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: int | None) -> None:
     """xe's two sentences, then the per-host table --dry-run prints (a verdict per host with the
-    memory figures), then the one-line summary of what refused the hosts."""
+    memory figures), then the one-line summary of what refused the hosts; with --format json it
+    goes into the error's JSON instead, so that stderr is one JSON document."""
     from xetool.master.dry_run import preview_start
 
     report = getattr(err, "report", None)
-    if report is None or ctx.quiet:
+    if report is None:
+        return
+    if ctx.fmt == "json":
+        err.extra["vm"] = vm["uuid"]
+        err.extra["placement"] = report.to_json()
+        return
+    if ctx.quiet:
         return
     head, summary = report.no_hosts_lines()[:3], report.no_hosts_lines()[-2:]
     table = preview_start(ctx.store, ctx.state_dir, vm["uuid"], on, seed).host_lines()
@@ -222,9 +260,9 @@ def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import operations
 
     housekeeping(ctx)
-    timeout, force = _timeout(args, 60.0), args.flag("force")
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.shutdown(
-        ctx.store, ctx.state_dir, vm["uuid"], force, timeout) or None, "Shutting down")
+    timeout, force, wait = _timeout(args, 60.0), args.flag("force"), wait_seconds(args)
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: while_busy(ctx, wait, lambda: operations.shutdown(
+        ctx.store, ctx.state_dir, vm["uuid"], force, timeout)) or None, "Shutting down")
 
 
 def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -232,31 +270,35 @@ def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.master.vm_start import MasterStart, StartRequest
 
     housekeeping(ctx)
-    timeout, force = _timeout(args, 60.0), args.flag("force")
+    timeout, force, wait = _timeout(args, 60.0), args.flag("force"), wait_seconds(args)
 
     def reboot(vm: Row) -> str | None:
         with ctx.store.read() as txn:
             host = txn.must("vm", vm["uuid"], ["resident_on"])["resident_on"]
-        operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout, reason="reboot")
-        MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host),
-                    LocalHostHalf(ctx.store, ctx.state_dir)).run()
+        while_busy(ctx, wait, lambda: operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout,
+                                                          reason="reboot"))
+        while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host, wait=wait),
+                                                  LocalHostHalf(ctx.store, ctx.state_dir)).run())
         return None
 
     return for_each(ctx, selected_vms(ctx, args), reboot, "Rebooting")
 
 
-def vm_pause(ctx: Context, cmd: Command, args: Args) -> Output:
+def _set_paused(ctx: Context, args: Args, paused: bool, verb: str) -> Output:
     from xetool.host import operations
 
     housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], True), "Pausing")
+    wait = wait_seconds(args)
+    return for_each(ctx, selected_vms(ctx, args), lambda vm: while_busy(
+        ctx, wait, lambda: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], paused)), verb)
+
+
+def vm_pause(ctx: Context, cmd: Command, args: Args) -> Output:
+    return _set_paused(ctx, args, True, "Pausing")
 
 
 def vm_unpause(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import operations
-
-    housekeeping(ctx)
-    return for_each(ctx, selected_vms(ctx, args), lambda vm: operations.set_paused(ctx.store, ctx.state_dir, vm["uuid"], False), "Unpausing")
+    return _set_paused(ctx, args, False, "Unpausing")
 
 
 def vm_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -283,11 +325,15 @@ def vm_retrieve_wlb_recommendations(ctx: Context, cmd: Command, args: Args) -> O
 
 
 def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import runtime
+    from xetool.host import operations, runtime
 
-    vm = selected_vms(ctx, args, ("uuid", "name_label", "resident_on", "power_state"))[0]
+    uuid = selected_vms(ctx, args)[0]["uuid"]
+    operations.before(ctx.store, ctx.state_dir, uuid)
+    with ctx.store.read() as txn:
+        vm = txn.must("vm", uuid, ["uuid", "name_label", "resident_on", "power_state"])
     if not vm["resident_on"]:
         raise XeError("VM_BAD_POWER_STATE", vm["uuid"], "running, paused", vm["power_state"].lower())
+    operations.resident(ctx.store, ctx.state_dir, uuid)  # its domain, found on the host by the VM's uuid
     rt = runtime.load(ctx.state_dir, vm["resident_on"], vm["uuid"])
     if rt is None or not rt.vnc_port:
         raise XeError("OPERATION_NOT_ALLOWED", "the VM has no console server")
@@ -299,4 +345,14 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
             f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']}")
     if ctx.minimal:
         return Value(str(rt.vnc_port))
-    return Message(text + f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to localhost:5900")
+    from xetool.devices import console, vncauth
+    from xetool.paths import host_dir
+
+    secret = console.secret_file(host_dir(ctx.state_dir, vm["resident_on"]), rt.domid)
+    try:
+        password = vncauth.read_password(str(secret))
+    except OSError as err:
+        raise XeError("FILE_NOT_READABLE", secret, err.strerror) from None
+    return Message(text + f"\nPassword: {password} (VNC Authentication; kept 0600 in {secret})"
+                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to "
+                   "localhost:5900 with that password")
