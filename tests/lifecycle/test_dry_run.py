@@ -199,7 +199,7 @@ CASES = [
     ("nested-virt pinning", "c", (), _not_pinned, "MEMORY_CONSTRAINT_VIOLATION_MAXPIN"),
     ("no kernel", "c", (), lambda p: _vm(p, {"PV_kernel": ""}), "INVALID_VALUE"),
     ("vif busy", "c", (), _vif_busy, "OTHER_OPERATION_IN_PROGRESS"),
-    ("duplicate device", "c", (), _duplicate_device, "DEVICE_ALREADY_EXISTS"),
+    ("duplicate device", "c", (), _duplicate_device, "VM_DUPLICATE_VBD_DEVICE"),
     ("vdi busy", "c", (), _vdi_busy, "OTHER_OPERATION_IN_PROGRESS"),
     ("vdi in use", "b", (), lambda p: _running(p, "a"), "VDI_IN_USE"),
     ("vdi read-only", "c", (), _readonly, "VDI_READONLY"),
@@ -226,7 +226,7 @@ def test_dry_run_refuses_as_the_start_does(dpool: Pool, vm_name: str, extra: tup
         assert dry_error[0] == code
         data = json.loads(dpool.run("--format", "json", "vm-start", f"vm={vm_name}", "--dry-run", *extra).stdout)
         assert data["would_start"] is False and data["error"]["code"] == code
-        assert data["error"]["params"] == dry_error[1]
+        assert data["error"]["fields"] == dry_error[1]
         assert {k: v for k, v in dpool.dump().items() if k != "task"} == before  # the dry run changed nothing
         real = dpool.run("vm-start", f"vm={vm_name}", *extra)
         assert real.returncode == status and "Traceback" not in real.stderr, real.stderr
