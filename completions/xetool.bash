@@ -13,7 +13,7 @@
 # whitespace really was), complete the whole word, and hand readline only the part after the last
 # break it will replace. So it works with or without `=` and `:` in COMP_WORDBREAKS.
 
-_xetool_commands='event-wait help host-compute-free-memory host-compute-memory-overhead host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set host-sim-list host-sim-start host-sim-stop host-xenstore-ls host-xenstore-socket message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-check pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-attach vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vbd-plug vbd-unplug vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vif-plug vif-unplug vm-assert-can-boot-here vm-compute-memory-overhead vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set vm-pause vm-reboot vm-retrieve-wlb-recommendations vm-shutdown vm-start vm-unpause vm-vnc'
+_xetool_commands='event-wait help host-compute-free-memory host-compute-memory-overhead host-disable host-enable host-list host-param-add host-param-clear host-param-get host-param-list host-param-remove host-param-set host-sim-list host-sim-start host-sim-stop host-xenstore-ls host-xenstore-socket message-list message-param-get message-param-list network-create network-destroy network-list network-param-add network-param-clear network-param-get network-param-list network-param-remove network-param-set pbd-list pbd-param-add pbd-param-clear pbd-param-get pbd-param-list pbd-param-remove pbd-param-set pif-create pif-list pif-param-add pif-param-clear pif-param-get pif-param-list pif-param-remove pif-param-set pool-check pool-export pool-import pool-list pool-param-add pool-param-clear pool-param-get pool-param-list pool-param-remove pool-param-set sr-create sr-destroy sr-list sr-param-add sr-param-clear sr-param-get sr-param-list sr-param-remove sr-param-set task-list task-param-add task-param-clear task-param-get task-param-list task-param-remove task-param-set vbd-attach vbd-create vbd-destroy vbd-list vbd-param-add vbd-param-clear vbd-param-get vbd-param-list vbd-param-remove vbd-param-set vbd-plug vbd-unplug vdi-create vdi-destroy vdi-list vdi-param-add vdi-param-clear vdi-param-get vdi-param-list vdi-param-remove vdi-param-set vif-create vif-destroy vif-list vif-param-add vif-param-clear vif-param-get vif-param-list vif-param-remove vif-param-set vif-plug vif-unplug vm-assert-can-boot-here vm-compute-memory-overhead vm-create vm-destroy vm-guest-metrics-list vm-guest-metrics-param-add vm-guest-metrics-param-clear vm-guest-metrics-param-get vm-guest-metrics-param-list vm-guest-metrics-param-remove vm-guest-metrics-param-set vm-list vm-memory-dynamic-range-set vm-memory-limits-set vm-memory-target-set vm-metrics-list vm-metrics-param-add vm-metrics-param-clear vm-metrics-param-get vm-metrics-param-list vm-metrics-param-remove vm-metrics-param-set vm-param-add vm-param-clear vm-param-get vm-param-list vm-param-remove vm-param-set vm-pause vm-reboot vm-retrieve-wlb-recommendations vm-shutdown vm-start vm-unpause vm-vnc'
 _xetool_global_before='--state-dir= --minimal --format= --quiet --trace --debug --version --help'
 _xetool_global_after='--minimal --format= --debug --trace --quiet'
 # Each command's own parameters; the class whose fields it also takes (`vm`: any field, as
@@ -136,6 +136,9 @@ declare -gA _xetool_P=(
     [vm-guest-metrics-param-remove]='uuid= param-name= param-key='
     [vm-guest-metrics-param-set]=uuid=
     [vm-list]='params= vm='
+    [vm-memory-dynamic-range-set]='min= max= vm= multiple='
+    [vm-memory-limits-set]='static-min= static-max= dynamic-min= dynamic-max= vm= multiple='
+    [vm-memory-target-set]='target= vm= multiple='
     [vm-metrics-list]='params= vm-metrics='
     [vm-metrics-param-add]='uuid= param-name= param-key='
     [vm-metrics-param-clear]='uuid= param-name='
@@ -195,6 +198,9 @@ declare -gA _xetool_F=(
     [vm-guest-metrics-list]=vm_guest_metrics
     [vm-guest-metrics-param-set]=vm_guest_metrics/rw
     [vm-list]=vm
+    [vm-memory-dynamic-range-set]=vm
+    [vm-memory-limits-set]=vm
+    [vm-memory-target-set]=vm
     [vm-metrics-list]=vm_metrics
     [vm-metrics-param-set]=vm_metrics/rw
     [vm-param-set]=vm/rw
@@ -219,14 +225,14 @@ declare -gA _xetool_V=(
     ['host-disable multiple']='e:true false'
     ['host-enable host']=n:host
     ['host-enable multiple']='e:true false'
-    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
+    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-list host']=n:host
     ['host-param-add uuid']=u:host
     ['host-param-add param-name']='e:other-config tags'
     ['host-param-clear uuid']=u:host
     ['host-param-clear param-name']='e:name-label name-description other-config tags'
     ['host-param-get uuid']=u:host
-    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live boot-id memory-total memory-free memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
+    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live boot-id memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-param-get param-key']=k:host
     ['host-param-list uuid']=u:host
     ['host-param-remove uuid']=u:host
@@ -434,6 +440,12 @@ declare -gA _xetool_V=(
     ['vm-guest-metrics-param-set uuid']=u:vm_guest_metrics
     ['vm-list params']='l:all uuid name-label name-description power-state is-a-template is-control-domain allowed-operations current-operations blocked-operations affinity resident-on scheduled-to-be-resident-on dom-id memory-static-max memory-dynamic-max memory-dynamic-min memory-static-min memory-overhead memory-actual memory-target VCPUs-max VCPUs-at-startup VCPUs-params VCPUs-number domain-type HVM-boot-policy HVM-boot-params HVM-shadow-multiplier PV-kernel PV-ramdisk PV-args PV-bootloader PV-bootloader-args platform bios-strings xenstore-data actions-after-shutdown actions-after-reboot actions-after-crash ha-restart-priority ha-always-run last-boot-record suspend-VDI-uuid possible-hosts start-time install-time metrics guest-metrics start-delay VBDs VIFs other-config tags'
     ['vm-list vm']=n:vm
+    ['vm-memory-dynamic-range-set vm']=n:vm
+    ['vm-memory-dynamic-range-set multiple']='e:true false'
+    ['vm-memory-limits-set vm']=n:vm
+    ['vm-memory-limits-set multiple']='e:true false'
+    ['vm-memory-target-set vm']=n:vm
+    ['vm-memory-target-set multiple']='e:true false'
     ['vm-metrics-list params']='l:all uuid vm-uuid memory-actual VCPUs-number start-time install-time last-updated other-config'
     ['vm-metrics-list vm-metrics']=n:vm_metrics
     ['vm-metrics-param-add uuid']=u:vm_metrics
@@ -489,7 +501,7 @@ declare -gA _xetool_V=(
 declare -gA _xetool_FW=(
     [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config: tags:contains='
     [pool/rw]='name-label= name-description= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config:'
-    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
+    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-free-computed= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
     [host/rw]='name-label= name-description= other-config:'
     [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= memory-actual= memory-target= VCPUs-max= VCPUs-at-startup= VCPUs-params: VCPUs-number= domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= suspend-VDI-uuid= start-time= install-time= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
     [vm/rw]='name-label= name-description= is-a-template= blocked-operations: affinity= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= start-delay= other-config:'

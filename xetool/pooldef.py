@@ -287,7 +287,9 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
         rows = imp.txn.select("host", ["uuid"], {"name_label": name})
         existing = rows[0] if len(rows) == 1 else None
     if existing is None:
-        values |= {"memory_overhead": overhead, "memory_free": total - overhead}
+        # until its memory broker first reports: the hypervisor's free memory at boot, and that
+        # less the broker's reserve
+        values |= {"memory_overhead": overhead, "memory_free": total - dom0, "memory_free_computed": total - overhead}
     uuid = imp.upsert("host", table, values, {"name_label": name})
     imp.named("host", name, uuid)
 

@@ -90,7 +90,7 @@ def test_usage_errors_in_json(pool, line):
     r = run_xe(pool, *line)
     assert r.rc == 2 and r.out == ""
     err = json.loads(r.err)
-    assert set(err) == {"error"} and set(err["error"]) == {"code", "doc", "params"}
+    assert set(err) == {"error"} and set(err["error"]) == {"code", "params", "message", "fields"}
     assert dump(pool) == before
 
 

@@ -266,7 +266,7 @@ def test_disk_full(tmpfs: Path) -> None:
     assert err.value.code == "STORE_DISK_FULL", err.value
     assert err.value.params == {"path": str(state / "pool.db"), "code": err.value.params["code"]}
     assert err.value.params["code"].startswith("SQLITE_FULL")
-    p = _xetool(state, "vm-create", "name-label=big", "name-description=" + "y" * 60000)
+    p = _xetool(state, "vm-create", "name-label=big", "name-description=" + "y" * 4000, "other-config:a=" + "z" * 4000)
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     assert p.stderr.startswith(REGISTRY["STORE_DISK_FULL"].doc + "\n"), p.stderr
     assert not [x for x in state.rglob(".*tmp*")], "a temporary file was left behind"

@@ -166,6 +166,12 @@ class Backend(abc.ABC):
         "unresponsive" when it may run but does not answer (nothing may be assumed)."""
         return "live" if self.is_live() else "unresponsive"
 
+    def memory_snapshot(self) -> tuple[int, list[DomainInfo]]:
+        """The host's free memory (KiB) and every domain, read as close together as the backend
+        allows: the memory broker adds one to the others, and a guest ballooning in between
+        would be counted twice or not at all."""
+        return self.physinfo().free_memory_kib, self.list_domains()
+
     @abc.abstractmethod
     def ensure_bridge(self, bridge: str) -> None:
         """Create the network's bridge in dom0 if it is not there."""

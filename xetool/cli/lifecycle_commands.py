@@ -8,6 +8,7 @@ from xetool.cli.registry import VBD_HELP, Command
 _VM = "xetool.cli.commands.vm:"
 _DEV = "xetool.cli.commands.devices:"
 _HOST = "xetool.cli.commands.hosts:"
+_MEM = "xetool.cli.commands.memory:"
 
 START_HELP = (
     ("on", "The host to start on (name-label or uuid) instead of the chooser's pick; its checks still apply."),
@@ -41,6 +42,23 @@ COMMANDS: tuple[Command, ...] = (
             param_help=(("host", "The host to check (name-label or uuid)."),)),
     Command("vm-compute-memory-overhead", "Print the memory the hypervisor needs for the VM beside its own, in bytes.",
             _VM + "vm_compute_memory_overhead", selector="vm"),
+    Command("vm-memory-dynamic-range-set", "Set the VM's dynamic memory range (min= max=, sizes such as 512MiB). "
+            "On a running VM its host's memory broker moves the VM's target into the range, ballooning other "
+            "guests down when the new minimum needs their memory.", _MEM + "vm_memory_dynamic_range_set",
+            reqd=("min", "max"), selector="vm",
+            param_help=(("min", "The new dynamic minimum (bytes or K/M/G/TiB), at least static-min."),
+                        ("max", "The new dynamic maximum, at most static-max."))),
+    Command("vm-memory-target-set", "Set the VM's memory target (target=): its dynamic range pinned there; on a "
+            "running VM through its host's memory broker.", _MEM + "vm_memory_target_set", reqd=("target",),
+            selector="vm", param_help=(("target", "The memory the VM is to have (bytes or K/M/G/TiB), within its "
+                                                  "static limits."),)),
+    Command("vm-memory-limits-set", "Set all four memory limits of a halted VM (static-min= static-max= "
+            "dynamic-min= dynamic-max=).", _MEM + "vm_memory_limits_set",
+            reqd=("static-min", "static-max", "dynamic-min", "dynamic-max"), selector="vm",
+            param_help=(("static-min", "The lowest memory the VM may ever have (bytes or K/M/G/TiB)."),
+                        ("static-max", "The highest memory the VM may ever have."),
+                        ("dynamic-min", "The least the memory broker may balloon the VM down to."),
+                        ("dynamic-max", "The most the memory broker may give the VM."))),
     Command("vm-retrieve-wlb-recommendations", "Ask the workload balancing recommender where the VM should start.",
             _VM + "vm_retrieve_wlb_recommendations", selector="vm"),
     Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password.",

@@ -113,7 +113,11 @@ HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     s("boot_id", DRO, "The host's per-boot identity when the pool last resynchronised with it; "
       "VMs resident under an earlier boot are Halted.", hidden=True),
     i("memory_total", RO, "Total host memory, in bytes.", 0),
-    i("memory_free", DRO, "Free host memory reported by the hypervisor, in bytes.", 0),
+    i("memory_free", DRO, "Free host memory: what the hypervisor reports free less what the memory broker has "
+      "reserved for domains being built, in bytes.", 0),
+    i("memory_free_computed", DRO, "Memory a new VM could get on the host: free memory plus what balloonable "
+      "guests could give back, less the memory broker's 72 MiB reserve, in bytes (host-compute-free-memory); "
+      "-1 until the host's memory broker has reported.", -1),
     i("memory_overhead", DRO, "Memory used by the host itself (dom0 and the toolstack's reserve), in bytes.", 0),
     i("dom0_memory", RO, "Memory given to the control domain, in bytes.", 0),
     i("cpu_count", RO, "Physical CPUs.", 1, cli="cpu-count"),

@@ -115,4 +115,9 @@ def release_vm(store: Store, state_dir: Path, backend: Backend | None, host: str
         memory.release(store, rt.reservation)
     halt_in_store(store, vm)
     runtime.remove(state_dir, host, vm)
+    if backend is not None and rt.domid >= 0:  # what it held goes back to the others
+        try:
+            memory.rebalance(store, state_dir, backend, host)
+        except XeError as err:
+            problems.append(err.render().replace("\n", "; "))
     return problems

@@ -168,6 +168,8 @@ class HostStart:
             memory.release(self.store, self.rt.reservation)
             self.rt.reservation = ""
             self._save()
+        if self.backend.is_live():  # guests squeezed for this start get their memory back
+            memory.rebalance(self.store, self.state_dir, self.backend, self.host_uuid)
 
     def check_hvm_support(self) -> str:
         if not self.hvm:
@@ -411,6 +413,11 @@ class HostStart:
             lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
         self.rt.started = True
         self._save()
+        # the running guest's balloon driver makes its memory freeable: the broker reports it
+        try:
+            memory.publish(self.store, self.state_dir, self.backend, self.host_uuid)
+        except XeError as err:  # the VM runs: a report that did not go out is no failure
+            return f"running (memory figures not updated: {err.code})"
         return "running"
 
     # ---------------------------------------------------------------------------------------------

@@ -90,9 +90,9 @@ def pool_view(txn: Txn) -> PoolView:
         nets.setdefault(host, set()).add(net)
     capabilities: dict[str, frozenset[str]] = {}  # a pool has a handful of distinct lists
     hosts = []
-    for uuid, name, total, overhead, cpus, enabled, live, caps, ops in txn.db.execute(
+    for uuid, name, total, overhead, cpus, enabled, live, caps, ops, free, computed in txn.db.execute(
             "SELECT uuid, name_label, memory_total, memory_overhead, cpu_count, enabled, live, capabilities,"
-            " current_operations FROM host ORDER BY rowid"):
+            " current_operations, memory_free, memory_free_computed FROM host ORDER BY rowid"):
         if caps not in capabilities:
             capabilities[caps] = frozenset(json.loads(caps or "[]"))
         hosts.append(HostView(
@@ -100,7 +100,8 @@ def pool_view(txn: Txn) -> PoolView:
             enabled=bool(enabled), live=bool(live), capabilities=capabilities[caps],
             srs=frozenset(srs.get(uuid, ())), networks=frozenset(nets.get(uuid, ())),
             current_operations=frozenset(json.loads(ops).values()) if ops and ops != "{}" else frozenset(),
-            is_master=uuid == master,
+            is_master=uuid == master, memory_free=free if computed >= 0 else None,
+            memory_free_computed=computed if computed >= 0 else None,
         ))
     loads = host_loads(txn)
     guests: dict[str, VmView] = {}
@@ -113,8 +114,17 @@ def pool_view(txn: Txn) -> PoolView:
         hosts=tuple(hosts), loads=loads, guests=guests, ha_enabled=pool["ha_enabled"],
         ha_host_failures_to_tolerate=pool["ha_host_failures_to_tolerate"],
         ha_allow_overcommit=pool["ha_allow_overcommit"], coordinator_bias=pool["coordinator_bias"],
-        shared_networks=shared, wlb=wlb_config(pool),
+        shared_networks=shared, wlb=wlb_config(pool), pending=pending_starts(txn),
     )
+
+
+def pending_starts(txn: Txn) -> dict[str, int]:
+    """Per host, Σ(dynamic_min + overhead) of the VMs scheduled there that its memory broker has
+    not counted yet: no reservation and no domain (their starts wait in the host's queue)."""
+    return {host: int(n) for host, n in txn.db.execute(
+        "SELECT scheduled_to_be_resident_on, SUM(memory_dynamic_min + memory_overhead) FROM vm"
+        " WHERE scheduled_to_be_resident_on IS NOT NULL AND domid < 0"
+        " AND uuid NOT IN (SELECT vm FROM reservation) GROUP BY scheduled_to_be_resident_on")}
 
 
 def wlb_config(pool: Row) -> WlbConfig | None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from xetool.errors import XeError
 from xetool.placement.ha import placement_preserves_ha_plan
-from xetool.placement.memory import MIB, host_compute_free_memory_with_maximum_compression, vm_compute_start_memory
+from xetool.placement.memory import (
+    MIB,
+    host_compute_free_memory_with_maximum_compression,
+    host_free_memory,
+    memory_figures,
+    vm_compute_start_memory,
+    vm_reservation_memory,
+)
 from xetool.placement.snapshot import HostView, PoolView, VmView
 from xetool.placement.validate import validate_basic_parameters
 from xetool.records import record
@@ -20,6 +27,7 @@ if TYPE_CHECKING:
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
+RESERVE_BYTES = 72 * MIB  # what the host's memory broker keeps free (squeezed's reserve)
 
 
 @record(frozen=True)
@@ -30,6 +38,7 @@ class VmFacts:
     invalid: XeError | None  # the first validate_basic_parameters failure
     start_memory: int  # bytes, vm_compute_start_memory
     vcpus_unrestricted: bool
+    reservation_memory: int = 0  # bytes, the bottom of the broker's reservation range
 
     @classmethod
     def of(cls, vm: VmView) -> VmFacts:
@@ -39,7 +48,7 @@ class VmFacts:
         except XeError as e:
             invalid = e
         unrestricted = vm.platform.get("vcpu-unrestricted", "").lower() in UNRESTRICTED
-        return cls(vm, invalid, vm_compute_start_memory(vm), unrestricted)
+        return cls(vm, invalid, vm_compute_start_memory(vm), unrestricted, vm_reservation_memory(vm))
 
 
 @record(frozen=True)
@@ -114,8 +123,12 @@ def _hvm(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
 
 
 def _memory(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
-    free = host_compute_free_memory_with_maximum_compression(host, pool.load_without(host.uuid, f.vm))
-    return ("HOST_NOT_ENOUGH_FREE_MEMORY", (f.start_memory, free)) if f.start_memory > free else None
+    """The broker's figure where it has reported (what it could free there), else the model's."""
+    if host.memory_free_computed is None:
+        free = host_compute_free_memory_with_maximum_compression(host, pool.load_without(host.uuid, f.vm))
+        return ("HOST_NOT_ENOUGH_FREE_MEMORY", (f.start_memory, free)) if f.start_memory > free else None
+    free = host_free_memory(host, pool, f.vm)
+    return ("HOST_NOT_ENOUGH_FREE_MEMORY", (f.reservation_memory, free)) if f.reservation_memory > free else None
 
 
 def _pcpus(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
@@ -197,8 +210,21 @@ def explain_host(facts: VmFacts, host: HostView, pool: PoolView, *, do_memory_ch
             out.append(_PASSED[name])
         else:
             err = as_error(failure)
-            out.append(CheckResult(name, False, describe(err, pool), err))
+            reason = describe(err, pool)
+            if name == "memory" and host.memory_free_computed is not None:
+                reason += "; " + broker_figures(host, pool, facts.vm)
+            out.append(CheckResult(name, False, reason, err))
     return tuple(out)
+
+
+def broker_figures(host: HostView, pool: PoolView, vm: VmView) -> str:
+    """Where the memory check's figure comes from on a host whose broker has reported."""
+    f = memory_figures(host, pool, vm)
+    free, available, queued = int(f["free"]), int(f["broker_available"]), int(f["queued"])
+    giveable = available - free + RESERVE_BYTES
+    text = (f"the host's memory broker: {free // MIB} MiB free + {max(0, giveable) // MIB} MiB balloonable guests "
+            f"could give back - {RESERVE_BYTES // MIB} MiB reserve")
+    return text + (f" - {queued // MIB} MiB for starts queued there" if queued else "")
 
 
 def _mib(n: str, up: bool) -> str:

@@ -10,7 +10,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from xetool.placement.snapshot import HostLoad, HostView, VmView
+    from xetool.placement.snapshot import HostLoad, HostView, PoolView, VmView
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -91,3 +91,36 @@ def host_compute_free_memory_with_maximum_compression(host: HostView, load: Host
     """total − host overhead − Σ(dynamic_min + overhead) of the guests in `load`, never < 0.
     Pass `PoolView.load_without(host, vm)` to leave the VM being placed out, as xapi does."""
     return max(0, host.memory_total - host.memory_overhead - load.footprint)
+
+
+def vm_reservation_memory(vm: VmView) -> int:
+    """Bytes the host's memory broker must find to start `vm`: dynamic_min + VM.memory_overhead
+    (the bottom of its reservation range, host/vm_start.py), never less than the start memory."""
+    return max(vm_compute_start_memory(vm), vm.memory_dynamic_min + vm_compute_memory_overhead(vm))
+
+
+def host_free_memory(host: HostView, pool: PoolView, vm: VmView) -> int:
+    """What placement's memory check may count on for `vm` on `host`: the broker's figure (free
+    memory plus what balloonable guests could give back, less its reserve) less the starts queued
+    there that it has not counted yet; the maximum-compression model until the broker reports."""
+    if host.memory_free_computed is None:
+        return host_compute_free_memory_with_maximum_compression(host, pool.load_without(host.uuid, vm))
+    return max(0, host.memory_free_computed - pool.pending.get(host.uuid, 0))
+
+
+def needed_memory(host: HostView, vm: VmView) -> int:
+    """What the memory check asks of `host` for `vm`, in the terms of the figure it uses."""
+    return vm_compute_start_memory(vm) if host.memory_free_computed is None else vm_reservation_memory(vm)
+
+
+def memory_figures(host: HostView, pool: PoolView, vm: VmView) -> dict[str, int | str]:
+    """The memory check's numbers for --dry-run (bytes): what it needs, what it counts on, and
+    where that comes from (the broker's report: free memory, what balloonable guests could give
+    back beyond the 72 MiB reserve, starts queued there), or "model" before the broker reports."""
+    out: dict[str, int | str] = {"needed": needed_memory(host, vm), "available": host_free_memory(host, pool, vm)}
+    if host.memory_free_computed is None:
+        out["source"] = "model"
+    else:
+        out.update(source="broker", free=host.memory_free or 0, broker_available=host.memory_free_computed,
+                   queued=pool.pending.get(host.uuid, 0))
+    return out

@@ -80,6 +80,11 @@ class HostView:
     networks: frozenset[str] = frozenset()  # networks with a PIF on this host
     current_operations: frozenset[str] = frozenset()  # e.g. {"evacuate", "vm_start"}
     is_master: bool = False
+    # The host's memory broker's last report (host/memory.py), None until it has reported:
+    # free memory, and what a new VM could get (free + what balloonable guests could give
+    # back − the broker's reserve). Placement's memory check uses the latter when it is known.
+    memory_free: int | None = None
+    memory_free_computed: int | None = None
 
     @property
     def supports_hvm(self) -> bool:
@@ -146,6 +151,9 @@ class PoolView:
     coordinator_bias: bool = True
     shared_networks: frozenset[str] = frozenset()  # other_config:assume_network_is_shared=true
     wlb: WlbConfig | None = None
+    # host uuid -> Σ(dynamic_min + overhead) of the VMs scheduled there that the host's broker
+    # has not yet counted (no reservation, no domain): starts queued behind the host's queue
+    pending: Mapping[str, int] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod

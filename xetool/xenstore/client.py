@@ -36,7 +36,7 @@ from xetool.xenstore.wire import XENSTORE_PAYLOAD_MAX, Op, XsError, validate_pat
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Iterable, Mapping
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
     from typing import Any, TypeVar
 
     T = TypeVar("T")
@@ -95,6 +95,20 @@ class _Ops:
             if e.errname == "ENOENT":
                 return default
             raise
+
+    def read_many(self, paths: Sequence[str]) -> list[str | None]:
+        """Each value, or None where the node does not exist; pipelined: one round trip."""
+        sent = [(self._client._send(Op.XS_READ, _check_path("read", p) + b"\0", self._tx_id, "read", p), p)
+                for p in paths]
+        out: list[str | None] = []
+        for rvar, path in sent:
+            try:
+                out.append(_decode(self._client._await(rvar, "read", path)))
+            except XenstoreError as e:
+                if e.errname != "ENOENT":
+                    raise
+                out.append(None)
+        return out
 
     def write(self, path: str, value: str) -> None:
         self._req(Op.XS_WRITE, "write", path, _check_path("write", path) + b"\0" + _encode(value))

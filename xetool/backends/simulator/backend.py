@@ -248,6 +248,11 @@ class SimulatorBackend(Backend):
     def boot_id(self) -> str:
         return str(self._call("ping")["boot_id"])
 
+    def memory_snapshot(self) -> tuple[int, list[DomainInfo]]:
+        """One request, answered on the host's loop between two guest moves: an exact snapshot."""
+        snap = self._call("memory")
+        return int(snap["free_memory_kib"]), [DomainInfo(**d) for d in snap["domains"]]
+
     def domain_details(self, domid: int) -> dict[str, Any] | None:
         """Optional (simulator only): every recorded field of a domain (affinity, weight, cap,
         kernel, platform, ...), for tests and operators."""

@@ -4,11 +4,17 @@ Like Linux's xenbus frontend drivers, it reacts only to watches: it connects eac
 under ~/device when its backend waits for it, follows its backend to Closed on unplug, answers
 control/shutdown and lets its balloon driver follow memory/target. It acts only while its
 domain runs (unpaused); a paused guest catches up when it is unpaused.
+
+The balloon driver moves the domain's allocation to memory/target after BALLOON_DELAY seconds
+(XETOOL_SIM_BALLOON_DELAY in the host process's environment). For tests, a guest can be told
+otherwise through its xenstore-data key `vm-data/sim-balloon`: a number of seconds (a slow
+driver), or `refuse` (a driver that never moves).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 from xetool.backends.simulator.localxs import LocalXs
 from xetool.xenstore.wire import XenbusState
@@ -21,7 +27,16 @@ log = logging.getLogger("xetool.simulator")
 
 SHUTDOWN_REQUESTS = {"poweroff": "poweroff", "halt": "poweroff", "reboot": "reboot", "suspend": "suspend"}
 SHUTDOWN_DELAY = 0.02  # seconds between the acknowledgement and the domain stopping
-BALLOON_DELAY = 0.005
+
+
+def _delay_from_env() -> float:
+    try:
+        return max(0.0, float(os.environ.get("XETOOL_SIM_BALLOON_DELAY", "0.005")))
+    except ValueError:
+        return 0.005
+
+
+BALLOON_DELAY = _delay_from_env()  # seconds a balloon driver takes to react to a new target
 S = XenbusState
 
 
@@ -135,8 +150,16 @@ class Guest:
     # --- balloon ------------------------------------------------------------------------------
 
     def _on_memory(self, _path: str) -> None:
-        if self.active:
-            self.hv.loop.call_later(BALLOON_DELAY, self._balloon)
+        if not self.active:
+            return
+        mode = self.xs.read(f"{self.home}/vm-data/sim-balloon") or ""
+        if mode == "refuse":
+            return
+        try:
+            delay = float(mode) if mode else BALLOON_DELAY
+        except ValueError:
+            delay = BALLOON_DELAY
+        self.hv.loop.call_later(delay, self._balloon)
 
     def _balloon(self) -> None:
         d = self.domain

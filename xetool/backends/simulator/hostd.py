@@ -64,6 +64,8 @@ class Host:
                     "boot_id": self.boot_id}
         if op == "physinfo":
             return hv.physinfo()
+        if op == "memory":  # the memory broker's snapshot: free memory and domains at one instant
+            return {"free_memory_kib": hv.free_memory_kib(), "domains": hv.list()}
         if op == "create":
             return hv.create(a["config"])
         if op == "build":

@@ -28,7 +28,7 @@ def host_compute_free_memory(ctx: Context, cmd: Command, args: Args) -> Output:
     host = selected_hosts(ctx, args, one=True)[0]
     backend = backend_for(ctx.state_dir, host)
     resync.touch(ctx.store, ctx.state_dir, host, backend)  # a restarted host first settles what it lost
-    return Message(str(memory.free_kib(ctx.store, backend, host["uuid"]) * 1024))
+    return Message(str(memory.free_kib(ctx.store, ctx.state_dir, backend, host["uuid"]) * 1024))
 
 
 def host_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from xetool.cli.output import Message, Output
 from xetool.cli.registry import Command
 from xetool.errors import XeError
 from xetool.storage import file_sr
+from xetool.store.db import DB_NAME
 
 
 class _DryRun(Exception):
@@ -25,6 +27,8 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
     created: list[tuple[str, str, str]] = []
     dry_run = args.flag("dry-run")
     ctx.create_pool = not dry_run  # the one command that makes a pool where there is none
+    db_file = os.path.join(ctx.state, DB_NAME)
+    fresh = not dry_run and not os.path.lexists(db_file)  # a refused first import leaves no pool
     scratch = _scratch_store(ctx) if dry_run else None  # a dry run where there is no pool yet
     store = scratch.store if scratch else ctx.store
     try:
@@ -41,6 +45,13 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
             except OSError:
                 pass
         if not isinstance(err, _DryRun):
+            if fresh:
+                ctx.close()
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(db_file + suffix)
+                with contextlib.suppress(OSError):
+                    os.rmdir(ctx.state)  # only if this import made it and nothing else is there
             raise
     finally:
         if scratch:
