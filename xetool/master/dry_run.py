@@ -14,7 +14,7 @@ from xetool.errors import XeError
 from xetool.master.snapshot import pool_view, read_vm
 from xetool.placement import choose
 from xetool.placement.checks import VmFacts, describe
-from xetool.placement.memory import MIB, host_compute_free_memory_with_maximum_compression, vm_compute_memory_overhead
+from xetool.placement.memory import MIB, host_free_memory, needed_memory, vm_compute_memory_overhead
 from xetool.placement.report import PlacementReport
 from xetool.records import field, record, replace
 
@@ -106,8 +106,9 @@ class Preview:
         after = [i for i in self.items if i.kind == "host-half"]
         out += ["", "The VM, its disks and VIFs (checked once, before any host, in the start's order):"]
         out += _item_lines(before)
-        out += ["", "The hosts (memory in MiB: what the VM needs, what is free, what is left after the start;"
-                    " room: what the chooser sorts by in the host's category):"]
+        out += ["", "The hosts (memory in MiB: what the VM needs, what is free, what is left after the start, as"
+                    " the memory check counts them, the broker's figure where it has reported; room: what the"
+                    " chooser sorts by in the host's category):"]
         out += self.host_lines()
         where = f"on {self.host_name}" if self.host else "on the host the start would choose"
         out += ["", f"The host half, {where} (its checks of the VM record it is given):"]
@@ -150,7 +151,7 @@ def _item_lines(items: list[Item]) -> list[str]:
     return out
 
 
-def preview_start(store: Store, state_dir: Path, vm_uuid: str, on: str | None, seed: int | None,
+def preview_start(store: Store, vm_uuid: str, on: str | None, seed: int | None,
                   force: bool = False) -> Preview:
     """Every check `vm-start` makes for the VM, in its order; nothing is written."""
     from xetool.master.vm_start import rng_for
@@ -175,7 +176,7 @@ def preview_start(store: Store, state_dir: Path, vm_uuid: str, on: str | None, s
     report = choose.explain_placement(view, pool, rng_for(seed))
     p.report = report
     _placement(p, view, facts, pool, report, on, names)
-    _host_half(p, vm, view, devices, boot_disk, host_rows, store, state_dir, force)
+    _host_half(p, vm, view, devices, boot_disk, host_rows, force)
     if pool.wlb is not None and pool.wlb.active and not on:
         p.notes.append("workload balancing is on: the start asks the recommender first and checks its host "
                        "the same way; shown is the default chooser")
@@ -258,10 +259,10 @@ def _placement(p: Preview, view: Any, facts: VmFacts, pool: Any, report: Placeme
         else:
             verdict = "refused: " + "; ".join(describe(c.error, pool, names) if c.error else c.reason or c.name
                                               for c in h.failures)
-        host = pool.host(h.uuid)
-        free = host_compute_free_memory_with_maximum_compression(host, pool.load_without(h.uuid, view))
+        host = pool.host(h.uuid)  # the memory check's own figures: the broker's once it has reported
+        needed, free = needed_memory(host, view), host_free_memory(host, pool, view)
         col = {"definite": 0, "probable": 1, "possible": 2}.get(category, 0)
-        p.hosts.append(HostLine(h.uuid, h.name_label or h.uuid, index, category, verdict, facts.start_memory, free,
+        p.hosts.append(HostLine(h.uuid, h.name_label or h.uuid, index, category, verdict, needed, free,
                                 rooms.get(h.uuid, (0, 0, 0))[col]))
     if any(i.error for i in p.items):
         p.error = next(i.error for i in p.items if i.error)
@@ -285,7 +286,7 @@ def _placement(p: Preview, view: Any, facts: VmFacts, pool: Any, report: Placeme
 
 
 def _host_half(p: Preview, vm: Row, view: Any, devices: list[str], boot_disk: Any, host_rows: dict[str, Row],
-               store: Store, state_dir: Path, force: bool) -> None:
+               force: bool) -> None:
     """The host half's checks of the record it would be given, on the host the start would use."""
     from xetool.devices import bootloader
     from xetool.host import parameters
@@ -296,8 +297,6 @@ def _host_half(p: Preview, vm: Row, view: Any, devices: list[str], boot_disk: An
         ("memory pinning", "platform:nested-virt", lambda: parameters.assert_memory_constraints(vm, force)),
         ("domain parameters", "VCPUs-params, other-config:machine-address-size", lambda: parameters.domain_parameters(vm)),
     ]
-    if host is not None:  # reserve_memory asks the host's broker
-        checks.append(("host memory", "the host's memory broker", lambda: _broker(store, state_dir, host, vm, view)))
     checks.append(("kernel", "PV-kernel, bootloader or hvmloader", lambda: _kernel(bootloader.precheck(
         vm, view.hvm, boot_disk, host is None or host["backend"] == "simulator"))))
     if host is not None:
@@ -325,19 +324,3 @@ def _raiser(err: XeError) -> Any:
 
 def _kernel(kernel: Any) -> str:
     return f"{kernel.source} {kernel.kernel}" if kernel is not None else "pygrub reads the disk at start"
-
-
-def _broker(store: Store, state_dir: Path, host: Row, vm: Row, view: Any) -> str:
-    """What the host's memory broker would answer now, if its host runs (nothing is started)."""
-    from xetool.host import memory
-    from xetool.host.backend import backend_for
-
-    backend = backend_for(state_dir, host)
-    if not backend.is_live():
-        return "the host is not running: it starts empty with its configured memory"
-    overhead = vm_compute_memory_overhead(view)
-    need = (vm["memory_dynamic_min"] + overhead) // 1024
-    free = memory.free_kib(store, backend, host["uuid"])
-    if free < need:
-        raise XeError("HOST_NOT_ENOUGH_FREE_MEMORY", need * 1024, free * 1024)
-    return f"{free // 1024} MiB free, {-(-need // 1024)} MiB needed"

@@ -172,7 +172,7 @@ def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: i
     if ctx.quiet:
         return
     head, summary = report.no_hosts_lines()[:3], report.no_hosts_lines()[-2:]
-    table = preview_start(ctx.store, ctx.state_dir, vm["uuid"], on, seed).host_lines()
+    table = preview_start(ctx.store, vm["uuid"], on, seed).host_lines()
     ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(head + table + summary) + "\n")
 
 
@@ -219,7 +219,7 @@ def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None, for
     refusal as the error (exit 1), or nothing more (exit 0) when it would start."""
     from xetool.master.dry_run import preview_start
 
-    previews = [preview_start(ctx.store, ctx.state_dir, vm["uuid"], on, seed, force) for vm in vms]
+    previews = [preview_start(ctx.store, vm["uuid"], on, seed, force) for vm in vms]
     if ctx.fmt == "json":
         import json
 
