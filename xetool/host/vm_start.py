@@ -13,7 +13,7 @@ from xetool.backends.base import Backend, DomainConfig
 from xetool.clock import now_iso
 from xetool.devices import bootloader, console, domain, vbd, vif
 from xetool.errors import XeError
-from xetool.host import memory, runtime, teardown
+from xetool.host import memory, parameters, runtime, teardown
 from xetool.host.backend import HOST_FIELDS, backend_for
 from xetool.host.locks import FileLock, host_queue, vm_lock
 from xetool.host.runtime import Runtime
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from xetool.steps import Observer
-
-MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum
-MAX_VCPUS = 64
 
 
 @record
@@ -61,6 +58,7 @@ class HostStart:
         self.hvm = False
         self.disks: list[_Disk] = []
         self.config: DomainConfig | None = None
+        self.domain_parameters: parameters.DomainParameters | None = None
         self.kernel: bootloader.Kernel | None = None
         self.reserved_kib = 0
         self._xs: XsClient | None = None
@@ -127,31 +125,10 @@ class HostStart:
 
     # --- start paused ------------------------------------------------------------------------------
     def check_vm_parameters(self) -> str:
-        vm = self.record
-        if not 0 < vm["VCPUs_max"] < MAX_VCPUS:
-            raise XeError("INVALID_VALUE", "VCPUs_max", f"{vm['VCPUs_max']} (must be more than 0 and fewer than {MAX_VCPUS})")
         with self.store.read() as txn:
-            vbds = txn.select("vbd", None, {"VM": self.vm_uuid})
-        names = [v["userdevice"] for v in vbds]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise XeError("DEVICE_ALREADY_EXISTS", ", ".join(sorted(dupes)))
-        if vm["memory_static_max"] < MIN_MEMORY:
-            raise XeError("INVALID_VALUE", "memory-static-max", f"{vm['memory_static_max']} (at least {MIN_MEMORY} bytes)")
-        return f"{vm['VCPUs_max']} vCPUs, {len(vbds)} VBDs; " + self._assert_memory_constraints()
-
-    def _assert_memory_constraints(self) -> str:
-        """xapi's pre-boot safety check, skipped by --force: a nested-virt guest cannot balloon,
-        so its memory must be pinned at static-max."""
-        vm = self.record
-        if vm["platform"].get("nested-virt", "").lower() not in ("true", "1"):
-            return "no memory pinning needed"
-        pinned = vm["memory_dynamic_min"] == vm["memory_dynamic_max"] == vm["memory_static_max"]
-        if pinned:
-            return "nested-virt: memory pinned"
-        if self.force:
-            return "nested-virt memory not pinned: allowed by --force"
-        raise XeError("MEMORY_CONSTRAINT_VIOLATION_MAXPIN", "platform:nested-virt needs dynamic-min = dynamic-max = static-max (or --force)")
+            devices = [v["userdevice"] for v in txn.select("vbd", ["userdevice"], {"VM": self.vm_uuid})]
+        note = parameters.check_vm_parameter(self.record, devices)
+        return f"{note}; " + parameters.assert_memory_constraints(self.record, self.force)
 
     def get_marked_vbds(self) -> str:
         with self.store.read() as txn:
@@ -169,6 +146,7 @@ class HostStart:
 
     def reserve_memory(self) -> str:
         vm = self.record
+        dp = self.domain_parameters = parameters.domain_parameters(vm)  # a bad one fails before memory is taken
         overhead = vm_compute_memory_overhead(read_vm_view(self.store, self.vm_uuid))
         lo = (vm["memory_dynamic_min"] + overhead) // 1024
         hi = (vm["memory_dynamic_max"] + overhead) // 1024
@@ -177,13 +155,11 @@ class HostStart:
         self.reserved_kib = kib
         self._save()
         target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
-        params = vm["VCPUs_params"]
         self.config = DomainConfig(
             uuid=self.vm_uuid, name=vm["name_label"], hvm=self.hvm, memory_static_max_kib=vm["memory_static_max"] // 1024,
             memory_target_kib=target, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
             shadow_multiplier=vm["HVM_shadow_multiplier"], platform=dict(vm["platform"]),
-            vcpu_affinity=_cpu_list(params.get("mask", "")), sched_weight=_int_param(params, "weight", 256),
-            sched_cap=_int_param(params, "cap", 0),
+            vcpu_affinity=dp.vcpu_affinity, sched_weight=dp.sched_weight, sched_cap=dp.sched_cap,
         )
         return f"{kib} KiB reserved (range {lo}..{hi} KiB)"
 
@@ -248,17 +224,16 @@ class HostStart:
         with self.store.read() as txn:
             for d in self.disks:
                 if d.vbd["VDI"] and txn.get("vdi", d.vbd["VDI"], ["uuid"]) is None:
-                    raise XeError("HANDLE_INVALID", "vdi", d.vbd["VDI"])
+                    raise XeError("VDI_MISSING", "", d.vbd["VDI"])
         return f"{sum(1 for d in self.disks if d.vbd['VDI'])} VDIs"
 
     def set_machine_address_size(self) -> str:
-        size = self.record["other_config"].get("machine-address-size")
-        if not size:
+        assert self.domain_parameters is not None
+        size = self.domain_parameters.address_size
+        if size is None:
             return "not set in other-config"
-        if not size.isdigit():
-            raise XeError("INVALID_VALUE", "other-config:machine-address-size", size)
         assert self.config is not None
-        self.config = replace(self.config, address_size=int(size))
+        self.config = replace(self.config, address_size=size)
         return f"{size} bits"
 
     def create_kernel(self) -> str:
@@ -320,12 +295,13 @@ class HostStart:
         nics = []
         for v, net in sorted(vifs, key=lambda p: int(p[0]["device"])):
             self.backend.ensure_bridge(net["bridge"])  # Xapi_network.attach_internal
+            note = f"vif{self.rt.domid}.{v['device']} on {net['bridge']}"
             if net["other_config"].get("is_guest_installer_network") == "true":
                 ip = vif.add_lease(self.host_dir, net["bridge"], v["MAC"], self.record["name_label"])
                 self.rt.leases.append((net["bridge"], v["MAC"]))
-                done.append(f"lease {ip}")
+                note += f" (lease {ip} for {v['MAC']})"  # beside the VIF that owns it
             nics.append(vif.Nic(int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"]))
-            done.append(f"vif{self.rt.domid}.{v['device']} on {net['bridge']}")
+            done.append(note)
         self.rt.vifs.update({nic.name: nic.device for nic in nics})
         self._save()  # before the entries exist, so that an undo removes them whatever happens
         vif.plug(self.xs, self.backend, self.rt.domid, nics)
@@ -489,21 +465,6 @@ class HostStart:
             runtime.remove(self.state_dir, self.host_uuid, self.vm_uuid) if self.rt.domid < 0 else None
             self.unlock()
             raise
-
-
-def _cpu_list(mask: str) -> tuple[int, ...]:
-    """VCPUs-params:mask, a comma list of pCPUs ("0,2,3")."""
-    try:
-        return tuple(int(c) for c in mask.split(",") if c.strip())
-    except ValueError:
-        raise XeError("INVALID_VALUE", "VCPUs-params:mask", mask) from None
-
-
-def _int_param(params: dict[str, str], key: str, default: int) -> int:
-    try:
-        return int(params.get(key, default))
-    except ValueError:
-        raise XeError("INVALID_VALUE", f"VCPUs-params:{key}", params[key]) from None
 
 
 def read_vm_view(store: Store, vm: str):  # type: ignore[no-untyped-def]

@@ -113,8 +113,12 @@ class MasterStart:
             vm = txn.must("vm", self.req.vm)
             uuids = txn.uuids(cls, {"VM": self.req.vm})
             rows = [txn.must(cls, u) for u in uuids]
-            for row in rows:  # check every one before marking any
-                err = (lifecycle.vbd_operation_error if cls == "vbd" else lifecycle.vif_operation_error)(row, vm, check)
+            for row in rows:  # check every one before marking any; the disks' sharing is decided
+                # here, in the transaction whose marks the next start of a VM sharing a disk sees
+                if cls == "vbd":
+                    err = lifecycle.vbd_attach_error(txn, row, vm, check, starting=True)
+                else:
+                    err = lifecycle.vif_operation_error(row, vm, check)
                 if err is not None:
                     raise err
             for row in rows:
