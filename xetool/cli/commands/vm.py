@@ -140,7 +140,7 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
     def start(vm: Row) -> str | None:
         n = vms.index(vm) + 1
         view = StepView(ctx, f"Starting {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else ""))
-        req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), wait=wait, seed=seed)
+        req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), seed=seed)
         try:
             with view:
                 result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
@@ -277,7 +277,7 @@ def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
             host = txn.must("vm", vm["uuid"], ["resident_on"])["resident_on"]
         while_busy(ctx, wait, lambda: operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout,
                                                           reason="reboot"))
-        while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host, wait=wait),
+        while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host),
                                                   LocalHostHalf(ctx.store, ctx.state_dir)).run())
         return None
 
