@@ -10,6 +10,7 @@ to the same pool.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from xetool import limits
@@ -32,10 +33,10 @@ _LINE = re.compile(r"line (\d+), column (\d+)")
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:
+        import tomli as tomllib
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:

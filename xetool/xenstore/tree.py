@@ -223,9 +223,9 @@ class Tree:
         if tx is None:
             if self._open:
                 self._preserve(path)
-            node = self._nodes[path]
-            node.gen = self._next_gen()
-            return node
+            shared = self._nodes[path]
+            shared.gen = self._next_gen()
+            return shared
         node = tx.overlay.get(path)
         if node is None:
             node = tx.seen.pop(path, None) or self._nodes[path].copy()
