@@ -387,9 +387,10 @@ _BUSY, _LOCKED, _PERM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 
 
 
 def store_error(err: Exception, path: str, timeout: float = 0.0) -> XeError:
-    """Any exception of the sqlite3 module as a registry error naming the file and SQLite's code (exit 1, never
-    70): a full disk, an I/O error, a read-only file system or a permission problem (told apart
-    by the file system's mount flags), a corrupt file, or a lock held past the busy timeout."""
+    """Any exception of the sqlite3 module as a registry error naming the file and SQLite's code
+    (exit 1, never 70): a full disk, an I/O error, a read-only file system or a permission problem
+    (told apart by the file system's mount flags), a corrupt file, or a lock held past the busy
+    timeout."""
     code = getattr(err, "sqlite_errorname", None) or type(err).__name__
     primary = (getattr(err, "sqlite_errorcode", None) or 1) & 0xFF
     reason = str(err)
