@@ -110,7 +110,10 @@ class Guest:
                 self.xs.unwatch(token)
             return
         if fe not in self._backend_watches:
-            self._backend_watches[fe] = self.xs.watch(f"{backend}/state", lambda _p, fe=fe: self._frontend(fe))
+            def backend_changed(_path: str, fe: str = fe) -> None:
+                self._frontend(fe)
+
+            self._backend_watches[fe] = self.xs.watch(f"{backend}/state", backend_changed)
             return  # the initial event calls us again
         be_state = self.xs.read(f"{backend}/state")
         kind = fe.rsplit("/", 2)[1]
