@@ -40,7 +40,7 @@ def choose(vm: dict[str, Any], hvm: bool, boot_disk: tuple[Path, dict[str, str]]
     return _pygrub(vm, str(boot_disk[0]), work_dir)
 
 
-def precheck(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool) -> Kernel | None:
+def precheck(vm: dict[str, Any], hvm: bool, boot_disk: tuple[Path, dict[str, Any]] | None, simulated: bool) -> Kernel | None:
     """`choose` short of running pygrub (which --dry-run must not): the kernel, the same error,
     or None when only pygrub reading the disk can tell."""
     if hvm:

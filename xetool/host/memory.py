@@ -37,6 +37,7 @@ from xetool.xenstore.client import XsClient
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
 RESERVE_KIB = 72 * 1024  # squeezed's target_host_free_mem: low-memory emergency pool 64 MiB + 8 MiB
 TOLERANCE_KIB = 1024  # a balloon driver within a MiB of its target has reached it
@@ -361,7 +362,7 @@ class Broker:
         return target
 
     # publishing --------------------------------------------------------------------------------
-    def publish(self, hm: HostMemory, statement: tuple[str, tuple] | None = None) -> None:
+    def publish(self, hm: HostMemory, statement: tuple[str, tuple[object, ...]] | None = None) -> None:
         """The host's figures and its VMs' memory-actual and memory-target, into the store (with
         the reservation change that made them, in one transaction)."""
         by_uuid = {g.uuid: g for g in hm.guests}
@@ -478,7 +479,7 @@ def set_memory_limits(store: Store, state_dir: Path, vm: str, values: dict[str, 
             txn.update("vm", vm, values)
 
 
-def _check_order(row: dict, new: dict[str, int]) -> None:
+def _check_order(row: dict[str, Any], new: dict[str, int]) -> None:
     from xetool.constraints import MEMORY
 
     values = [new.get(m, row[m]) for m in MEMORY]

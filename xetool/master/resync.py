@@ -174,9 +174,9 @@ def plan_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_ta
     others = [d for u, d in domains.items() if u not in here and not (u in vms and _held(vms[u], live, own_task))]
     unfinished = inventory.half_built(backend, [d for d in others if d.uuid in vms]) if others else set()
     for dom in others:
-        d = _domain_divergence(dom, vms.get(dom.uuid), host, dom.domid in unfinished)
-        if d is not None:
-            out.append(d)
+        found = _domain_divergence(dom, vms.get(dom.uuid), host, dom.domid in unfinished)
+        if found is not None:
+            out.append(found)
     out += _plan_host_files(store, state_dir, host, vms, live, own_task, domains, out)
     return out
 
