@@ -381,7 +381,7 @@ def test_failed_step_leaves_nothing(lane: Lane) -> None:
     domid = int(re.search(r"create_domain\s+[\d.]+ m?s\s+domid (\d+)", out).group(1))  # type: ignore[union-attr]
     console_pid = trace_pid(out, "start_console_server") if fist.startswith("start_console_server") else 0
     if console_pid:
-        assert re.search(r"create_vifs\s+[\d.]+ m?s\s+lease", out), out[-2000:]
+        assert re.search(r"create_vifs\s+[\d.]+ m?s\s+vif\d+\.\d+ on \S+ \(lease ", out), out[-2000:]
     check_nothing_left(lane, domid, free_before, console_pid or 1 << 30)
 
 
