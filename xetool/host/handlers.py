@@ -117,7 +117,9 @@ def memory_free(side: HostSide, args: Args) -> Answer:
 
 
 def vm_set_memory_dynamic_range(side: HostSide, args: Args) -> Answer:
-    return {"target_kib": memory.set_dynamic_range(side, args["vm"], int(args["lo_kib"]), int(args["hi_kib"]))}
+    backend, info = _running(side, args["vm"])
+    return {"target_kib": memory.set_dynamic_range(side, backend, args["vm"], info.domid, int(args["lo_kib"]),
+                                                   int(args["hi_kib"]))}
 
 
 # --- a running VM ---------------------------------------------------------------------------------------

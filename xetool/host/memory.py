@@ -467,16 +467,10 @@ def publish(side: HostSide) -> None:
         broker.publish(broker.read())
 
 
-def set_dynamic_range(side: HostSide, vm: str, lo: int, hi: int) -> int:
+def set_dynamic_range(side: HostSide, backend: Backend, vm: str, domid: int, lo: int, hi: int) -> int:
     """A running VM's new dynamic range (KiB): its target moves into it, and what it gives back
     goes to the others."""
-    backend = side.live_backend()
-    if backend is None:
-        raise side.offline()
-    info = backend.find_domain(vm)
-    if info is None:
-        raise XeError("VM_BAD_POWER_STATE", vm, "running", "halted (no domain on its host)")
     with session(side, backend) as broker:
-        target = broker.set_dynamic_range(vm, info.domid, lo, hi)
+        target = broker.set_dynamic_range(vm, domid, lo, hi)
         broker.rebalance()
     return target
