@@ -90,6 +90,61 @@ def vbd_operation_error(vbd: Row, vm: Row, op: str) -> XeError | None:
     return None
 
 
+ACTIVE_VM_STATES = (R, P)
+DISK_OPS = ("attach", "plug")  # the operations that give a VM the disk (xapi: also insert)
+
+
+def vdi_users(txn: Txn, vdi: str, vbd: Row, starting: bool) -> list[Row]:
+    """The other VBDs of `vdi` that hold or are taking it (xapi's vbds_to_check): attached to a
+    running or paused VM, or with an operation in progress (another start marks them `attach`);
+    never a suspended VM's or a control domain's. With `starting`, the VM's own other VBDs count
+    too: the start marks them all, as xapi marks them one after the other."""
+    out = []
+    for other in txn.select("vbd", ["uuid", "VM", "mode", "currently_attached", "current_operations"], {"VDI": vdi}):
+        if other["uuid"] == vbd["uuid"]:
+            continue
+        owner = txn.get("vm", other["VM"], ["uuid", "name_label", "power_state", "is_control_domain", "resident_on"])
+        if owner is None or owner["power_state"] == S or owner["is_control_domain"]:
+            continue
+        attached = other["currently_attached"] and owner["power_state"] in ACTIVE_VM_STATES
+        if attached or other["current_operations"] or (starting and other["VM"] == vbd["VM"]):
+            out.append({**other, "owner": owner})
+    return out
+
+
+def vdi_attach_error(txn: Txn, vbd: Row, vm: Row, op: str, starting: bool = False) -> XeError | None:
+    """The disk behind a VBD that is being attached or plugged (xapi's sharing checks, which
+    its allowed_operations skip and its assert always runs): the VDI must exist, have no other
+    operation, not be written by two VMs unless sharable, not be written if read-only, and its
+    file must be in its SR. Reads the store (and stats the file); changes nothing."""
+    if vbd["empty"] or not vbd["VDI"] or op not in DISK_OPS:
+        return None
+    vdi = txn.get("vdi", vbd["VDI"], ["uuid", "SR", "sharable", "read_only", "location", "current_operations"])
+    if vdi is None:
+        return XeError("VDI_MISSING", "", vbd["VDI"])  # no record, so no SR to name
+    busy = {t: o for t, o in vdi["current_operations"].items() if o not in ("copy", "mirror")}
+    if busy:
+        return _busy("VDI", vdi["uuid"], busy)
+    need_write = vbd["mode"] == "RW"
+    if not vbd["currently_attached"] and not vm["is_control_domain"] and not vdi["sharable"]:
+        users = vdi_users(txn, vdi["uuid"], vbd, starting)
+        if any(u["mode"] == "RW" for u in users) or (need_write and users):
+            return XeError("VDI_IN_USE", vdi["uuid"], op)
+    if need_write and vdi["read_only"]:
+        return XeError("VDI_READONLY", vdi["uuid"])
+    from xetool.storage import file_sr
+    from xetool.store.objects import sr_path
+
+    if not file_sr.vdi_path(sr_path(txn, vdi["SR"]), vdi["location"]).is_file():
+        return XeError("VDI_MISSING", vdi["SR"], vdi["uuid"])
+    return None
+
+
+def vbd_attach_error(txn: Txn, vbd: Row, vm: Row, op: str, starting: bool = False) -> XeError | None:
+    """xapi's assert_operation_valid for a VBD: the table's checks, then the disk's."""
+    return vbd_operation_error(vbd, vm, op) or vdi_attach_error(txn, vbd, vm, op, starting)
+
+
 def vif_operation_error(vif: Row, vm: Row, op: str) -> XeError | None:
     current = vif["current_operations"]
     if current:

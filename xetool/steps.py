@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
         def step_done(self, name: str, seconds: float, note: Note) -> None: ...
 
+        def step_failed(self, name: str, seconds: float, error: BaseException) -> None: ...
+
         def step_undone(self, name: str, error: BaseException | None) -> None: ...
 
 
@@ -97,9 +99,13 @@ class Runner:
                         _inject(step.name, "-after", plan)
                 except Exception as err:
                     if not step.best_effort:
+                        self._failed(step.name, started, err)
                         raise
                     note = f"failed, ignored: {err.code if isinstance(err, XeError) else type(err).__name__}"
                     self.ignored.append((step.name, err))
+                except BaseException as err:  # Ctrl-C: the step did not finish either
+                    self._failed(step.name, started, err)
+                    raise
                 self.done.append(step)
                 seconds = time.perf_counter() - started
                 self.timings.append((step.name, seconds, note))
@@ -110,6 +116,13 @@ class Runner:
         except BaseException:
             self.rollback()
             raise
+
+    def _failed(self, name: str, started: float, err: BaseException) -> None:
+        if self.observer:
+            try:
+                self.observer.step_failed(name, time.perf_counter() - started, err)
+            except Exception:  # nosec: the step's own error is the one to report
+                pass
 
     def rollback(self) -> None:
         """Undo what was done, newest first; an undo that fails does not stop the others."""
@@ -123,4 +136,7 @@ class Runner:
             except Exception as err:  # keep undoing; the original error is what the user sees
                 error = err
             if self.observer:
-                self.observer.step_undone(step.name, error)
+                try:
+                    self.observer.step_undone(step.name, error)
+                except Exception:  # nosec: a display that broke (a closed pipe) must not stop the undoing
+                    pass

@@ -46,29 +46,24 @@ def violations(state: Path, *, exits: list[int] | None = None) -> list[str]:
     return out
 
 
+# (what to count, what a non-zero count means)
+_STORE_CHECKS = [
+    *((f"SELECT COUNT(*) FROM {t} WHERE current_operations NOT IN ('{{}}', '')",
+       f"{t} row(s) still carry current_operations") for t in ("vm", "vbd", "vif", "host")),
+    ("SELECT COUNT(*) FROM vm WHERE scheduled_to_be_resident_on IS NOT NULL",
+     "VM(s) still scheduled_to_be_resident_on a host"),
+    ("SELECT COUNT(*) FROM vm WHERE power_state IN ('Running', 'Paused') AND resident_on IS NULL",
+     "running VM(s) resident nowhere"),
+    ("SELECT COUNT(*) FROM vm WHERE power_state NOT IN ('Running', 'Paused', 'Suspended') AND resident_on IS NOT NULL",
+     "halted VM(s) still resident on a host"),
+    ("SELECT COUNT(*) FROM task WHERE status = 'pending'", "task(s) still pending after every command ended"),
+    ("SELECT COUNT(*) FROM reservation WHERE domid = -1", "memory reservation(s) handed to no domain"),
+]
+
+
 def _store_marks(db: sqlite3.Connection) -> list[str]:
-    out = []
-    for table in ("vm", "vbd", "vif", "host"):
-        n = db.execute(f"SELECT COUNT(*) FROM {table} WHERE current_operations NOT IN ('{{}}', '')").fetchone()[0]
-        if n:
-            out.append(f"{n} {table} row(s) still carry current_operations")
-    n = db.execute("SELECT COUNT(*) FROM vm WHERE scheduled_to_be_resident_on IS NOT NULL").fetchone()[0]
-    if n:
-        out.append(f"{n} VM(s) still scheduled_to_be_resident_on a host")
-    n = db.execute("SELECT COUNT(*) FROM vm WHERE power_state IN ('Running', 'Paused') AND resident_on IS NULL").fetchone()[0]
-    if n:
-        out.append(f"{n} running VM(s) resident nowhere")
-    n = db.execute("SELECT COUNT(*) FROM vm WHERE power_state NOT IN ('Running', 'Paused', 'Suspended')"
-                   " AND resident_on IS NOT NULL").fetchone()[0]
-    if n:
-        out.append(f"{n} halted VM(s) still resident on a host")
-    n = db.execute("SELECT COUNT(*) FROM task WHERE status = 'pending'").fetchone()[0]
-    if n:
-        out.append(f"{n} task(s) still pending after every command ended")
-    n = db.execute("SELECT COUNT(*) FROM reservation WHERE domid = -1").fetchone()[0]
-    if n:
-        out.append(f"{n} memory reservation(s) handed to no domain")
-    return out
+    counts = ((db.execute(sql).fetchone()[0], what) for sql, what in _STORE_CHECKS)
+    return [f"{n} {what}" for n, what in counts if n]
 
 
 def _host(state: Path, db: sqlite3.Connection, host: str, total: int, overhead: int) -> list[str]:

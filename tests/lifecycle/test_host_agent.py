@@ -61,6 +61,9 @@ class Steps:
     def step_done(self, name: str, seconds: float, note: object) -> None:
         pass
 
+    def step_failed(self, name: str, seconds: float, error: BaseException) -> None:
+        self.seen.append(f"failed {name}")
+
     def step_undone(self, name: str, error: BaseException | None) -> None:
         self.seen.append(f"undo {name}")
 

@@ -201,7 +201,7 @@ class Console:
 
 
 def trace_pid(trace: str, step: str) -> int:
-    m = re.search(rf"^\s*{step}\s+[\d.]+ m?s\s+pid (\d+)", trace, re.M)
+    m = re.search(rf"^\s*(?:[│└] )*{step}\s+[\d.]+ m?s\s+pid (\d+)", trace, re.M)  # host steps nest in a tree
     assert m, f"no pid for {step} in the trace:\n{trace}"
     return int(m.group(1))
 
@@ -328,7 +328,7 @@ def vm_start(lane: Lane, *extra: str, env: dict[str, str] | None = None, check: 
 def trace_summary(trace: str) -> str:
     """The slowest steps of a --trace, for the XENLAB TIME line."""
     steps = []
-    for m in re.finditer(r"^\s+(\w+)\s+([\d.]+) (ms|s)\b", trace, re.M):
+    for m in re.finditer(r"^\s+(?:[│└] )*(\w+)\s+([\d.]+) (ms|s)\b", trace, re.M):
         seconds = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
         if m.group(1) != "execute_on_host":
             steps.append((seconds, m.group(1)))

@@ -14,7 +14,7 @@ START_HELP = (
     ("on", "The host to start on (name-label or uuid) instead of the chooser's pick; its checks still apply."),
     ("paused", "Build the domain and leave it paused (vm-unpause runs it)."),
     ("force", "Skip the host's pre-boot safety checks (memory pinning), as xapi's force does."),
-    ("dry-run", "Print each host's placement checks and the order the chooser would try, and change nothing."),
+    ("dry-run", "Make every check the start makes and print them, change nothing; exit 0 only if it would start."),
     ("seed", "An integer that makes the chooser's random order among equally good hosts reproducible."),
 )
 STOP_HELP = (
@@ -24,8 +24,9 @@ STOP_HELP = (
 
 COMMANDS: tuple[Command, ...] = (
     Command("vm-start", "Start the selected VM(s): choose a host (or on=HOST), build the domain there, and run it "
-            "(or leave it paused with paused=true). --dry-run prints, for every host, each placement check and "
-            "the order the chooser would try them in, and changes nothing.", _VM + "vm_start",
+            "(or leave it paused with paused=true). --dry-run makes every check the start makes and prints them "
+            "(the VM, its disks and VIFs, a verdict per host with its memory figures, the chooser's order), "
+            "changes nothing, and exits as the start would: 0 only if it would start.", _VM + "vm_start",
             optn=("on", "paused", "force", "dry-run", "wait", "seed"), selector="vm", standard=True, param_help=START_HELP),
     Command("vm-shutdown", "Shut the selected VM(s) down: cleanly through the guest (timeout= seconds, default 60), "
             "or at once with --force.", _VM + "vm_shutdown", optn=("force", "timeout", "wait"), selector="vm", standard=True,

@@ -11,13 +11,21 @@ from xetool.cli.context import Context
 from xetool.cli.progress import Progress, progress
 
 
+NAME_WIDTH = 38  # the tree's guides count in it, so durations line up at every depth
+
+
 class StepView:
-    """A steps.Observer for the CLI; use as a context manager around the operation."""
+    """A steps.Observer for the CLI; use as a context manager around the operation.
+
+    Steps run inside a step (the host half's, inside the master's execute_on_host) print as a
+    tree under it: the parent's name when its first child starts, the children behind a guide,
+    then the parent's own line with its whole duration."""
 
     def __init__(self, ctx: Context, title: str) -> None:
         self.ctx, self.title = ctx, title
         self._stack = ExitStack()
         self._shown: Progress = Progress()
+        self._open: list[list] = []  # [name, header printed] of each step still running, outermost first
 
     def __enter__(self) -> StepView:
         if self.ctx.trace:
@@ -29,13 +37,34 @@ class StepView:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
         self._stack.close()
 
+    def _write(self, guides: str, name: str, seconds: float | None, note: str) -> None:
+        label = f"  {guides}{name}".ljust(NAME_WIDTH + 2)
+        took = f"{seconds * 1000:8.1f} ms" if seconds is not None else " " * 11
+        self.ctx.err.write(f"{label} {took}  {note}".rstrip() + "\n")
+
     def step_started(self, index: int, total: int, name: str) -> None:
-        self._shown.note(f"{name} ({index + 1}/{total})")
+        path = " > ".join([o[0] for o in self._open] + [name])
+        self._shown.note(f"{path} ({index + 1}/{total})")
+        if self.ctx.trace and self._open and not self._open[-1][1]:
+            self._open[-1][1] = True
+            self._write("│ " * (len(self._open) - 1), self._open[-1][0], None, "")
+        self._open.append([name, False])
+
+    def _close(self, name: str, seconds: float, note: str) -> None:
+        had_children = False
+        if self._open and self._open[-1][0] == name:
+            had_children = self._open.pop()[1]
+        if self.ctx.trace:
+            self._write("│ " * len(self._open) + ("└ " if had_children else ""), name, seconds, note)
 
     def step_done(self, name: str, seconds: float, note: str | None) -> None:
-        if self.ctx.trace:
-            self.ctx.err.write(f"  {name:<36} {seconds * 1000:8.1f} ms  {note or ''}".rstrip() + "\n")
+        self._close(name, seconds, note or "")
+
+    def step_failed(self, name: str, seconds: float, error: BaseException) -> None:
+        code = getattr(error, "code", None) or type(error).__name__
+        self._close(name, seconds, f"failed: {code}")
 
     def step_undone(self, name: str, error: BaseException | None) -> None:
         if self.ctx.trace:
-            self.ctx.err.write(f"  undo {name:<31} {'failed: ' + str(error).splitlines()[0] if error else 'done'}\n")
+            outcome = "failed: " + str(error).splitlines()[0] if error else "done"
+            self._write("│ " * len(self._open), f"undo {name}", None, outcome)

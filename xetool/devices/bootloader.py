@@ -29,6 +29,16 @@ class Kernel:
 
 def choose(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool, work_dir: Path) -> Kernel:
     """`boot_disk` is (the bootable disk's file, its VDI other-config) or None."""
+    kernel = precheck(vm, hvm, boot_disk, simulated)
+    if kernel is not None:
+        return kernel
+    assert boot_disk is not None
+    return _pygrub(vm, str(boot_disk[0]), work_dir)
+
+
+def precheck(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool) -> Kernel | None:
+    """`choose` short of running pygrub (which --dry-run must not): the kernel, the same error,
+    or None when only pygrub reading the disk can tell."""
     if hvm:
         return Kernel(HVMLOADER, "", "", "hvmloader")
     loader = vm["PV_bootloader"]
@@ -47,7 +57,7 @@ def choose(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: 
             raise XeError("BOOTLOADER_FAILED", vm["uuid"], f"no boot description on the disk {path.name} (VDI other-config:boot-kernel)")
         args = " ".join(filter(None, (other.get("boot-args", ""), vm["PV_args"])))
         return Kernel(other["boot-kernel"], other.get("boot-ramdisk", ""), args, "pygrub")
-    return _pygrub(vm, str(path), work_dir)
+    return None
 
 
 _SIMPLE = re.compile(r"^(kernel|ramdisk|args) (.*)$", re.M)

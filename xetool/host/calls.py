@@ -4,7 +4,7 @@ drift apart.
 
 A request is one JSON object: {"id", "call", "host" (the host's record: what its backend is
 built from), "env" (fault plan and timeouts, host/env.py), "args"}. While it runs the host sends
-events ({"id", "event": "step" | "done" | "undo" | "memory", ...}); it ends with {"id",
+events ({"id", "event": "step" | "done" | "failed" | "undo" | "memory", ...}); it ends with {"id",
 "result": {...}} or {"id", "error": {"code", "fields"}}, a registry error. docs/agent-protocol.md
 describes the wire format; `dispatch` runs one request wherever the host half runs.
 """

@@ -15,7 +15,7 @@ from xetool.backends.base import Backend, DomainConfig
 from xetool.clock import now_iso
 from xetool.devices import bootloader, console, domain, vbd, vif
 from xetool.errors import XeError
-from xetool.host import memory, runtime, teardown
+from xetool.host import memory, parameters, runtime, teardown
 from xetool.host.locks import FileLock, host_queue, host_vm_lock
 from xetool.host.runtime import Runtime
 from xetool.host.side import HostSide
@@ -28,8 +28,6 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from typing import Any
 
-MIN_MEMORY = 16 << 20  # check_vm_parameter's global minimum
-MAX_VCPUS = 64
 FOR_THE_MASTER = "in the answer, for the master's record"
 
 
@@ -45,12 +43,19 @@ class StepEvents:
     def step_done(self, name: str, seconds: float, note: Note) -> None:
         self.side.emit({"event": "done", "name": name, "seconds": seconds, "note": note})
 
-    def step_undone(self, name: str, error: BaseException | None) -> None:
-        from xetool.host.calls import error_message
+    def step_failed(self, name: str, seconds: float, error: BaseException) -> None:
+        self.side.emit({"event": "failed", "name": name, "seconds": seconds, "error": _error(error)})
 
-        err = None if error is None else error_message(error) if isinstance(error, XeError) else {
-            "code": "INTERNAL_ERROR", "fields": {"message": repr(error)}}
-        self.side.emit({"event": "undo", "name": name, "error": err})
+    def step_undone(self, name: str, error: BaseException | None) -> None:
+        self.side.emit({"event": "undo", "name": name, "error": None if error is None else _error(error)})
+
+
+def _error(error: BaseException) -> dict[str, Any]:
+    from xetool.host.calls import error_message
+
+    if isinstance(error, XeError):
+        return error_message(error)
+    return {"code": "INTERNAL_ERROR", "fields": {"message": repr(error)}}
 
 
 def handle(side: HostSide, args: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +80,7 @@ class HostStart:
         self.record: dict[str, Any] = {}
         self.disks: list[dict[str, Any]] = []
         self.config: DomainConfig | None = None
+        self.domain_parameters: parameters.DomainParameters | None = None
         self.kernel: bootloader.Kernel | None = None
         self.reserved_kib = 0
         self._xs: XsClient | None = None
@@ -155,29 +161,8 @@ class HostStart:
 
     # --- start paused ------------------------------------------------------------------------------
     def check_vm_parameters(self) -> str:
-        vm = self.record
-        if not 0 < vm["VCPUs_max"] < MAX_VCPUS:
-            raise XeError("INVALID_VALUE", "VCPUs_max", f"{vm['VCPUs_max']} (must be more than 0 and fewer than {MAX_VCPUS})")
-        names = list(self.req["userdevices"])
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise XeError("DEVICE_ALREADY_EXISTS", ", ".join(sorted(dupes)))
-        if vm["memory_static_max"] < MIN_MEMORY:
-            raise XeError("INVALID_VALUE", "memory-static-max", f"{vm['memory_static_max']} (at least {MIN_MEMORY} bytes)")
-        return f"{vm['VCPUs_max']} vCPUs, {len(names)} VBDs; " + self._assert_memory_constraints()
-
-    def _assert_memory_constraints(self) -> str:
-        """xapi's pre-boot safety check, skipped by --force: a nested-virt guest cannot balloon,
-        so its memory must be pinned at static-max."""
-        vm = self.record
-        if vm["platform"].get("nested-virt", "").lower() not in ("true", "1"):
-            return "no memory pinning needed"
-        pinned = vm["memory_dynamic_min"] == vm["memory_dynamic_max"] == vm["memory_static_max"]
-        if pinned:
-            return "nested-virt: memory pinned"
-        if self.force:
-            return "nested-virt memory not pinned: allowed by --force"
-        raise XeError("MEMORY_CONSTRAINT_VIOLATION_MAXPIN", "platform:nested-virt needs dynamic-min = dynamic-max = static-max (or --force)")
+        note = parameters.check_vm_parameter(self.record, list(self.req["userdevices"]))
+        return f"{note}; " + parameters.assert_memory_constraints(self.record, self.force)
 
     def get_marked_vbds(self) -> str:
         self.disks = list(self.req["disks"])
@@ -186,6 +171,7 @@ class HostStart:
     def reserve_memory(self) -> str:
         assert self.side is not None
         vm = self.record
+        dp = self.domain_parameters = parameters.domain_parameters(vm)  # a bad one fails before memory is taken
         overhead = int(self.req["overhead"])
         lo = (vm["memory_dynamic_min"] + overhead) // 1024
         hi = (vm["memory_dynamic_max"] + overhead) // 1024
@@ -193,13 +179,11 @@ class HostStart:
         self.reserved_kib = kib
         self._save()
         target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
-        params = vm["VCPUs_params"]
         self.config = DomainConfig(
             uuid=self.vm_uuid, name=vm["name_label"], hvm=self.hvm, memory_static_max_kib=vm["memory_static_max"] // 1024,
             memory_target_kib=target, vcpus_max=vm["VCPUs_max"], vcpus_at_startup=vm["VCPUs_at_startup"],
             shadow_multiplier=vm["HVM_shadow_multiplier"], platform=dict(vm["platform"]),
-            vcpu_affinity=_cpu_list(params.get("mask", "")), sched_weight=_int_param(params, "weight", 256),
-            sched_cap=_int_param(params, "cap", 0),
+            vcpu_affinity=dp.vcpu_affinity, sched_weight=dp.sched_weight, sched_cap=dp.sched_cap,
         )
         return f"{kib} KiB reserved (range {lo}..{hi} KiB)"
 
@@ -254,17 +238,16 @@ class HostStart:
     def check_vdis_exist(self) -> str:
         for d in self.disks:
             if d["vdi"] and not d["vdi_exists"]:
-                raise XeError("HANDLE_INVALID", "vdi", d["vdi"])
+                raise XeError("VDI_MISSING", "", d["vdi"])
         return f"{sum(1 for d in self.disks if d['vdi'])} VDIs"
 
     def set_machine_address_size(self) -> str:
-        size = self.record["other_config"].get("machine-address-size")
-        if not size:
+        assert self.domain_parameters is not None
+        size = self.domain_parameters.address_size
+        if size is None:
             return "not set in other-config"
-        if not size.isdigit():
-            raise XeError("INVALID_VALUE", "other-config:machine-address-size", size)
         assert self.config is not None
-        self.config = replace(self.config, address_size=int(size))
+        self.config = replace(self.config, address_size=size)
         return f"{size} bits"
 
     def create_kernel(self) -> str:
@@ -319,12 +302,13 @@ class HostStart:
         nics = []
         for v in sorted(self.req["vifs"], key=lambda v: int(v["device"])):
             self.backend.ensure_bridge(v["bridge"])  # Xapi_network.attach_internal
+            note = f"vif{self.rt.domid}.{v['device']} on {v['bridge']}"
             if v["guest_installer"]:
                 ip = vif.add_lease(self.host_dir, v["bridge"], v["mac"], self.record["name_label"])
                 self.rt.leases.append((v["bridge"], v["mac"]))
-                done.append(f"lease {ip}")
+                note += f" (lease {ip} for {v['mac']})"  # beside the VIF that owns it
             nics.append(vif.Nic(int(v["device"]), v["mac"], v["bridge"], int(v["mtu"]), v["uuid"]))
-            done.append(f"vif{self.rt.domid}.{v['device']} on {v['bridge']}")
+            done.append(note)
         self.rt.vifs.update({nic.name: nic.device for nic in nics})
         self._save()  # before the entries exist, so that an undo removes them whatever happens
         vif.plug(self.xs, self.backend, self.rt.domid, nics)
@@ -475,18 +459,3 @@ class HostStart:
             runtime.remove(self.state_dir, self.rt.host, self.vm_uuid) if self.rt.domid < 0 else None
             self.unlock()
             raise
-
-
-def _cpu_list(mask: str) -> tuple[int, ...]:
-    """VCPUs-params:mask, a comma list of pCPUs ("0,2,3")."""
-    try:
-        return tuple(int(c) for c in mask.split(",") if c.strip())
-    except ValueError:
-        raise XeError("INVALID_VALUE", "VCPUs-params:mask", mask) from None
-
-
-def _int_param(params: dict[str, str], key: str, default: int) -> int:
-    try:
-        return int(params.get(key, default))
-    except ValueError:
-        raise XeError("INVALID_VALUE", f"VCPUs-params:{key}", params[key]) from None

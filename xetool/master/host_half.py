@@ -141,12 +141,20 @@ class HostClient:
         kind = ev.get("event")
         if kind == "memory":
             record_memory(self.store, self.uuid, ev)
-        elif self.observer is None:
-            return
-        elif kind == "step":
+        elif self.observer is not None:
+            try:
+                self._show(kind, ev)
+            except Exception:  # nosec: a display that broke (a closed pipe) must not stop the call
+                pass
+
+    def _show(self, kind: object, ev: dict[str, Any]) -> None:
+        assert self.observer is not None
+        if kind == "step":
             self.observer.step_started(int(ev["index"]), int(ev["total"]), str(ev["name"]))
         elif kind == "done":
             self.observer.step_done(str(ev["name"]), float(ev["seconds"]), ev.get("note"))
+        elif kind == "failed":
+            self.observer.step_failed(str(ev["name"]), float(ev["seconds"]), error_from(ev["error"]))
         elif kind == "undo":
             self.observer.step_undone(str(ev["name"]), error_from(ev["error"]) if ev.get("error") else None)
 

@@ -32,7 +32,10 @@ def operation(store: Store, cls: str, uuid: str, op: str, check_vm: str | None =
             lifecycle.assert_vm_operation_valid(txn, row, op)
         else:
             vm = txn.must("vm", row["VM"])
-            err = (lifecycle.vbd_operation_error if cls == "vbd" else lifecycle.vif_operation_error)(row, vm, op)
+            if cls == "vbd":  # the disk's checks too, decided under the mark that others see
+                err = lifecycle.vbd_attach_error(txn, row, vm, op)
+            else:
+                err = lifecycle.vif_operation_error(row, vm, op)
             if err is not None:
                 raise err
         task = tasks.create(txn, f"{cls.upper()}.{op}", f"{op} {uuid}", **{cls: uuid})
@@ -118,7 +121,9 @@ def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
         with store.read() as txn:
             disk = disk_request(txn, row)
         name = host.call("vbd_plug", vm=vm["uuid"], vbd=disk)["device"]
-    _set_attached(store, "vbd", vbd_uuid, True, device=name)
+        # Attached before the plug mark goes: the disk is never held by neither, so a start of
+        # another VM sharing it cannot slip in between.
+        _set_attached(store, "vbd", vbd_uuid, True, device=name)
     return name
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 
+from xetool import lifecycle
 from xetool.placement.snapshot import HostLoad, HostView, PoolView, VmView, WlbConfig
 from xetool.store.db import Row, Txn
 
@@ -22,6 +23,9 @@ _VM_FIELDS = (
     "VCPUs_max", "VCPUs_at_startup", "HVM_shadow_multiplier", "actions_after_crash", "platform", "affinity",
     "ha_restart_priority", "ha_always_run", "resident_on", "scheduled_to_be_resident_on", "suspend_VDI",
 )
+
+_VBD_FIELDS = ("uuid", "VM", "VDI", "empty", "mode", "currently_attached", "userdevice")
+
 
 def host_loads(txn: Txn) -> dict[str, HostLoad]:
     """Each host's load: kept by the database itself (store/schema.py's host_load triggers)."""
@@ -38,14 +42,18 @@ def is_hvm(vm: Row) -> bool:
 def vm_view(txn: Txn, vm: Row, with_devices: bool = True) -> VmView:
     srs: list[str] = []
     nets: list[str] = []
+    disk_failure = None
     devices: list[tuple[str, str]] = []
     if with_devices:
-        for vbd in txn.select("vbd", ["VDI", "empty", "userdevice"], {"VM": vm["uuid"]}):
+        for vbd in txn.select("vbd", _VBD_FIELDS, {"VM": vm["uuid"]}):
             devices.append((vbd["uuid"], vbd["userdevice"]))
+            err = lifecycle.vdi_attach_error(txn, vbd, vm, "attach", starting=True)
+            if err is not None and disk_failure is None:
+                disk_failure = (err.code, tuple(err.params.values()))
             if vbd["VDI"] and not vbd["empty"]:
-                sr = txn.must("vdi", vbd["VDI"], ["SR"])["SR"]
-                if sr not in srs:
-                    srs.append(sr)
+                row = txn.get("vdi", vbd["VDI"], ["SR"])
+                if row is not None and row["SR"] not in srs:
+                    srs.append(row["SR"])
         if vm.get("suspend_VDI") and vm["power_state"] == "Suspended":
             srs.append(txn.must("vdi", vm["suspend_VDI"], ["SR"])["SR"])
         nets = list(dict.fromkeys(v["network"] for v in txn.select("vif", ["network"], {"VM": vm["uuid"]})))
@@ -59,7 +67,7 @@ def vm_view(txn: Txn, vm: Row, with_devices: bool = True) -> VmView:
         required_srs=tuple(srs), required_networks=tuple(nets), vbd_devices=tuple(devices),
         ha_restart_priority=vm["ha_restart_priority"],
         ha_always_run=vm["ha_always_run"], resident_on=vm["resident_on"],
-        scheduled_to_be_resident_on=vm["scheduled_to_be_resident_on"],
+        scheduled_to_be_resident_on=vm["scheduled_to_be_resident_on"], disk_failure=disk_failure,
     )
 
 

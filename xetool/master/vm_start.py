@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import time
 from pathlib import Path
 
 from xetool import lifecycle, messages, tasks
@@ -45,7 +44,6 @@ class StartRequest:
     on: str | None = None  # host uuid: start_on
     paused: bool = False
     force: bool = False  # skip the host's pre-boot safety checks (memory pinning), as xapi's force
-    wait: float = 0.0  # seconds to wait for another operation on the VM to finish
     seed: int | None = None  # makes the chooser's random order reproducible
 
 
@@ -80,24 +78,14 @@ class MasterStart:
 
     # --- marks ----------------------------------------------------------------------------------
     def with_vm_operation(self) -> str:
-        deadline = time.monotonic() + self.req.wait
-        delay = 0.05
-        while True:
-            try:
-                with self.store.write() as txn:
-                    vm = txn.must("vm", self.req.vm)
-                    lifecycle.assert_vm_operation_valid(txn, vm, self.op)
-                    self.result.task = tasks.create(txn, f"VM.{self.op}", f"{self.op} {vm['name_label']}", vm=vm["uuid"])
-                    lifecycle.mark(txn, "vm", vm["uuid"], self.result.task, self.op)
-                return f"task {self.result.task}"
-            except XeError as err:
-                remaining = deadline - time.monotonic()
-                if err.code != "OTHER_OPERATION_IN_PROGRESS" or remaining <= 0:
-                    raise
-                if tasks.reap_dead_tasks(self.store):
-                    continue  # the holder was dead and is cleaned up: try again at once
-                time.sleep(min(delay, remaining))  # the last try is at the deadline, not before
-                delay = min(delay * 2, 1.0)
+        """Check and mark in one transaction; another operation on the VM is
+        OTHER_OPERATION_IN_PROGRESS at once (the command line's while_busy waits, if asked)."""
+        with self.store.write() as txn:
+            vm = txn.must("vm", self.req.vm)
+            lifecycle.assert_vm_operation_valid(txn, vm, self.op)
+            self.result.task = tasks.create(txn, f"VM.{self.op}", f"{self.op} {vm['name_label']}", vm=vm["uuid"])
+            lifecycle.mark(txn, "vm", vm["uuid"], self.result.task, self.op)
+        return f"task {self.result.task}"
 
     def unmark_vm(self) -> Note:
         with self.store.write() as txn:
@@ -113,8 +101,12 @@ class MasterStart:
             vm = txn.must("vm", self.req.vm)
             uuids = txn.uuids(cls, {"VM": self.req.vm})
             rows = [txn.must(cls, u) for u in uuids]
-            for row in rows:  # check every one before marking any
-                err = (lifecycle.vbd_operation_error if cls == "vbd" else lifecycle.vif_operation_error)(row, vm, check)
+            for row in rows:  # check every one before marking any; the disks' sharing is decided
+                # here, in the transaction whose marks the next start of a VM sharing a disk sees
+                if cls == "vbd":
+                    err = lifecycle.vbd_attach_error(txn, row, vm, check, starting=True)
+                else:
+                    err = lifecycle.vif_operation_error(row, vm, check)
                 if err is not None:
                     raise err
             for row in rows:

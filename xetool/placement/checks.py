@@ -23,7 +23,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
@@ -79,6 +79,10 @@ def as_error(failure: Failure) -> XeError:
 
 def _validate(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
     return f.invalid
+
+
+def _disks(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
+    return f.vm.disk_failure
 
 
 def _live(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
@@ -144,6 +148,7 @@ def _ha_plan(f: VmFacts, host: HostView, pool: PoolView) -> Failure | None:
 # start_on refuses them, so the explain table shows it where it applies.
 CHECKS: tuple[tuple[str, Check], ...] = (
     ("validate", _validate),
+    ("disks", _disks),
     ("live", _live),
     ("control-domain", _control_domain),
     ("enabled", _enabled),
@@ -227,9 +232,10 @@ def _mib(n: str, up: bool) -> str:
     return str(-(-b // MIB) if up else b // MIB)
 
 
-def describe(err: XeError, pool: PoolView | None = None) -> str:
-    """A human reason in xe's words (print_assert_exception), with the numbers."""
-    p = err.params
+def describe(err: XeError, pool: PoolView | None = None, names: Mapping[str, str] | None = None) -> str:
+    """A human reason in xe's words (print_assert_exception), with the numbers; `names` turns
+    the uuids of SRs, networks and disks into their name-labels."""
+    p = {k: (f'"{names[v]}"' if names and names.get(v) else v) for k, v in err.params.items()}
     code = err.code
     if code == "HOST_NOT_LIVE":
         return "Host down"
@@ -259,6 +265,16 @@ def describe(err: XeError, pool: PoolView | None = None) -> str:
         return f"Invalid value for {p.get('field')}: {p.get('value')}"
     if code == "VALUE_NOT_SUPPORTED":
         return f"{p.get('field')}={p.get('value')} not supported: {p.get('reason')}"
+    if code == "VM_BAD_POWER_STATE":
+        return f"the VM is {p.get('actual')}; this needs {p.get('expected')}"
+    if code == "VDI_IN_USE":
+        return f"Disk {p.get('vdi')} is in use by another VM (and is not sharable)"
+    if code == "VDI_READONLY":
+        return f"Disk {p.get('vdi')} is read-only, and the VBD is read-write"
+    if code == "VDI_MISSING":
+        return f"Disk {p.get('vdi')} is missing" + (f" from SR {p['sr']}" if p.get("sr") else "")
+    if code == "OTHER_OPERATION_IN_PROGRESS":
+        return f"{p.get('class')} {p.get('object')} is busy with {p.get('operation_type')}"
     if code == "MEMORY_CONSTRAINT_VIOLATION":
         return f"Memory constraint violated: {p.get('constraint')}"
     return err.spec.doc

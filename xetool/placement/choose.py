@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 
 from xetool.errors import XeError
-from xetool.placement.checks import VmFacts, explain_host, first_failure, vm_can_run_on_host
+from xetool.placement.checks import VmFacts, as_error, explain_host, first_failure, vm_can_run_on_host
 from xetool.placement.memory import stored_overhead
 from xetool.placement.report import HostReport, PlacementReport, TryStep
 from xetool.placement.snapshot import HostView, PoolView, VmView
@@ -152,10 +152,13 @@ def choose_host_for_vm(vm: VmView, pool: PoolView, rng: RandomSource | None = No
     """The first host in `host_order` that passes every check.
 
     A VM whose own parameters are invalid gets that error (INVALID_VALUE, ...) at once rather
-    than xapi's bare NO_HOSTS_AVAILABLE: no host could differ, and the parameters say why."""
+    than xapi's bare NO_HOSTS_AVAILABLE: no host could differ, and the parameters say why; so
+    does a VM with a disk that cannot be attached (VDI_IN_USE, ...)."""
     facts = VmFacts.of(vm)
     if facts.invalid is not None:
         raise facts.invalid
+    if vm.disk_failure is not None:  # likewise: a disk no host can attach
+        raise as_error(vm.disk_failure)
     tried: list[TryStep] = []
     for host, category in host_order(vm, pool, rng if rng is not None else random.Random()):
         tried.append(TryStep(host.uuid, category))

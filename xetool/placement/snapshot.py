@@ -50,6 +50,9 @@ class VmView:
     ha_always_run: bool = False
     resident_on: str | None = None  # host uuid
     scheduled_to_be_resident_on: str | None = None  # host uuid
+    # The first of its disks that cannot be attached (VDI_IN_USE, VDI_READONLY, VDI_MISSING, ...)
+    # as (code, params): read with its devices; like validate, the same answer on every host.
+    disk_failure: tuple[str, tuple[str, ...]] | None = None
 
     @property
     def ha_protected(self) -> bool:

@@ -134,20 +134,20 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         except ValueError:
             raise XeError("FIELD_TYPE_ERROR", "seed", args.params["seed"], "an integer") from None
     if args.flag("dry-run"):
-        return _dry_run(ctx, vms, on, seed)
+        return _dry_run(ctx, vms, on, seed, args.flag("force"))
     paused, wait = args.flag("paused"), wait_seconds(args)
 
     def start(vm: Row) -> str | None:
         n = vms.index(vm) + 1
         view = StepView(ctx, f"Starting {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else ""))
-        req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), wait=wait, seed=seed)
+        req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), seed=seed)
         try:
             with view:
                 result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
                     ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
         except XeError as err:
             if err.code == "NO_HOSTS_AVAILABLE":
-                _print_no_hosts(ctx, vm, err)
+                _print_no_hosts(ctx, vm, err, on, seed)
             raise
         for warning in result.warnings:
             ctx.warn(warning)
@@ -156,9 +156,12 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
     return for_each(ctx, vms, start)
 
 
-def _print_no_hosts(ctx: Context, vm: Row, err: XeError) -> None:
-    """xe's per-host table before NO_HOSTS_AVAILABLE; with --format json it goes into the
-    error's JSON instead, so that stderr is one JSON document."""
+def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: int | None) -> None:
+    """xe's two sentences, then the per-host table --dry-run prints (a verdict per host with the
+    memory figures), then the one-line summary of what refused the hosts; with --format json it
+    goes into the error's JSON instead, so that stderr is one JSON document."""
+    from xetool.master.dry_run import preview_start
+
     report = getattr(err, "report", None)
     if report is None:
         return
@@ -168,7 +171,9 @@ def _print_no_hosts(ctx: Context, vm: Row, err: XeError) -> None:
         return
     if ctx.quiet:
         return
-    ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(report.no_hosts_lines()) + "\n")
+    head, summary = report.no_hosts_lines()[:3], report.no_hosts_lines()[-2:]
+    table = preview_start(ctx.store, vm["uuid"], on, seed).host_lines()
+    ctx.err.write(f"VM {vm['name_label']} ({vm['uuid']}):\n" + "\n".join(head + table + summary) + "\n")
 
 
 def _placement_report(ctx: Context, vm_uuid: str, seed: int | None):  # type: ignore[no-untyped-def]
@@ -209,8 +214,28 @@ def _tables_output(tables: list[Table]) -> Output:
     return tables[0] if len(tables) == 1 else Many(list(tables))
 
 
-def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None) -> Output:
-    return _tables_output([t for t, _ in _placement_tables(ctx, vms, on, seed)])
+def _dry_run(ctx: Context, vms: list[Row], on: str | None, seed: int | None, force: bool) -> Output:
+    """Every check the start would make, shown on stdout; then, as the start would, the first
+    refusal as the error (exit 1), or nothing more (exit 0) when it would start."""
+    from xetool.master.dry_run import preview_start
+
+    previews = [preview_start(ctx.store, vm["uuid"], on, seed, force) for vm in vms]
+    if ctx.fmt == "json":
+        import json
+
+        docs = [p.to_json() for p in previews]
+        ctx.out.write(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2) + "\n")
+    elif ctx.minimal:
+        ctx.out.write(",".join(p.host or "" for p in previews) + "\n")
+    else:
+        ctx.out.write("\n\n".join("\n".join(p.lines()) for p in previews) + "\n")
+    refused = [p for p in previews if p.error is not None]
+    if len(previews) > 1:
+        for p in refused:
+            ctx.err.write(f"operation failed on {p.vm} ({p.name}):\n{p.error.render()}\n")  # type: ignore[union-attr]
+    if refused:
+        raise refused[0].error  # type: ignore[misc]
+    return None
 
 
 def vm_assert_can_boot_here(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -253,7 +278,7 @@ def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
             host = txn.must("vm", vm["uuid"], ["resident_on"])["resident_on"]
         while_busy(ctx, wait, lambda: operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout,
                                                           reason="reboot"))
-        while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host, wait=wait),
+        while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host),
                                                   Hosts(ctx.store, ctx.state_dir)).run())
         return None
 
