@@ -1042,7 +1042,9 @@ def keys(db: sqlite3.Connection, cls: str, field: str, prefix: str = "", uuid: s
     """The keys a map field has (the members of a set) in the pool: on the object `uuid`, or on
     any object of the class; stored as JSON, read with SQLite'"'"'s json_each."""
     spec = _labels().get(cls)
-    keyed = spec["keyed"].get(field) if spec else None
+    if not spec:
+        return []
+    keyed = spec["keyed"].get(field)
     if keyed is None:
         return []
     column, kind = keyed

@@ -191,7 +191,7 @@ def _allowed(cls: str, row: Row, txn: Txn) -> list[str]:
     vm = txn.must("vm", row["VM"])
     check = vbd_operation_error if cls == "vbd" else vif_operation_error
     ops = VBD_OPERATIONS if cls == "vbd" else VIF_OPERATIONS
-    return [op for op in ops if check(row, vm, op) is None]  # type: ignore[operator]
+    return [op for op in ops if check(row, vm, op) is None]
 
 
 def update_allowed_operations(txn: Txn, cls: str, uuid: str) -> None:

@@ -10,6 +10,7 @@ to the same pool.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from xetool import limits
@@ -24,7 +25,7 @@ from xetool.units import parse_size
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from typing import Any
 
 RESERVED_HOST_MEMORY = 72 << 20  # squeezed keeps this back on every host (xapi reference 3.3)
@@ -32,10 +33,10 @@ _LINE = re.compile(r"line (\d+), column (\d+)")
 
 
 def load(path: Path) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:
+        import tomli as tomllib
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as err:
@@ -43,7 +44,8 @@ def load(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as err:
         raise XeError("TOML_SYNTAX_ERROR", path, "?", "?", f"not UTF-8 ({err.reason})") from None
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)  # tomli (Python 3.10) has no types
+        return data
     except tomllib.TOMLDecodeError as err:
         m = _LINE.search(str(err))
         line, col = (m.group(1), m.group(2)) if m else ("?", "?")
@@ -106,7 +108,7 @@ class Importer:
         try:
             value = parse_size(raw, key)
             if bound is not None:
-                limits.check_int(bound[0], get_class(bound[0]).field(bound[1]), value, key)  # type: ignore[arg-type]
+                limits.check_int(bound[0], get_class(bound[0]).field_named(bound[1]), value, key)
             return value
         except XeError as err:
             detail = err.params.get("expected") or err.params.get("reason") or ""
@@ -228,7 +230,14 @@ def _host_names(imp: Importer, table: str, data: dict[str, Any]) -> list[str]:
         return list(imp.names.get("host", {}).values()) or imp.txn.uuids("host")
     if not isinstance(hosts, list):
         raise imp.bad(table, "hosts", "expected a list of host names")
-    return [imp.ref(table, get_class("pif").field("host"), str(h), "hosts") for h in hosts]  # type: ignore[misc]
+    host_ref = get_class("pif").field_named("host")
+    found = []
+    for h in hosts:
+        host = imp.ref(table, host_ref, str(h), "hosts")
+        if host is None:
+            raise imp.bad(table, "hosts", "an empty host name")
+        found.append(host)
+    return found
 
 
 def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
@@ -247,7 +256,7 @@ def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
     for n, h in enumerate(_tables(doc, "host", file)):
         imp.within(f"host[{n}]", _import_host, h)
     if pool.get("master"):
-        master = imp.ref("pool", get_class("pool").field("master"), str(pool["master"]), "master")  # type: ignore[arg-type]
+        master = imp.ref("pool", get_class("pool").field_named("master"), str(pool["master"]), "master")
         imp.upsert("pool", "pool", {"uuid": txn.pool()["uuid"], "master": master})
     elif txn.pool()["master"] is None and txn.uuids("host"):
         txn.update("pool", txn.pool()["uuid"], {"master": txn.uuids("host")[0]})
@@ -373,7 +382,7 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
             raise imp.bad(table, key, "unknown key (" + ", ".join(sorted(allowed)) + ")")
     device = str(data.get("device", "autodetect"))
     vbd_spec = get_class("vbd")
-    vbd_values = {k: imp.value(table, vbd_spec.field(k), data[k]) for k in ("bootable", "mode", "type") if k in data}  # type: ignore[arg-type]
+    vbd_values: dict[str, Any] = {k: imp.value(table, vbd_spec.field_named(k), data[k]) for k in ("bootable", "mode", "type") if k in data}
     existing = imp.txn.select("vbd", None, {"VM": vm, "userdevice": device}) if device != "autodetect" else []
     if existing:
         diff = {k: v for k, v in vbd_values.items() if existing[0][k] != v}
@@ -388,7 +397,7 @@ def _import_disk(imp: Importer, table: str, vm: str, vm_name: str, data: dict[st
     else:
         vdi = str(vdi).lower() if vdi else None
     if vdi is not None and imp.txn.get("vdi", vdi.lower(), ["uuid"]) is None or vdi is None and data.get("type") != "CD":
-        sr = imp.ref(table, get_class("vdi").field("SR"), str(data.get("sr", "")), "sr")  # type: ignore[arg-type]
+        sr = imp.ref(table, get_class("vdi").field_named("SR"), str(data.get("sr", "")), "sr")
         if sr is None:
             sr = imp.txn.pool()["default_SR"] or next(iter(imp.names.get("sr", {}).values()), None)
         if sr is None:
@@ -413,7 +422,7 @@ def _import_vif(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str
         if key not in ("device", "network", "mac", "uuid"):
             raise imp.bad(table, key, "unknown key (device, network, mac, uuid)")
     device = str(data.get("device", "autodetect"))
-    net = imp.ref(table, get_class("vif").field("network"), str(data.get("network", "")), "network")  # type: ignore[arg-type]
+    net = imp.ref(table, get_class("vif").field_named("network"), str(data.get("network", "")), "network")
     if net is None:
         raise imp.bad(table, "network", "every VIF needs a network")
     if device != "autodetect" and imp.txn.select("vif", ["uuid"], {"VM": vm, "device": device}):
@@ -424,7 +433,7 @@ def _import_vif(imp: Importer, table: str, vm: str, vm_name: str, data: dict[str
 
 # --- export ----------------------------------------------------------------------------------------
 
-def _export_fields(cls: str, row: Row, skip: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def _export_fields(cls: str, row: Row, skip: Collection[str] = frozenset()) -> dict[str, Any]:
     spec = get_class(cls)
     out: dict[str, Any] = {"uuid": row["uuid"]}
     for f in spec.fields:

@@ -19,7 +19,7 @@ def _stat(pid: int) -> list[str] | None:
 def alive(pid: int) -> bool:
     """True for a running process; a zombie (exited, not yet reaped by its parent) is dead."""
     fields = _stat(pid)
-    return bool(fields) and fields[0] != "Z"
+    return bool(fields and fields[0] != "Z")
 
 
 def start_time(pid: int) -> str:

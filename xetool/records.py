@@ -19,8 +19,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not typing's: importing typing is a cost this module exists to avoid
 if TYPE_CHECKING:
+    import sys
     from collections.abc import Callable
-    from typing import Any, TypeVar, dataclass_transform
+    from typing import Any, TypeVar
+
+    if sys.version_info >= (3, 11):
+        from typing import dataclass_transform
+    else:
+        from typing_extensions import dataclass_transform
 
     T = TypeVar("T")
 else:
@@ -64,21 +70,26 @@ def fields(obj: Any) -> tuple[Field, ...]:
 
 
 def replace(obj: T, **changes: Any) -> T:
-    values = {f.name: changes.pop(f.name, getattr(obj, f.name)) for f in obj.__record_fields__}  # type: ignore[attr-defined]
+    values = {f.name: changes.pop(f.name, getattr(obj, f.name)) for f in fields(obj)}
     if changes:
         raise TypeError(f"{type(obj).__name__} has no field {', '.join(changes)}")
     return type(obj)(**values)
 
 
-def asdict(obj: Any) -> Any:
-    """Records as dicts, recursively through lists, tuples and dicts (their leaves as they are)."""
-    if hasattr(type(obj), "__record_fields__"):
-        return {f.name: asdict(getattr(obj, f.name)) for f in obj.__record_fields__}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(asdict(v) for v in obj)
-    if isinstance(obj, dict):
-        return {k: asdict(v) for k, v in obj.items()}
-    return obj
+def asdict(obj: Any) -> dict[str, Any]:
+    """A record as a dict, recursively through records, lists, tuples and dicts (other leaves as
+    they are)."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in obj.__record_fields__}
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(type(value), "__record_fields__"):
+        return asdict(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _build(cls: type[T], frozen: bool) -> type[T]:
@@ -156,7 +167,7 @@ def _compared(obj: Any) -> tuple[Any, ...]:
     return tuple(getattr(obj, f.name) for f in obj.__record_fields__ if f.compare)
 
 
-def _eq(self: Any, other: Any) -> bool:
+def _eq(self: Any, other: Any) -> object:  # the __eq__ protocol: a bool, or NotImplemented
     if other.__class__ is not self.__class__:
         return NotImplemented
     return _compared(self) == _compared(other)

@@ -43,7 +43,7 @@ Note = str | None
 class Step:
     name: str
     do: Callable[[], Note]
-    undo: Callable[[], None] | None = None
+    undo: Callable[[], object] | None = None  # what an undo returns is ignored
     # A step after the operation has taken effect and been recorded (vm-start's VM_STARTED
     # message, its RRD push): its failure is reported in its note and undoes nothing, as xapi
     # ignores those failures too.

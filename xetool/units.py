@@ -36,7 +36,7 @@ def parse_size(text: str | int, what: str) -> int:
         raise XeError("FIELD_TYPE_ERROR", what, text, EXPECTED)
     whole, frac = m.group(1), m.group(2) or ""
     numerator = int(whole + frac) << shift  # exact: no float rounding, no overflow
-    denominator = 10 ** len(frac)
+    denominator: int = 10 ** len(frac)
     if numerator % denominator:
         raise XeError("FIELD_TYPE_ERROR", what, text, "a whole number of bytes")
     return numerator // denominator

@@ -101,6 +101,7 @@ BAD_VALUES = [
     ("vm", "VCPUs-max", 'hvm = true', 'hvm = true\nVCPUs-max = "x"'),
     ("vm", "power-state", 'hvm = true', 'hvm = true\npower-state = "Running"'),
     ("vm", "bogus", 'hvm = true', 'hvm = true\nbogus = 1'),
+    ("network", "hosts", 'hosts = ["host1", "host2"]', 'hosts = ["host1", ""]'),
     ("vif", "network", 'network = "lan"\n\n[[vm]]\nname-label = "win01"', 'network = "nowhere"\n\n[[vm]]\nname-label = "win01"'),
     ("host", "cpus", "\ncpus = 2", '\ncpus = "many"'),
     ("host", "memory", 'memory = "4GiB"', 'memory = "4 bananas"'),

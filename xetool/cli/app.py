@@ -13,7 +13,7 @@ import click
 from xetool.cli.context import Context
 from xetool.cli.grammar import check_utf8
 from xetool.cli.main import FORMATS, apply_options, command_words, help_or_version, run
-from xetool.cli.registry import Command, commands, lookup
+from xetool.cli.registry import Command, command, commands, lookup
 from xetool.errors import XeError
 
 
@@ -38,7 +38,9 @@ class XeGroup(click.Group):
 
 def _click_command(cmd: Command) -> click.Command:
     def callback(words: tuple[str, ...]) -> None:
-        run(click.get_current_context().find_object(Context), cmd, list(words))  # type: ignore[arg-type]
+        obj = click.get_current_context().find_object(Context)
+        assert obj is not None  # the group made it before any command runs
+        run(obj, cmd, list(words))
 
     return click.Command(
         cmd.name,
@@ -69,7 +71,7 @@ def cli(ctx: click.Context, state_dir: str | None, minimal: bool, fmt: str, debu
     apply_options(obj, state_dir, fmt, minimal=minimal, debug=debug, trace=trace, quiet=quiet)
     ctx.call_on_close(obj.close)
     if ctx.invoked_subcommand is None:
-        run(obj, lookup("help"), [])  # type: ignore[arg-type]
+        run(obj, command("help"), [])
 
 
 def invoke(argv: list[str], obj: Context) -> int:

@@ -14,7 +14,7 @@ from xetool.records import field, record
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import TextIO
+    from typing import Any, TextIO
 
     from xetool.store.db import Store
 
@@ -33,8 +33,8 @@ class Context:
     _store: Store | None = None
 
     @classmethod
-    def from_options(cls, state_dir: str | None = None, **kw: object) -> Context:
-        return cls(paths.state_dir_name(state_dir), **kw)  # type: ignore[arg-type]
+    def from_options(cls, state_dir: str | None = None, **kw: Any) -> Context:
+        return cls(paths.state_dir_name(state_dir), **kw)
 
     @property
     def state_dir(self) -> Path:

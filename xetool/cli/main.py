@@ -14,7 +14,7 @@ import sys
 
 from xetool.cli.context import Context
 from xetool.cli.grammar import Args, parse
-from xetool.cli.registry import Command, lookup
+from xetool.cli.registry import Command, command, lookup
 from xetool.errors import XeError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -63,7 +63,7 @@ def help_or_version(ctx: Context, words: Sequence[str], version: bool) -> None:
     name = words[0] if words and not words[0].startswith("-") and "=" not in words[0] else None
     if name is not None and lookup(name) is None:
         raise XeError("UNKNOWN_COMMAND", name)
-    run(ctx, lookup("help"), [name] if name else [])  # type: ignore[arg-type]
+    run(ctx, command("help"), [name] if name else [])
 
 
 def plain_line(argv: list[str], ctx: Context) -> list[str] | None:
@@ -158,7 +158,7 @@ def run(ctx: Context, cmd: Command, words: Sequence[str]) -> None:
     _apply_globals(ctx, args)
     if "help" in args.params:  # help=true, as xe's other flags may be given
         args = Args({"command": cmd.name})
-        cmd = lookup("help")  # type: ignore[assignment]
+        cmd = command("help")
     else:
         check_params(cmd, args)
     module, _, func = cmd.impl.partition(":")
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
             from xetool.cli.app import invoke
 
             return invoke(argv, obj)
-        run(obj, lookup(line[0]), line[1:])  # type: ignore[arg-type]
+        run(obj, command(line[0]), line[1:])  # plain_line found it
         return 0
     except XeError as err:
         return report(err, obj, obj.err)
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None, ctx: Context | None = None) -> int:
         if type(ex).__module__ == "sqlite3":  # a store error outside Store's transactions: still not a bug
             from xetool.store.db import DB_NAME, store_error
 
-            return report(store_error(ex, os.path.join(os.fspath(obj.state), DB_NAME)), obj, obj.err)  # type: ignore[arg-type]
+            return report(store_error(ex, os.path.join(os.fspath(obj.state), DB_NAME)), obj, obj.err)
         if debug:
             import traceback
 

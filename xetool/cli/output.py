@@ -49,7 +49,7 @@ class Table:
     """Rows of named columns (placement tables, simulated hosts)."""
 
     columns: Sequence[str]
-    rows: list[Sequence[Any]]
+    rows: Sequence[Sequence[Any]]
     title: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # more for --format json
 

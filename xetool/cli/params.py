@@ -127,6 +127,7 @@ def param_add(ctx: Context, cmd: Command, args: Args) -> Output:
     extra = {k: v for k, v in args.params.items() if k not in ("uuid", "param-name", "param-key")}
     with ctx.store.write() as txn:
         row = txn.must(spec.name, args.params["uuid"], ["uuid", f.name])
+        value: dict[str, str] | list[Any]  # the map with the new keys, or the set with the member
         if f.kind is Kind.MAP:
             if not extra:
                 raise XeError("MISSING_PARAMETER", "key=value")

@@ -13,6 +13,10 @@ from xetool.datamodel import CLASSES, cli_class_name
 from xetool.datamodel.types import Kind
 from xetool.records import record
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 # Options every command takes; they are the CLI's, not the command's.
 GLOBAL_OPTIONS = ("minimal", "format", "state-dir", "debug", "trace", "quiet")
 
@@ -65,8 +69,8 @@ SELECTORS_HELP = "`{cls}=NAME-OR-UUID` and filters on any field (`power-state=ha
 FIELDS_HELP = "Any field of the {cls} as `field=value` (`map:key=value` for a map)."
 
 
-def _c(name: str, help: str, impl: str, **kw: object) -> Command:
-    return Command(name, help, impl, **kw)  # type: ignore[arg-type]
+def _c(name: str, help: str, impl: str, **kw: Any) -> Command:
+    return Command(name, help, impl, **kw)
 
 
 SELECTOR_HELP = (
@@ -186,6 +190,11 @@ def lookup(name: str) -> Command | None:
     return commands().get(name)
 
 
+def command(name: str) -> Command:
+    """A command known to exist: one the code names (`help`), or one already looked up."""
+    return commands()[name]
+
+
 def command_class(cmd: Command) -> str | None:
     """The class a command is about: its cls or selector, else the longest class prefix of its name."""
     if cmd.cls or cmd.selector:
@@ -206,8 +215,8 @@ def param_doc(cmd: Command, name: str) -> str | None:
         return FIELDS_HELP.format(cls=cls if name.endswith("-fields>") else "class given by class=")
     if name in PARAM_HELP:
         return PARAM_HELP[name]
-    cls = command_class(cmd)
+    owner = command_class(cmd)
     from xetool.cli.views import spec_of
 
-    f = spec_of(cls).field(name) if cls else None
+    f = spec_of(owner).field(name) if owner else None
     return f.doc if f is not None else None

@@ -80,8 +80,8 @@ def select(
             raise XeError("UUID_INVALID", spec.name, by_name)
     else:
         rows = txn.select(spec.name, want, where or None)
-    for f, sub, value in post:
-        rows = [r for r in rows if _matches(f, sub, value, r.get(f.name))]
+    for f, map_key, wanted in post:
+        rows = [r for r in rows if _matches(f, map_key, wanted, r.get(f.name))]
     return rows
 
 
@@ -113,7 +113,8 @@ def _matches(f: Field, sub: str | None, value: str, have: Any) -> bool:
     if f.kind is Kind.MAP:
         if sub is None:
             raise XeError("SYNTAX_ERROR", f"filter on map {f.cli_name} needs a key: {f.cli_name}:KEY=VALUE")
-        return have.get(sub) == value
+        found: str | None = have.get(sub)  # `have` is the map's dict
+        return found == value
     # sets: `tags:contains=x` (xe), or `tags=x` meaning "contains"
     if sub not in (None, "contains"):
         raise XeError("SYNTAX_ERROR", f"set filters are {f.cli_name}:contains=VALUE")

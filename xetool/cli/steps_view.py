@@ -25,7 +25,9 @@ class StepView:
         self.ctx, self.title = ctx, title
         self._stack = ExitStack()
         self._shown: Progress = Progress()
-        self._open: list[list] = []  # [name, header printed] of each step still running, outermost first
+        # each step still running, outermost first, and whether its name was printed as a header
+        self._open: list[str] = []
+        self._headed: list[bool] = []
 
     def __enter__(self) -> StepView:
         if self.ctx.trace:
@@ -43,17 +45,19 @@ class StepView:
         self.ctx.err.write(f"{label} {took}  {note}".rstrip() + "\n")
 
     def step_started(self, index: int, total: int, name: str) -> None:
-        path = " > ".join([o[0] for o in self._open] + [name])
+        path = " > ".join([*self._open, name])
         self._shown.note(f"{path} ({index + 1}/{total})")
-        if self.ctx.trace and self._open and not self._open[-1][1]:
-            self._open[-1][1] = True
-            self._write("│ " * (len(self._open) - 1), self._open[-1][0], None, "")
-        self._open.append([name, False])
+        if self.ctx.trace and self._open and not self._headed[-1]:
+            self._headed[-1] = True
+            self._write("│ " * (len(self._open) - 1), self._open[-1], None, "")
+        self._open.append(name)
+        self._headed.append(False)
 
     def _close(self, name: str, seconds: float, note: str) -> None:
         had_children = False
-        if self._open and self._open[-1][0] == name:
-            had_children = self._open.pop()[1]
+        if self._open and self._open[-1] == name:
+            self._open.pop()
+            had_children = self._headed.pop()
         if self.ctx.trace:
             self._write("│ " * len(self._open) + ("└ " if had_children else ""), name, seconds, note)
 

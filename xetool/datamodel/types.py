@@ -104,6 +104,10 @@ class ClassSpec:
         """Look a field up by attribute name or CLI name."""
         return self._index.get(name)
 
+    def field_named(self, name: str) -> Field:
+        """A field the code itself names, so the class has it (a KeyError would be a bug)."""
+        return self._index[name]
+
     @property
     def table(self) -> str:
         return self.name

@@ -15,6 +15,10 @@ from pathlib import Path
 from xetool.errors import XeError
 from xetool.records import record
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 HVMLOADER = "/usr/lib/xen-4.17/boot/hvmloader"
 KNOWN_BOOTLOADERS = ("pygrub",)
 
@@ -27,7 +31,7 @@ class Kernel:
     source: str  # what chose it: PV-kernel, pygrub, hvmloader
 
 
-def choose(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool, work_dir: Path) -> Kernel:
+def choose(vm: dict[str, Any], hvm: bool, boot_disk: tuple[Path, dict[str, str]] | None, simulated: bool, work_dir: Path) -> Kernel:
     """`boot_disk` is (the bootable disk's file, its VDI other-config) or None."""
     kernel = precheck(vm, hvm, boot_disk, simulated)
     if kernel is not None:
@@ -36,7 +40,7 @@ def choose(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: 
     return _pygrub(vm, str(boot_disk[0]), work_dir)
 
 
-def precheck(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated: bool) -> Kernel | None:
+def precheck(vm: dict[str, Any], hvm: bool, boot_disk: tuple[Path, dict[str, Any]] | None, simulated: bool) -> Kernel | None:
     """`choose` short of running pygrub (which --dry-run must not): the kernel, the same error,
     or None when only pygrub reading the disk can tell."""
     if hvm:
@@ -63,7 +67,7 @@ def precheck(vm: dict, hvm: bool, boot_disk: tuple[Path, dict] | None, simulated
 _SIMPLE = re.compile(r"^(kernel|ramdisk|args) (.*)$", re.M)
 
 
-def _pygrub(vm: dict, disk: str, work_dir: Path) -> Kernel:
+def _pygrub(vm: dict[str, Any], disk: str, work_dir: Path) -> Kernel:
     exe = shutil.which("pygrub") or "/usr/lib/xen-4.17/bin/pygrub"
     work_dir.mkdir(parents=True, exist_ok=True)
     argv = [exe, "--output-format=simple", f"--output-directory={work_dir}", *vm["PV_bootloader_args"].split(), disk]

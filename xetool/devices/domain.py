@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 
-from xetool.xenstore.client import XsClient
+from xetool.xenstore.client import XsClient, XsTransaction
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def write_domain_entries(xs: XsClient, domid: int, vm_uuid: str, name: str, hvm:
     xs.transaction(lambda t: write_tree(t, dirs, values))
 
 
-def write_tree(t, dirs: list[tuple[str, list[str]]], values: Mapping[str, str]) -> None:  # type: ignore[no-untyped-def]
+def write_tree(t: XsTransaction, dirs: list[tuple[str, list[str]]], values: Mapping[str, str]) -> None:
     """Inside a transaction: each directory (an empty value; what it holds stays) with its
     permissions, then the values below them, which inherit those permissions."""
     t.write_all(values, dirs)

@@ -12,10 +12,10 @@ HOST_FIELDS = ("uuid", "name_label", "backend", "memory_total", "dom0_memory", "
 
 def backend_for(state_dir: Path, host: Row) -> Backend:
     if host["backend"] == "xen":
-        from xetool.backends.xen import XenBackend
+        from xetool.backends.xen.backend import XenBackend
 
         return XenBackend()
-    from xetool.backends.simulator import SimulatorBackend
+    from xetool.backends.simulator.backend import SimulatorBackend
 
     return SimulatorBackend(
         state_dir, host["uuid"], memory_total_kib=host["memory_total"] // 1024,

@@ -49,7 +49,7 @@ def reconcile_hosts(store: Store) -> list[str]:
     from xetool.master import host_half, resync
 
     state_dir = Path(store.state_dir)
-    down = []
+    down: list[str] = []
     try:
         known = simulator.list_hosts(state_dir)
     except OSError:

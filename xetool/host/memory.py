@@ -39,9 +39,18 @@ from xetool.xenstore.client import XsClient
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from typing import Any
 
 RESERVE_KIB = 72 * 1024  # squeezed's target_host_free_mem: low-memory emergency pool 64 MiB + 8 MiB
 TOLERANCE_KIB = 1024  # a balloon driver within a MiB of its target has reached it
+
+
+def allocation_slack(guests: int) -> int:
+    """What a squeeze may fall short by and still succeed: each balloon driver it lowered may
+    stop within its tolerance of the target (Linux's stops a few hundred KiB above it on Xen
+    4.17), and the reserve's emergency pool absorbs that, as squeezed's does. Placement counts
+    the guests' full give-back, so without it a start placement accepts would be refused."""
+    return TOLERANCE_KIB * guests
 POLL = 0.004  # seconds between looks at the guests' allocations during a squeeze
 DEFAULT_BALLOON_TIMEOUT = 5.0  # seconds a guest has to reach a lowered target
 
@@ -159,7 +168,7 @@ class Ledger:
 
     epoch: str
     seq: int
-    reservations: dict[str, dict]
+    reservations: dict[str, dict[str, Any]]
 
     def outstanding(self) -> tuple[int, int]:
         """Their sum, and their sum beyond each VM's minimum (KiB)."""
@@ -261,7 +270,7 @@ class Broker:
         pending = self.wait_down(targets)
         after = self.read()
         failed = []
-        if pending and after.free - RESERVE_KIB < enough:
+        if pending and after.free - RESERVE_KIB + allocation_slack(len(targets)) < enough:
             for g in (by_domid[d] for d in pending):
                 now = next((x for x in after.guests if x.domid == g.domid), None)
                 if now is not None:
@@ -317,7 +326,7 @@ class Broker:
                 originals = {g.domid: g.target for g in movable if g.domid in lowered}
                 hm, failed = self.squeeze(hm, lowered, lo)
                 usable = hm.free - RESERVE_KIB
-                if usable < lo:
+                if usable + allocation_slack(len(lowered)) < lo:
                     self.restore(originals)
                     hm = self.read()
                     self.publish(hm)
@@ -389,7 +398,7 @@ class Broker:
         return target
 
     # publishing --------------------------------------------------------------------------------
-    def publish(self, hm: HostMemory, change: dict | None = None) -> None:
+    def publish(self, hm: HostMemory, change: dict[str, Any] | None = None) -> None:
         """The host's figures and its guests' allocations and targets, to the master (with the
         reservation change that made them: the master records both in one transaction). The
         ledger is saved first: the host's own record is the truth."""
@@ -426,7 +435,8 @@ def reserve(side: HostSide, vm: str, task: str, min_kib: int, max_kib: int) -> t
         return broker.reserve(vm, task, min_kib, max_kib)
 
 
-def _drop(side: HostSide, keep: Callable[[str, dict], bool], change: Callable[[list[str]], dict]) -> list[str]:
+def _drop(side: HostSide, keep: Callable[[str, dict[str, Any]], bool],
+          change: Callable[[list[str]], dict[str, Any]]) -> list[str]:
     """Take reservations out of the ledger (under the broker's lock) and tell the master."""
     with broker_lock(side.dir):
         ledger = load_ledger(side)

@@ -187,9 +187,9 @@ def plan_host(store: Store, c: HostClient, own_task: str = "", seen: _Seen | Non
                 out.append(d)
     others = [d for u, d in domains.items() if u not in here and not (u in vms and _held(vms[u], live, own_task))]
     for dom in others:
-        d = _domain_divergence(dom, vms.get(dom.uuid), host, dom.uuid in vms and dom.domid in seen.unfinished)
-        if d is not None:
-            out.append(d)
+        found = _domain_divergence(dom, vms.get(dom.uuid), host, dom.uuid in vms and dom.domid in seen.unfinished)
+        if found is not None:
+            out.append(found)
     out += _plan_host_files(store, host, vms, live, own_task, domains, out, seen)
     with store.read() as txn:
         pending = {t["uuid"] for t in txn.select("task", ["uuid"], {"status": "pending"})}

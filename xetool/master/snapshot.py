@@ -35,7 +35,7 @@ def host_loads(txn: Txn) -> dict[str, HostLoad]:
 
 def is_hvm(vm: Row) -> bool:
     if vm.get("domain_type") in ("hvm", "pv"):
-        return vm["domain_type"] == "hvm"
+        return bool(vm["domain_type"] == "hvm")
     return bool(vm.get("HVM_boot_policy"))
 
 

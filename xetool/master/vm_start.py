@@ -147,9 +147,9 @@ class MasterStart:
             if placement is None:
                 placement = choose.choose_host_for_vm(vm, pool, rng_for(self.req.seed))
             host = placement.host.uuid
-            err = lifecycle.host_operation_error(txn.must("host", host), "vm_start")
-            if err is not None:
-                raise err
+            refusal = lifecycle.host_operation_error(txn.must("host", host), "vm_start")
+            if refusal is not None:
+                raise refusal
             lifecycle.mark(txn, "host", host, self.result.task, "vm_start")
             # The janitor finds the host's half-built state (runtime file) through the task.
             task = txn.must("task", self.result.task, ["other_config"])
@@ -246,7 +246,7 @@ class MasterStart:
             if self.result.task:
                 tasks.finish(self.store, self.result.task, error, self.result.host)
             self.result.timings = self.runner.timings
-            for name, err in self.runner.ignored:
+            for name, failure in self.runner.ignored:
                 self.result.warnings.append(f"the VM started, but {name} failed: "
-                                            + (err.code if isinstance(err, XeError) else repr(err)))
+                                            + (failure.code if isinstance(failure, XeError) else repr(failure)))
         return self.result

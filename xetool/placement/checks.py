@@ -24,6 +24,7 @@ from xetool.records import record
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 EVACUATE = "evacuate"
 UNRESTRICTED = ("true", "1")
@@ -58,8 +59,8 @@ class CheckResult:
     reason: str | None = None  # why it failed, with the numbers
     error: XeError | None = None
 
-    def to_json(self) -> dict:
-        out: dict = {"check": self.name, "passed": self.passed}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.name, "passed": self.passed}
         if not self.passed:
             out["reason"] = self.reason
             out["error"] = self.error.to_json() if self.error else None

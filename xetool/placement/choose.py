@@ -106,7 +106,7 @@ def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[tuple[
     """The hosts in the order the chooser tries them, supposing each one tried fails.
     Consumes one `rng.random()` per host yielded."""
     values = host_values(vm, pool)
-    tried: set = set()
+    tried: set[str] = set()
     categories: list[tuple[str, int, list[tuple[HostView, int, int, int]]]] = []
     if vm.affinity:
         categories.append(("affinity", 3, [row for row in values if row[0].uuid == vm.affinity]))
@@ -114,8 +114,8 @@ def host_order(vm: VmView, pool: PoolView, rng: RandomSource) -> Iterator[tuple[
     for name, col, rows in categories:
         # Highest value first; ties by uuid (unique) so the order does not depend on the
         # store's, and hosts themselves are never compared. Built only when reached.
-        cand = sorted((-row[col], row[0].uuid, row[0]) for row in rows
-                      if row[col] >= 0 and row[0].uuid not in tried)
+        cand = sorted((-value, row[0].uuid, row[0]) for row in rows
+                      if (value := row[1:][col - 1]) >= 0 and row[0].uuid not in tried)
         while cand:
             u = rng.random()
             host = cand.pop(int(len(cand) * u * u))[2]

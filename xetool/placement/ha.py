@@ -34,6 +34,7 @@ from xetool.placement.snapshot import HostView, PoolView, VmView, protected_foot
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 MAX_SCENARIOS = 512  # exact scenarios tried when the dominating instance does not pack
 
@@ -155,7 +156,7 @@ def plan_exists(state: HaState, n: int, budget: int = MAX_SCENARIOS) -> bool:
     return bool(_scenarios_pack(state, n, budget))
 
 
-def _base(pool: PoolView) -> tuple:
+def _base(pool: PoolView) -> tuple[Any, ...]:
     cached = pool._cache.get("ha_base")
     if cached is None:
         state = ha_state(pool)

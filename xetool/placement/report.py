@@ -13,7 +13,7 @@ from xetool.records import record
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    pass
+    from typing import Any
 
 
 @record(frozen=True)
@@ -30,7 +30,7 @@ class HostReport:
     def failures(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"host": self.uuid, "name_label": self.name_label, "ok": self.ok,
                 "checks": [c.to_json() for c in self.checks]}
 
@@ -94,7 +94,7 @@ class PlacementReport:
             for i, s in enumerate(self.order, 1)
         ]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "vm": self.vm,
             "chosen": self.chosen,

@@ -154,7 +154,7 @@ class PoolView:
     # host uuid -> Σ(dynamic_min + overhead) of the VMs scheduled there that the host's broker
     # has not yet counted (no reservation, no domain): starts queued behind the host's queue
     pending: Mapping[str, int] = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
     def build(cls, hosts: Iterable[HostView], guests: Iterable[VmView], **config: Any) -> PoolView:
@@ -172,7 +172,9 @@ class PoolView:
                 ovh = stored_overhead(vm)
             smin, dmin, dmax, smax = (vm.memory_static_min, vm.memory_dynamic_min,
                                       vm.memory_dynamic_max, vm.memory_static_max)
-            for h in ((r,) if not sch or sch == r else ((sch,) if not r else (r, sch))):
+            for h in (r, sch if sch != r else None):  # resident there, and scheduled elsewhere
+                if h is None:
+                    continue
                 a = acc.get(h)
                 if a is None:
                     acc[h] = [1, ovh, smin, dmin, dmax, smax]

@@ -65,7 +65,7 @@ class Recommendation:
     impossible: bool = False  # the host failed a check (or is unknown); `reason` says why
     error: XeError | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"host": self.host, "score": self.score, "reason": self.reason, "impossible": self.impossible}
 
 
@@ -96,7 +96,7 @@ class WlbPlacement:
     warning: WlbWarning | None = None
 
 
-def wlb_request(vm: VmView, pool: PoolView) -> dict:
+def wlb_request(vm: VmView, pool: PoolView) -> dict[str, Any]:
     facts = VmFacts.of(vm)
     hosts = []
     for h in pool.hosts:

@@ -66,18 +66,18 @@ class Txn:
         wanted = _fields(spec, fields)
         stored = [f for f in wanted if f.persisted]
         if not any(f.name == "uuid" for f in stored):
-            stored.insert(0, spec.field("uuid"))  # type: ignore[arg-type]
+            stored.insert(0, spec.field_named("uuid"))
         sql = "SELECT " + ", ".join(f'"{f.name}"' for f in stored) + f' FROM "{spec.table}"'
         args: list[Any] = []
         if where:
             clauses = []
             for key, value in where.items():
-                f = spec.field(key)
+                f = _field_any(spec, key)
                 if value is None:
-                    clauses.append(f'"{f.name}" IS NULL')  # type: ignore[union-attr]
+                    clauses.append(f'"{f.name}" IS NULL')
                 else:
-                    clauses.append(f'"{f.name}" = ?')  # type: ignore[union-attr]
-                    args.append(to_column(f, value))  # type: ignore[arg-type]
+                    clauses.append(f'"{f.name}" = ?')
+                    args.append(to_column(f, value))
             sql += " WHERE " + " AND ".join(clauses)
         sql += f' ORDER BY "{order}"' if order else " ORDER BY rowid"
         names = [f.name for f in stored]
@@ -88,15 +88,16 @@ class Txn:
             for name, f in convert:
                 row[name] = from_column(f, row[name])
             out.append(row)
-        derived = [f for f in wanted if f.derived_from is not None]
-        for f in derived:
-            other, key = f.derived_from  # type: ignore[misc]
+        for f in wanted:
+            if f.derived_from is None:
+                continue
+            other, key = f.derived_from
             for row in out:
                 row[f.name] = [r[0] for r in self.db.execute(
                     f'SELECT uuid FROM "{other}" WHERE "{key}" = ? ORDER BY rowid', (row["uuid"],))]
         for f in wanted:
             if f.via is not None and out:
-                self._read_via(f, out)
+                self._read_via(f, f.via, out)
             elif f.computed:
                 import importlib
 
@@ -106,17 +107,18 @@ class Txn:
                     row[f.name] = compute(self, row)
         return out
 
-    def _read_via(self, f: Field, rows: list[Row]) -> None:
-        """The field from the object that refers to each row (a VM's metrics), in one query."""
-        other, key, name = f.via  # type: ignore[misc]
-        there = get_class(other).field(name)
+    def _read_via(self, f: Field, via: tuple[str, str, str], rows: list[Row]) -> None:
+        """The field from the object that refers to each row (a VM's metrics), in one query;
+        `via` is the field's (class, its ref to us, its field)."""
+        other, key, name = via
+        there = get_class(other).field_named(name)
         found: dict[str, Any] = {}
         uuids = [r["uuid"] for r in rows]
         for i in range(0, len(uuids), 500):
             chunk = uuids[i:i + 500]
             sql = f'SELECT "{key}", "{name}" FROM "{other}" WHERE "{key}" IN ({", ".join("?" * len(chunk))})'
             for ref, raw in self.db.execute(sql, chunk):
-                found[ref] = from_column(there, raw)  # type: ignore[arg-type]
+                found[ref] = from_column(there, raw)
         for row in rows:
             row[f.name] = found.get(row["uuid"], f.initial())
 
@@ -150,7 +152,7 @@ class Txn:
         self.db.execute(
             f'INSERT INTO "{spec.table}" (' + ", ".join(f'"{n}"' for n in names) + ") VALUES ("
             + ", ".join("?" * len(names)) + ")",
-            [to_column(spec.field(n), row[n]) for n in names],  # type: ignore[arg-type]
+            [to_column(spec.field_named(n), row[n]) for n in names],
         )
         return str(row["uuid"])
 
@@ -384,10 +386,11 @@ def _create(path: str, timeout: float) -> None:
 _BUSY, _LOCKED, _PERM, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 3, 8, 10, 11, 13, 14, 26
 
 
-def store_error(err: sqlite3.Error, path: str, timeout: float = 0.0) -> XeError:
-    """Any SQLite error as a registry error naming the file and SQLite's code (exit 1, never
-    70): a full disk, an I/O error, a read-only file system or a permission problem (told apart
-    by the file system's mount flags), a corrupt file, or a lock held past the busy timeout."""
+def store_error(err: Exception, path: str, timeout: float = 0.0) -> XeError:
+    """Any exception of the sqlite3 module as a registry error naming the file and SQLite's code
+    (exit 1, never 70): a full disk, an I/O error, a read-only file system or a permission problem
+    (told apart by the file system's mount flags), a corrupt file, or a lock held past the busy
+    timeout."""
     code = getattr(err, "sqlite_errorname", None) or type(err).__name__
     primary = (getattr(err, "sqlite_errorcode", None) or 1) & 0xFF
     reason = str(err)

@@ -13,7 +13,7 @@ import sqlite3
 import zlib
 
 from xetool.datamodel import CLASSES
-from xetool.datamodel.types import ClassSpec, Kind
+from xetool.datamodel.types import ClassSpec, Field, Kind
 from xetool.store.codec import SQL_TYPES, to_column
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 4
 
 
-def _column(f) -> str:  # type: ignore[no-untyped-def]
+def _column(f: Field) -> str:
     default = to_column(f, f.initial())
     literal = "NULL" if default is None else repr(default) if not isinstance(default, str) else _quote(default)
     return f'"{f.name}" {SQL_TYPES[f.kind]} DEFAULT {literal}'

@@ -37,9 +37,14 @@ from xetool.xenstore.wire import XENSTORE_PAYLOAD_MAX, Op, XsError, validate_pat
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-    from typing import Any, TypeVar
+    from typing import Any, Protocol, TypeVar
 
     T = TypeVar("T")
+
+    class _Event(Protocol):
+        """What pyxs's router queues for a watch (its Event tuple; pyxs has no types)."""
+        path: bytes
+        token: bytes
 
 # pyxs's Packet refuses types outside its own table; the router only reads these fields.
 _Packet = namedtuple("_Packet", "op rq_id tx_id size payload")
@@ -118,7 +123,7 @@ class _Ops:
         request is sent before the first reply is awaited, and the server handles them in the
         order sent, so a directory whose permissions are set here passes them on to the keys
         written below it. N requests cost one round trip."""
-        requests = []
+        requests: list[tuple[int, bytes, int, str, str]] = []
         for path, plist in perms:
             body = b"".join(p.encode("ascii") + b"\0" for p in plist)
             requests.append((Op.XS_WRITE, _check_path("write", path) + b"\0", self._tx_id, "write", path))
@@ -177,7 +182,7 @@ class XsWatch:
         self._client = client
         self.path = path
         self.token = f"{_TOKEN_PREFIX}-{next(_tokens)}"
-        self.events: queue.Queue[object] = queue.Queue()  # pyxs's router puts Event tuples here
+        self.events: queue.Queue[_Event] = queue.Queue()  # pyxs's router puts Event tuples here
         self._btoken = self.token.encode()
         payload = _check_path("watch", path, special_ok=True) + b"\0" + self._btoken + b"\0"
         if depth is not None:
@@ -203,7 +208,7 @@ class XsWatch:
                 if remaining <= 0:
                     return None
                 continue
-            return _decode(event.path)  # type: ignore[attr-defined]
+            return _decode(event.path)
 
     def close(self) -> None:
         if not self._active:
@@ -336,9 +341,10 @@ class XsClient(_Ops):
                 if rvar.target is None and not router.thread.is_alive():
                     raise self._unreachable("the connection was lost")
         packet = rvar.target
+        payload: bytes = packet.payload  # pyxs has no types: its Packet's payload is bytes
         if packet.op == Op.XS_ERROR:
-            raise XenstoreError(operation, path, packet.payload.rstrip(b"\0").decode("ascii", "replace"))
-        return packet.payload
+            raise XenstoreError(operation, path, payload.rstrip(b"\0").decode("ascii", "replace"))
+        return payload
 
     def transaction(self, fn: Callable[[XsTransaction], T], attempts: int = TRANSACTION_ATTEMPTS) -> T:
         """Run `fn` in a transaction and commit; on EAGAIN run the whole function again (it must

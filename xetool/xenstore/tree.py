@@ -216,6 +216,13 @@ class Tree:
             tx.reads[path] = node.gen if node is not None else -1
             self._check_tx_size(tx)
 
+    def _written(self, path: str, tx: Transaction | None) -> Node:
+        """The node just written or made at `path`, as the caller sees it."""
+        node = self._get(path, tx)
+        if node is None:
+            raise KeyError(path)  # a bug: the caller has just written it
+        return node
+
     def _mutable(self, path: str, tx: Transaction | None) -> Node:
         """The node to change in place: the global one, or the transaction's private copy.
         Either way its generation moves on, so that a DIRECTORY_PART reader sees the change
@@ -223,9 +230,9 @@ class Tree:
         if tx is None:
             if self._open:
                 self._preserve(path)
-            node = self._nodes[path]
-            node.gen = self._next_gen()
-            return node
+            shared = self._nodes[path]
+            shared.gen = self._next_gen()
+            return shared
         node = tx.overlay.get(path)
         if node is None:
             node = tx.seen.pop(path, None) or self._nodes[path].copy()
@@ -306,13 +313,13 @@ class Tree:
                 raise self._masked(caller, path, XsError("EACCES", path), tx)
             self._check_size(caller, value, node.perms, node.children)
             self._mutable(path, tx).value = value
-        self._event(path, self._get(path, tx).perms, (), tx)  # type: ignore[union-attr]
+        self._event(path, self._written(path, tx).perms, (), tx)
 
     def mkdir(self, caller: Caller, path: str, tx: Transaction | None = None) -> None:
         if self._get(path, tx) is not None:
             return  # no-op, and no watch fires
         self._create(caller, path, b"", tx)
-        self._event(path, self._get(path, tx).perms, (), tx)  # type: ignore[union-attr]
+        self._event(path, self._written(path, tx).perms, (), tx)
 
     def _create(self, caller: Caller, path: str, value: bytes, tx: Transaction | None) -> None:
         """Create `path` and any missing parents, each inheriting its parent's permissions

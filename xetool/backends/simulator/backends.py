@@ -82,7 +82,10 @@ class Dom0Backends:
             if not frontend or xs.read(f"{key}/online") is None:
                 return  # not fully written yet; the next write brings us back
             dev = self.devices[key] = Device(kind, int(domid), devid, key, frontend=frontend)
-            dev.fe_watch = xs.watch(f"{frontend}/state", lambda _p, k=key: self._schedule(k))
+            def frontend_changed(_path: str, key: str = key) -> None:
+                self._schedule(key)
+
+            dev.fe_watch = xs.watch(f"{frontend}/state", frontend_changed)
         online = xs.read(f"{key}/online")
         fe_state = xs.read(f"{dev.frontend}/state")
         if dev.hotplug_ok is None and state == str(S.Initialising) and online == "1":

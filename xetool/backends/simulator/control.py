@@ -35,7 +35,8 @@ MAX_LINE = 1 << 20
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 def private_dir(path: str) -> None:
@@ -99,7 +100,10 @@ class ControlServer:
             return
         sock.setblocking(False)
         self.clients[sock] = bytearray()
-        self.loop.selector.register(sock, selectors.EVENT_READ, lambda m, s=sock: self._read(s))
+        def readable(_mask: int, sock: socket.socket = sock) -> None:
+            self._read(sock)
+
+        self.loop.selector.register(sock, selectors.EVENT_READ, readable)
 
     def _read(self, sock: socket.socket) -> None:
         try:

@@ -8,7 +8,8 @@ domain runs (unpaused); a paused guest catches up when it is unpaused.
 The balloon driver moves the domain's allocation to memory/target after BALLOON_DELAY seconds
 (XETOOL_SIM_BALLOON_DELAY in the host process's environment). For tests, a guest can be told
 otherwise through its xenstore-data key `vm-data/sim-balloon`: a number of seconds (a slow
-driver), or `refuse` (a driver that never moves).
+driver), `refuse` (a driver that never moves), or `short:KIB` (a driver that, going down, stops
+KIB above its target, as Linux's does on Xen by a few hundred KiB).
 """
 
 from __future__ import annotations
@@ -109,7 +110,10 @@ class Guest:
                 self.xs.unwatch(token)
             return
         if fe not in self._backend_watches:
-            self._backend_watches[fe] = self.xs.watch(f"{backend}/state", lambda _p, fe=fe: self._frontend(fe))
+            def backend_changed(_path: str, fe: str = fe) -> None:
+                self._frontend(fe)
+
+            self._backend_watches[fe] = self.xs.watch(f"{backend}/state", backend_changed)
             return  # the initial event calls us again
         be_state = self.xs.read(f"{backend}/state")
         kind = fe.rsplit("/", 2)[1]
@@ -155,13 +159,14 @@ class Guest:
         mode = self.xs.read(f"{self.home}/vm-data/sim-balloon") or ""
         if mode == "refuse":
             return
+        short = int(mode[6:]) if mode.startswith("short:") and mode[6:].isdigit() else 0
         try:
-            delay = float(mode) if mode else BALLOON_DELAY
+            delay = float(mode) if mode and not short else BALLOON_DELAY
         except ValueError:
             delay = BALLOON_DELAY
-        self.hv.loop.call_later(delay, self._balloon)
+        self.hv.loop.call_later(delay, self._balloon, short)
 
-    def _balloon(self) -> None:
+    def _balloon(self, short: int = 0) -> None:
         d = self.domain
         if not self.active or d.shutdown_reason is not None:
             return
@@ -171,6 +176,8 @@ class Guest:
         low = _int(self.xs.read(f"{self.home}/memory/dynamic-min")) or 0
         high = _int(self.xs.read(f"{self.home}/memory/dynamic-max")) or d.static_max_kib
         want = max(low, min(target, high, d.static_max_kib))
+        if want < d.memory_kib:
+            want = min(d.memory_kib, want + short)
         # Ballooning up takes pages from the host's free memory; stop where it runs out.
         want = min(want, d.memory_kib + self.hv.free_memory_kib())
         if want != d.memory_kib:

@@ -40,7 +40,7 @@ from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 @record(frozen=True)
@@ -98,7 +98,9 @@ def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = ""
             "VALUE_NOT_SUPPORTED", "other-config:machine-address-size", config.address_size,
             "xl has no setting for the machine address size",
         )
-    mib = lambda kib: max(1, math.ceil(kib / 1024))  # noqa: E731 - xl takes whole MiB
+    def mib(kib: float) -> int:  # xl takes whole MiB
+        return max(1, math.ceil(kib / 1024))
+
     lines = {
         "name": f'"{config.name}"',
         "uuid": f'"{config.uuid}"',
@@ -153,9 +155,12 @@ def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = ""
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
-def _uuid_of(handle: object) -> str:
+def _uuid_of(handle: Iterable[int] | None) -> str:
+    """The uuid in a libxc domain handle (its 16 byte values), or "" without a valid one."""
+    if handle is None:
+        return ""
     try:
-        return str(uuidlib.UUID(bytes=bytes(handle)))  # type: ignore[arg-type]
+        return str(uuidlib.UUID(bytes=bytes(handle)))
     except (TypeError, ValueError):
         return ""
 
@@ -425,7 +430,7 @@ class XenBackend(Backend):
         """One domain's run state and uuid: one hypercall, or `xl list -v D` (hvm then False)."""
         info = self._hc.domain(domid)
         if info is not False:
-            return info  # type: ignore[return-value]
+            return info
         text = self._list_one(domid)
         found = [d for d in parsers.parse_xl_list(text) if d.domid == domid] if text else []
         return found[0] if found else None

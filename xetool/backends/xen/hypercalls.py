@@ -19,7 +19,7 @@ from xetool.backends.base import DomainInfo, PhysInfo
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Literal
 
 XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"
 SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
@@ -39,7 +39,7 @@ class Hypercalls:
             try:
                 if self._path not in sys.path:
                     sys.path.append(self._path)
-                from xen.lowlevel import xc  # type: ignore[import-not-found]
+                from xen.lowlevel import xc
 
                 self._xc = xc.xc()
             except Exception:  # no binding, wrong Python, or no hypervisor: use xl instead
@@ -59,7 +59,7 @@ class Hypercalls:
         except Exception:
             return None
 
-    def domain(self, domid: int) -> DomainInfo | None | bool:
+    def domain(self, domid: int) -> DomainInfo | None | Literal[False]:
         """The domain's run state (name left empty: it is xenstore's), None if there is no such
         domain, False if the hypercall could not be made."""
         xc = self.handle()

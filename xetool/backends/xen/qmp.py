@@ -42,7 +42,8 @@ class _Qmp:
                 raise OSError("QMP connection closed")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
 
     def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         request: dict[str, Any] = {"execute": command}

@@ -32,6 +32,10 @@ from xetool.devices import vncauth
 from xetool.devices.vncauth import VNC_AUTH
 from xetool.records import field, record
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
 COLS, ROWS = 80, 25
 FONT_GLOBS = (
     "/usr/share/consolefonts/Lat15-Fixed16.psf.gz",
@@ -156,9 +160,10 @@ class PixelFormat:
     """The client's true-colour pixel format; the server draws in two colours only."""
 
     def __init__(self, raw: bytes) -> None:
-        bpp, _depth, big, _true, rmax, gmax, bmax, rs, gs, bs = struct.unpack(">BBBBHHHBBB", raw[:13])
+        values: tuple[int, ...] = struct.unpack(">BBBBHHHBBB", raw[:13])
+        bpp, _depth, big, _true, rmax, gmax, bmax, rs, gs, bs = values
         self.raw, self.bytes = raw, bpp // 8
-        order = "big" if big else "little"
+        order: Literal["big", "little"] = "big" if big else "little"
 
         def pixel(rgb: tuple[int, int, int]) -> bytes:
             r, g, b = (c * m // 255 for c, m in zip(rgb, (rmax, gmax, bmax)))
@@ -192,7 +197,7 @@ class VncTerm:
 
     def serve(self) -> None:
         while True:
-            fds = [self.listener, self.pty] + [c.sock for c in self.clients]
+            fds: list[socket.socket | int] = [self.listener, self.pty, *(c.sock for c in self.clients)]
             ready, _, _ = select.select(fds, [], [], 1.0)
             for fd in ready:
                 if fd is self.listener:
@@ -372,7 +377,7 @@ def listen(display: int) -> socket.socket:
     raise SystemExit(f"vncterm: no free VNC port from {5900 + display}")
 
 
-def xenstore(socket_path: str):  # noqa: ANN201 - a pyxs Client
+def xenstore(socket_path: str) -> Any:  # a pyxs Client (pyxs has no types)
     from pyxs import Client as XsClient
 
     return XsClient(unix_socket_path=socket_path)
@@ -384,7 +389,7 @@ def console_tty(domid: int, socket_path: str, wait_s: float) -> str:
     deadline = time.monotonic() + wait_s
     with xenstore(socket_path) as xs:
         while time.monotonic() < deadline:
-            value = xs.read(path, b"")
+            value: bytes = xs.read(path, b"")
             if value:
                 return value.decode()
             time.sleep(0.2)

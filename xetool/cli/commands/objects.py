@@ -30,7 +30,7 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
     memory = args.pop("memory")
     if memory is not None:
         size = parse_size(memory, "memory")
-        limits.check_int("vm", spec.field("memory_static_max"), size, "memory")  # type: ignore[arg-type]
+        limits.check_int("vm", spec.field_named("memory_static_max"), size, "memory")
         values.update(objects.memory_of_size(size))
     for key, text in args.params.items():
         base, colon, sub = key.partition(":")
@@ -102,8 +102,8 @@ def vdi_create(ctx: Context, cmd: Command, args: Args) -> Output:
               "virtual_size": parse_size(args.params["virtual-size"], "virtual-size")}
     for key in ("type", "sharable", "read-only"):
         if args.has(key):
-            f = spec.field(key)
-            values[f.name] = parse_cli(f, args.params[key])  # type: ignore[union-attr]
+            f = spec.field_named(key)
+            values[f.name] = parse_cli(f, args.params[key])
     created: list[tuple[str, str, str]] = []
     try:
         with ctx.store.write() as txn:
@@ -129,7 +129,7 @@ def network_create(ctx: Context, cmd: Command, args: Args) -> Output:
     if args.get("bridge"):
         values["bridge"] = args.params["bridge"]
     if args.has("MTU"):
-        values["MTU"] = parse_cli(get_class("network").field("MTU"), args.params["MTU"])  # type: ignore[arg-type]
+        values["MTU"] = parse_cli(get_class("network").field_named("MTU"), args.params["MTU"])
     with ctx.store.write() as txn:
         return Value(objects.create_network(txn, values))
 
@@ -169,10 +169,10 @@ def vbd_create(ctx: Context, cmd: Command, args: Args) -> Output:
     spec = get_class("vbd")
     values: dict[str, Any] = {"userdevice": args.params["device"]}
     if args.get("vdi-uuid"):
-        values["VDI"] = parse_cli(spec.field("VDI"), args.params["vdi-uuid"])  # type: ignore[arg-type]
+        values["VDI"] = parse_cli(spec.field_named("VDI"), args.params["vdi-uuid"])
     for key in ("bootable", "type", "mode", "unpluggable"):
         if args.has(key):
-            values[key] = parse_cli(spec.field(key), args.params[key])  # type: ignore[arg-type]
+            values[key] = parse_cli(spec.field_named(key), args.params[key])
     with ctx.store.write() as txn:
         return Value(objects.create_vbd(txn, args.params["vm-uuid"], values))
 

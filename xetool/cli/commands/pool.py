@@ -133,7 +133,7 @@ def pool_check(ctx: Context, cmd: Command, args: Args) -> Output:
                      {"divergences": [{"kind": d.kind, "host": d.host, "object": d.obj, "found": d.found,
                                        "repair": d.repair, "domid": d.domid} for d in items]})
 
-    parts = []
+    parts: list[Output] = []
     if done:
         parts.append(table(done, f"Repaired {len(done)}:"))
     if left:
