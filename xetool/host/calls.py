@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from xetool.host.side import HostSide
+
     Emit = Callable[[dict[str, Any]], None]
 
 PROTOCOL = 1  # the version of this table and its messages; an agent of another version is refused
@@ -124,7 +126,7 @@ def _run(state_dir: Path, request: dict[str, Any], emit: Emit) -> dict[str, Any]
             done = recorded(side, args["task"])
             if done is not None:
                 return done
-        answer = handler(side, args)
+        answer: dict[str, Any] = handler(side, args)
     missing = [a for a in call.answer if a not in answer]
     if missing:  # the table is the contract: a handler that breaks it is a bug, reported as one
         raise XeError("INTERNAL_ERROR", f"the host's {call.name} answered without {', '.join(missing)}")
@@ -133,11 +135,11 @@ def _run(state_dir: Path, request: dict[str, Any], emit: Emit) -> dict[str, Any]
 
 # --- a start's result, kept by task on the host --------------------------------------------------
 
-def _journal(side: Any, task: str) -> Path:
+def _journal(side: HostSide, task: str) -> Path:
     return side.dir / "tasks" / f"{task}.json"
 
 
-def record_result(side: Any, task: str, result: dict[str, Any]) -> None:
+def record_result(side: HostSide, task: str, result: dict[str, Any]) -> None:
     """Keep a finished operation's result, so that a repeated request (the connection dropped
     after the host finished) or the janitor (the master died) gets it instead of a second run."""
     from xetool.paths import write_atomic
@@ -148,14 +150,15 @@ def record_result(side: Any, task: str, result: dict[str, Any]) -> None:
     _forget_old(path.parent)
 
 
-def recorded(side: Any, task: str) -> dict[str, Any] | None:
+def recorded(side: HostSide, task: str) -> dict[str, Any] | None:
     try:
-        return json.loads(_journal(side, task).read_text())
+        result: dict[str, Any] = json.loads(_journal(side, task).read_text())
+        return result
     except (OSError, ValueError):
         return None
 
 
-def forget_result(side: Any, task: str) -> None:
+def forget_result(side: HostSide, task: str) -> None:
     _journal(side, task).unlink(missing_ok=True)
 
 

@@ -130,7 +130,7 @@ class HostStart:
             self._xs = None
         return "VM unlocked, host queue released"
 
-    def check_power_state(self) -> str:
+    def check_power_state(self) -> Note:
         """Halted in the master's record, and no domain of the VM on this host."""
         self.vm = dict(self.req["record"])
         if self.vm["power_state"] != "Halted":

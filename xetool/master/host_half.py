@@ -40,7 +40,8 @@ class InProcess:
         def emit(event: dict[str, Any]) -> None:
             on_event(json.loads(json.dumps(event)))
 
-        return json.loads(json.dumps(dispatch(self.state_dir, json.loads(text), emit)))
+        answer: dict[str, Any] = json.loads(json.dumps(dispatch(self.state_dir, json.loads(text), emit)))
+        return answer
 
 
 class Stream:
@@ -134,7 +135,8 @@ class HostClient:
             raise
         if "error" in answer:
             raise error_from(answer["error"])
-        return answer["result"]
+        result: dict[str, Any] = answer["result"]
+        return result
 
     def event(self, ev: dict[str, Any]) -> None:
         """One event of the running request, as it arrives."""

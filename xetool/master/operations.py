@@ -21,6 +21,7 @@ from xetool.store.db import Row, Store
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
 
 @contextmanager
@@ -120,7 +121,7 @@ def vbd_plug(store: Store, state_dir: Path, vbd_uuid: str) -> str:
     with _device_operation(store, state_dir, "vbd", vbd_uuid, "plug") as (row, vm, host):
         with store.read() as txn:
             disk = disk_request(txn, row)
-        name = host.call("vbd_plug", vm=vm["uuid"], vbd=disk)["device"]
+        name = str(host.call("vbd_plug", vm=vm["uuid"], vbd=disk)["device"])
         # Attached before the plug mark goes: the disk is never held by neither, so a start of
         # another VM sharing it cannot slip in between.
         _set_attached(store, "vbd", vbd_uuid, True, device=name)
@@ -182,7 +183,7 @@ def set_memory_limits(store: Store, state_dir: Path, vm: str, values: dict[str, 
             txn.update("vm", vm, values)
 
 
-def _check_order(row: dict, new: dict[str, int]) -> None:
+def _check_order(row: dict[str, Any], new: dict[str, int]) -> None:
     from xetool.constraints import MEMORY
 
     values = [new.get(m, row[m]) for m in MEMORY]

@@ -33,6 +33,10 @@ from xetool.paths import host_dir
 from xetool.records import record
 from xetool.store.db import Row, Store, Txn
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 VM_FIELDS = ["uuid", "name_label", "power_state", "resident_on", "scheduled_to_be_resident_on", "domid",
              "current_operations", "is_control_domain"]
 ACTIVE = ("Running", "Paused")
@@ -90,9 +94,9 @@ class _Seen:
     boot_id: str = ""
     domains: dict[str, DomainInfo] | None = None
     unfinished: frozenset[int] = frozenset()  # domids no start finished building
-    runtimes: list[dict] | None = None  # the host's runtime records: vm, task, domid, leases
+    runtimes: list[dict[str, Any]] | None = None  # the host's runtime records: vm, task, domid, leases
     leases: dict[str, list[str]] | None = None  # bridge -> its lease lines
-    reservations: list[dict] | None = None  # the host's memory broker's: id, vm, task, kib
+    reservations: list[dict[str, Any]] | None = None  # the host's memory broker's: id, vm, task, kib
 
 
 def look(c: HostClient, start: bool = False) -> _Seen:
