@@ -145,6 +145,13 @@ _e("XENSTORE_ERROR", "operation path error", "The xenstore server refused the re
 _e("XENSTORE_TIMEOUT", "operation path seconds", "The xenstore server did not answer in time.", T)
 _e("XENSTORE_UNREACHABLE", "socket reason", "The xenstore server cannot be reached.")
 _e("EVENT_WAIT_TIMEOUT", "class seconds", "No matching object appeared before the timeout.", T)
+_e("MESSAGE_METHOD_UNKNOWN", "method", "You tried to call a method that does not exist (a host agent's call).")
+_e("MESSAGE_PARAMETER_COUNT_MISMATCH", "method expected received",
+   "You tried to call a method with the incorrect number of parameters (a host agent's call).")
+_e("HOST_AGENT_CONNECTION_LOST", "host reason",
+   "The connection to the host's agent was lost during the call: what it did there is known once the host is resynced.")
+_e("HOST_AGENT_PROTOCOL_MISMATCH", "host ours theirs",
+   "The host's xetool agent speaks another protocol version: install the same xetool on the master and the host.")
 _e("FIST", "step", "The step was made to fail on purpose (XETOOL_FIST fault injection).")
 _e("INTERNAL_ERROR", "message", "The server failed to handle your request, due to an internal error.", ExitStatus.INTERNAL)
 

@@ -51,7 +51,9 @@ class Step:
 
 
 def _fist() -> dict[str, str]:
-    spec = os.environ.get("XETOOL_FIST", "")
+    from xetool.host import env  # the request's plan on a host, this process's elsewhere
+
+    spec = env.get("XETOOL_FIST") or ""
     out = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, how = item.partition(":")
@@ -71,8 +73,9 @@ def _inject(name: str, when: str, plan: dict[str, str]) -> None:
 
 def checkpoint(name: str) -> None:
     """A named point inside a step where a fault test may fail or kill this process."""
-    if "XETOOL_FIST" in os.environ:
-        _inject(name, "", _fist())
+    plan = _fist()
+    if plan:
+        _inject(name, "", plan)
 
 
 @record

@@ -254,7 +254,7 @@ def test_concurrent_starts_on_one_host_never_overcommit(tmp_path: Path) -> None:
 def test_placement_and_broker_agree_over_100_random_pools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """For each seeded random pool: start VMs on hosts that placement accepts, stop some, again;
     the broker refuses none of them unless a guest refused to balloon (VMS_FAILED_TO_COOPERATE)."""
-    from xetool.host import LocalHostHalf
+    from xetool.master.host_half import Hosts
     from xetool.master.snapshot import pool_view, read_vm
     from xetool.master.vm_start import MasterStart, StartRequest
     from xetool.placement.checks import VmFacts, explain_host
@@ -275,13 +275,13 @@ def test_placement_and_broker_agree_over_100_random_pools(tmp_path: Path, monkey
             refusing = {name for name, *_ in vms if rng.random() < 0.1}
             for name in refusing:
                 p.xe("vm-param-set", f"uuid={p.uuid('vm', name)}", "xenstore-data:vm-data/sim-balloon=refuse")
-            half = LocalHostHalf(p.store, p.state_dir)
+            half = Hosts(p.store, p.state_dir)
             for _ in range(8):
                 name = rng.choice(vms)[0]
                 vm = p.vm(name)
                 if vm["power_state"] != "Halted":
                     if rng.random() < 0.5:
-                        from xetool.host import operations
+                        from xetool.master import operations
 
                         operations.shutdown(p.store, p.state_dir, vm["uuid"], True, 10)
                     continue

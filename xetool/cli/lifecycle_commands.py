@@ -80,6 +80,10 @@ COMMANDS: tuple[Command, ...] = (
             _HOST + "host_sim_start", selector="host"),
     Command("host-sim-stop", "Stop a simulated host's process: to its VMs, a host crash.",
             _HOST + "host_sim_stop", selector="host"),
+    Command("host-agent", "Serve the host half of this machine over stdin and stdout (one JSON message a line; "
+            "see docs/agent-protocol.md), for a pool master that reaches this host over SSH. Host-local "
+            "state lives in the state directory; the master's store is never opened here.",
+            _HOST + "host_agent"),
     Command("host-xenstore-socket", "Print the host's xenstore socket, for XENSTORED_PATH=... xenstore-ls.",
             _HOST + "host_xenstore_socket", selector="host"),
     Command("host-xenstore-ls", "List the host's xenstore tree under path= (default /local/domain), with values.",

@@ -5,8 +5,6 @@ Device.add / Device.clean_shutdown).
 
 from __future__ import annotations
 
-import os
-
 from xetool.backends.base import Backend
 from xetool.devices.domain import home, private_home, vm_uuid_of, write_tree, xenops_home
 from xetool.errors import XeError
@@ -21,7 +19,9 @@ CLOSING, CLOSED = "5", "6"
 
 
 def hotplug_timeout() -> float:
-    return float(os.environ.get("XETOOL_HOTPLUG_TIMEOUT", "10"))
+    from xetool.host import env
+
+    return float(env.get("XETOOL_HOTPLUG_TIMEOUT") or "10")
 
 
 @record(frozen=True)

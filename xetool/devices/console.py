@@ -20,7 +20,13 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-START_TIMEOUT = float(os.environ.get("XETOOL_DM_TIMEOUT", "10"))
+
+
+def start_timeout() -> float:
+    """XETOOL_DM_TIMEOUT seconds for a service to report its VNC port (from the request)."""
+    from xetool.host import env
+
+    return float(env.get("XETOOL_DM_TIMEOUT") or "10")
 
 
 def secret_file(host_dir: Path, domid: int) -> Path:
@@ -40,7 +46,8 @@ def spawn(backend: Backend, kind: str, domid: int, nics: Sequence[tuple[str, str
         raise XeError("FAILED_TO_START_EMULATOR", vm, name, err.strerror or str(err)) from None
     xs.write(f"/local/domain/{domid}/{pid_key}", str(pid))
     port_path = f"/local/domain/{domid}/console/vnc-port"
-    deadline = time.monotonic() + START_TIMEOUT
+    timeout = start_timeout()
+    deadline = time.monotonic() + timeout
     while True:
         try:
             port = xs.wait_until(port_path, lambda v: bool(v), min(0.5, max(0.05, deadline - time.monotonic())))
@@ -53,7 +60,7 @@ def spawn(backend: Backend, kind: str, domid: int, nics: Sequence[tuple[str, str
             raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"it exited before listening; see {log}")
         if time.monotonic() >= deadline:
             stop(pid)
-            raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"no VNC port in xenstore after {START_TIMEOUT:g} s")
+            raise XeError("FAILED_TO_START_EMULATOR", vm, name, f"no VNC port in xenstore after {timeout:g} s")
 
 
 def stop(pid: int, timeout: float = 3.0) -> bool:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from xetool.errors import XeError
-from xetool.paths import host_dir
 
 
 class FileLock:
@@ -68,14 +67,20 @@ class FileLock:
         self.release()
 
 
-def host_queue(state_dir: Path, host: str) -> FileLock:
+def host_queue(hd: Path) -> FileLock:
     """The seed's host-local vm_lifecycle_op queue: one lifecycle operation at a time per host."""
-    return FileLock(host_dir(state_dir, host) / "lifecycle.lock", f"lifecycle queue of host {host}")
+    return FileLock(hd / "lifecycle.lock", f"lifecycle queue of host {hd.name}")
+
+
+def host_vm_lock(hd: Path, vm: str) -> FileLock:
+    """A VM's lock on its host, held by the host half while it works on the VM's domain."""
+    return FileLock(hd / "locks" / f"vm-{vm}.lock", f"VM {vm} on host {hd.name}")
 
 
 def vm_lock(state_dir: Path, vm: str) -> FileLock:
+    """A VM's lock on the master, held by a master's resync repair or operation on it."""
     return FileLock(state_dir / "locks" / f"vm-{vm}.lock", f"VM {vm}")
 
 
-def broker_lock(state_dir: Path, host: str) -> FileLock:
-    return FileLock(host_dir(state_dir, host) / "memory-broker.lock", f"memory broker of host {host}")
+def broker_lock(hd: Path) -> FileLock:
+    return FileLock(hd / "memory-broker.lock", f"memory broker of host {hd.name}")

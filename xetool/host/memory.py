@@ -16,7 +16,9 @@ dynamic range in xenstore and is not marked memory/uncooperative.
 
 After every change the broker publishes `free` (host memory-free), `available` (host
 memory-free-computed, which placement's memory check uses) and each VM's memory-actual and
-memory-target to the store, in the same transaction as the reservation change.
+memory-target to the master (an event of the request it serves), with the reservation change
+that made them; the master records both in one transaction. The reservations themselves live on
+the host (its ledger), since every start on the host must see them.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from xetool.backends.base import Backend
 from xetool.errors import XeError
 from xetool.host.locks import broker_lock
 from xetool.records import record
-from xetool.store.db import Store
+from xetool.host.side import HostSide
 from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 RESERVE_KIB = 72 * 1024  # squeezed's target_host_free_mem: low-memory emergency pool 64 MiB + 8 MiB
@@ -56,7 +58,9 @@ DEFAULT_BALLOON_TIMEOUT = 5.0  # seconds a guest has to reach a lowered target
 def balloon_timeout() -> float:
     """XETOOL_BALLOON_TIMEOUT seconds (squeezed's stuck-driver time), for tests and slow hosts."""
     try:
-        return max(0.0, float(os.environ.get("XETOOL_BALLOON_TIMEOUT", DEFAULT_BALLOON_TIMEOUT)))
+        from xetool.host import env
+
+        return max(0.0, float(env.get("XETOOL_BALLOON_TIMEOUT") or DEFAULT_BALLOON_TIMEOUT))
     except ValueError:
         return DEFAULT_BALLOON_TIMEOUT
 
@@ -154,26 +158,57 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def outstanding_kib(store: Store, host: str) -> tuple[int, int]:
-    """Reservations not yet handed to a domain: their sum, and their sum beyond each VM's
-    dynamic_min + overhead (KiB)."""
-    with store.read() as txn:
-        row = txn.db.execute(
-            "SELECT COALESCE(SUM(r.kib), 0), COALESCE(SUM(MAX(0, r.kib - COALESCE("
-            "(v.memory_dynamic_min + v.memory_overhead) / 1024, r.kib))), 0)"
-            " FROM reservation r LEFT JOIN vm v ON v.uuid = r.vm WHERE r.host = ? AND r.domid = -1",
-            (host,)).fetchone()
-    return int(row[0]), int(row[1])
+# --- the broker's ledger: reservations not yet handed to a domain, kept on the host --------------
+
+@record
+class Ledger:
+    """The host's reservations (id -> vm, task, kib, lo: the VM's dynamic_min + overhead), and
+    the number of the last report it sent the master (with a per-ledger epoch, so that the
+    master ignores a report older than one it has recorded, whatever order they arrive in)."""
+
+    epoch: str
+    seq: int
+    reservations: dict[str, dict[str, Any]]
+
+    def outstanding(self) -> tuple[int, int]:
+        """Their sum, and their sum beyond each VM's minimum (KiB)."""
+        rs = self.reservations.values()
+        return sum(r["kib"] for r in rs), sum(max(0, r["kib"] - r.get("lo", r["kib"])) for r in rs)
 
 
-def read_host(store: Store, backend: Backend, host: str, xs: XsClient) -> HostMemory:
+def _ledger_path(side: HostSide) -> Path:
+    return side.dir / "memory-reservations.json"
+
+
+def load_ledger(side: HostSide) -> Ledger:
+    """Read under the broker's lock (or for a look that changes nothing)."""
+    import json
+
+    try:
+        data = json.loads(_ledger_path(side).read_text())
+        return Ledger(str(data["epoch"]), int(data["seq"]), dict(data["reservations"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return Ledger(str(uuidlib.uuid4()), 0, {})
+
+
+def save_ledger(side: HostSide, ledger: Ledger) -> None:
+    import json
+
+    from xetool.paths import write_atomic
+
+    side.dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(_ledger_path(side), json.dumps({"epoch": ledger.epoch, "seq": ledger.seq,
+                                                 "reservations": ledger.reservations}))
+
+
+def read_host(ledger: Ledger, backend: Backend, xs: XsClient) -> HostMemory:
     """The hypervisor's free memory and domains, and each guest's balloon keys (one pipelined
     round trip to xenstore for all of them).
 
-    The reservations are read first: a start builds its domain and then drops its reservation
-    outside the broker's lock, so the other order could see neither (and hand the memory out
-    twice); this one at worst counts it twice."""
-    outstanding, excess = outstanding_kib(store, host)
+    The reservations are read first: a start builds its domain outside the broker's lock and
+    then hands its reservation over, so the other order could see neither (and hand the memory
+    out twice); this one at worst counts it twice."""
+    outstanding, excess = ledger.outstanding()
     physical, listed = backend.memory_snapshot()
     domains = [d for d in listed if d.domid != 0 and d.built and not d.dying and d.shutdown_reason is None]
     paths = [f"/local/domain/{d.domid}/{k}" for d in domains for k in _KEYS]
@@ -202,11 +237,12 @@ def _settle_cooperation(xs: XsClient, hm: HostMemory) -> None:
 class Broker:
     """One session with a host's broker: its lock held, its xenstore reachable."""
 
-    def __init__(self, store: Store, backend: Backend, host: str, xs: XsClient) -> None:
-        self.store, self.backend, self.host, self.xs = store, backend, host, xs
+    def __init__(self, side: HostSide, backend: Backend, xs: XsClient) -> None:
+        self.side, self.backend, self.xs = side, backend, xs
+        self.ledger = load_ledger(side)
 
     def read(self) -> HostMemory:
-        return read_host(self.store, self.backend, self.host, self.xs)
+        return read_host(self.ledger, self.backend, self.xs)
 
     # squeezing ---------------------------------------------------------------------------------
     def _set_target(self, g: Guest, target: int) -> bool:
@@ -303,8 +339,8 @@ class Broker:
         rid = str(uuidlib.uuid4())
         hm.outstanding += amount
         hm.outstanding_excess += amount - lo
-        self.publish(hm, ("INSERT INTO reservation (id, host, vm, task, kib, domid, created) VALUES (?, ?, ?, ?, ?, -1, ?)",
-                          (rid, self.host, vm, task, amount, time.time())))
+        self.ledger.reservations[rid] = {"vm": vm, "task": task, "kib": amount, "lo": lo}
+        self.publish(hm, {"add": {"id": rid, "vm": vm, "task": task, "kib": amount}})
         return rid, amount
 
     def rebalance(self) -> HostMemory:
@@ -362,126 +398,89 @@ class Broker:
         return target
 
     # publishing --------------------------------------------------------------------------------
-    def publish(self, hm: HostMemory, statement: tuple[str, tuple[object, ...]] | None = None) -> None:
-        """The host's figures and its VMs' memory-actual and memory-target, into the store (with
-        the reservation change that made them, in one transaction)."""
-        by_uuid = {g.uuid: g for g in hm.guests}
-        with self.store.write() as txn:
-            if statement is not None:
-                txn.db.execute(*statement)
-            txn.db.execute("UPDATE host SET memory_free = ?, memory_free_computed = ? WHERE uuid = ?",
-                           (max(0, hm.free) * 1024, hm.available * 1024, self.host))
-            for uuid, metrics, target in txn.db.execute(
-                    "SELECT uuid, metrics, memory_target FROM vm WHERE resident_on = ?", (self.host,)).fetchall():
-                g = by_uuid.get(uuid)
-                if g is None:
-                    continue
-                if target != g.target * 1024:
-                    txn.db.execute("UPDATE vm SET memory_target = ? WHERE uuid = ?", (g.target * 1024, uuid))
-                if metrics:
-                    txn.db.execute("UPDATE vm_metrics SET memory_actual = ? WHERE uuid = ? AND memory_actual != ?",
-                                   (g.actual * 1024, metrics, g.actual * 1024))
+    def publish(self, hm: HostMemory, change: dict[str, Any] | None = None) -> None:
+        """The host's figures and its guests' allocations and targets, to the master (with the
+        reservation change that made them: the master records both in one transaction). The
+        ledger is saved first: the host's own record is the truth."""
+        self.ledger.seq += 1
+        save_ledger(self.side, self.ledger)
+        report = {"event": "memory", "epoch": self.ledger.epoch, "seq": self.ledger.seq,
+                  "free_kib": max(0, hm.free), "available_kib": hm.available,
+                  "guests": {g.uuid: [g.actual, g.target] for g in hm.guests}}
+        if change:
+            report["change"] = change
+        self.side.emit(report)
 
 
 @contextmanager
-def session(store: Store, state_dir: Path, backend: Backend, host: str) -> Iterator[Broker]:
-    with broker_lock(state_dir, host), XsClient(backend.xenstore_socket()) as xs:
-        yield Broker(store, backend, host, xs)
+def session(side: HostSide, backend: Backend | None = None) -> Iterator[Broker]:
+    backend = backend or side.backend
+    with broker_lock(side.dir), XsClient(backend.xenstore_socket()) as xs:
+        yield Broker(side, backend, xs)
 
 
-# --- the calls the rest of xetool makes ----------------------------------------------------------
+# --- the calls the host half makes ---------------------------------------------------------------
 
-def free_kib(store: Store, state_dir: Path, backend: Backend, host: str) -> int:
+def free_kib(side: HostSide) -> int:
     """What a new reservation could get now (host-compute-free-memory, in KiB); published."""
-    with session(store, state_dir, backend, host) as broker:
+    with session(side) as broker:
         hm = broker.read()
         broker.publish(hm)
     return hm.available
 
 
-def reserve(store: Store, state_dir: Path, backend: Backend, host: str, vm: str, task: str,
-            min_kib: int, max_kib: int) -> tuple[str, int]:
+def reserve(side: HostSide, vm: str, task: str, min_kib: int, max_kib: int) -> tuple[str, int]:
     """Reserve as much of [min_kib, max_kib] as the broker can free. Returns (id, KiB)."""
-    with session(store, state_dir, backend, host) as broker:
+    with session(side) as broker:
         return broker.reserve(vm, task, min_kib, max_kib)
 
 
-def transfer_to_domain(store: Store, rid: str) -> None:
-    """The domain now holds the memory: the reservation has done its job."""
-    with store.write() as txn:
-        txn.db.execute("DELETE FROM reservation WHERE id = ?", (rid,))
+def _drop(side: HostSide, keep: Callable[[str, dict[str, Any]], bool],
+          change: Callable[[list[str]], dict[str, Any]]) -> list[str]:
+    """Take reservations out of the ledger (under the broker's lock) and tell the master."""
+    with broker_lock(side.dir):
+        ledger = load_ledger(side)
+        gone = [rid for rid, r in ledger.reservations.items() if not keep(rid, r)]
+        if not gone:
+            return []
+        for rid in gone:
+            del ledger.reservations[rid]
+        save_ledger(side, ledger)
+    side.emit({"event": "memory", "change": change(gone)})
+    return gone
 
 
-def release(store: Store, rid: str) -> None:
-    with store.write() as txn:
-        txn.db.execute("DELETE FROM reservation WHERE id = ?", (rid,))
+def transfer_to_domain(side: HostSide, rid: str, domid: int) -> None:
+    """The domain now holds the memory: the reservation has done its job. The master keeps its
+    copy (with the domid) until it records the VM as resident, so that placement counts the
+    start once in between."""
+    _drop(side, lambda r, _: r != rid, lambda gone: {"transfer": {"id": rid, "domid": domid}})
 
 
-def rebalance(store: Store, state_dir: Path, backend: Backend, host: str) -> None:
+def release(side: HostSide, rids: list[str]) -> list[str]:
+    return _drop(side, lambda r, _: r not in rids, lambda gone: {"release": gone})
+
+
+def release_task(side: HostSide, task: str) -> list[str]:
+    """Release every reservation a (dead) task made; returns their ids."""
+    return _drop(side, lambda _, r: r["task"] != task, lambda gone: {"release": gone})
+
+
+def rebalance(side: HostSide, backend: Backend | None = None) -> None:
     """After a VM stopped (or a reservation was given back): the others may grow again."""
-    with session(store, state_dir, backend, host) as broker:
+    with session(side, backend) as broker:
         broker.rebalance()
 
 
-def publish(store: Store, state_dir: Path, backend: Backend, host: str) -> None:
-    with session(store, state_dir, backend, host) as broker:
+def publish(side: HostSide) -> None:
+    with session(side) as broker:
         broker.publish(broker.read())
 
 
-def release_task(store: Store, task: str) -> int:
-    """Release every reservation a (dead) task made; returns how many."""
-    with store.write() as txn:
-        return txn.db.execute("DELETE FROM reservation WHERE task = ?", (task,)).rowcount
-
-
-def release_host(store: Store, host: str) -> int:
-    """A crashed host's reservations are gone with it."""
-    with store.write() as txn:
-        return txn.db.execute("DELETE FROM reservation WHERE host = ?", (host,)).rowcount
-
-
-# --- xe's memory commands ------------------------------------------------------------------------
-
-def set_memory_dynamic_range(store: Store, state_dir: Path, vm: str, lo: int, hi: int) -> None:
-    """VM.set_memory_dynamic_range (bytes): checked and marked as xapi does; a halted VM's record
-    changes; a running VM's target moves into the new range through its host's broker first."""
-    from xetool import constraints
-    from xetool.host.operations import operation, resident
-
-    with store.read() as txn:
-        row = txn.must("vm", vm)
-    new = {"memory_dynamic_min": lo, "memory_dynamic_max": hi}
-    _check_order(row, new)
-    with operation(store, "vm", vm, "changing_dynamic_range"):
-        if row["power_state"] == "Halted":
-            with store.write() as txn:
-                constraints.check_update(txn, "vm", txn.must("vm", vm), new)
-                txn.update("vm", vm, new)
-            return
-        row, host, backend = resident(store, state_dir, vm)
-        if not backend.is_live():
-            raise XeError("HOST_OFFLINE", host["uuid"])
-        with session(store, state_dir, backend, host["uuid"]) as broker:
-            broker.set_dynamic_range(vm, row["domid"], lo // 1024, hi // 1024)
-            with store.write() as txn:  # checked above; a running VM's range may change (xapi)
-                txn.update("vm", vm, new)
-            broker.rebalance()  # what it gave back goes to the others; publishes
-
-
-def set_memory_limits(store: Store, state_dir: Path, vm: str, values: dict[str, int]) -> None:
-    """VM.set_memory_limits: all four at once, on a halted VM (xapi's changing_memory_limits)."""
-    from xetool import constraints
-    from xetool.host.operations import operation
-
-    with operation(store, "vm", vm, "changing_memory_limits"):
-        with store.write() as txn:
-            constraints.check_update(txn, "vm", txn.must("vm", vm), values)
-            txn.update("vm", vm, values)
-
-
-def _check_order(row: dict[str, Any], new: dict[str, int]) -> None:
-    from xetool.constraints import MEMORY
-
-    values = [new.get(m, row[m]) for m in MEMORY]
-    if any(v < 0 for v in values) or values != sorted(values):
-        raise XeError("MEMORY_CONSTRAINT_VIOLATION_ORDER")
+def set_dynamic_range(side: HostSide, backend: Backend, vm: str, domid: int, lo: int, hi: int) -> int:
+    """A running VM's new dynamic range (KiB): its target moves into it, and what it gives back
+    goes to the others."""
+    with session(side, backend) as broker:
+        target = broker.set_dynamic_range(vm, domid, lo, hi)
+        broker.rebalance()
+    return target

@@ -1,8 +1,9 @@
 """Releasing everything a VM holds on its host: devices, device model and console server, leases,
-the domain, the memory reservation; then the VM is Halted in the store.
+the domain, the memory reservation. The master then records the VM as Halted.
 
-One path for a shutdown, a failed start's undo, the janitor after a killed command, and a host
-that crashed (where the domain and processes are already gone and only the records remain).
+One path on the host for a shutdown, a failed start's undo, the janitor after a killed command,
+a resync's repair, and a host that crashed (where the domain and processes are already gone and
+only the records remain).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from xetool.errors import XeError
 from xetool.host import memory, runtime
 from xetool.host.runtime import Runtime
 from xetool.paths import host_dir
-from xetool.store.db import Store
+from xetool.host.side import HostSide
 from xetool.xenstore.client import XsClient
 
 
@@ -91,33 +92,20 @@ def _remove_empty_logs(hd: Path, domid: int) -> None:
             pass
 
 
-def halt_in_store(store: Store, vm: str) -> None:
-    """The store's side of a halted VM (xapi's force_state_reset)."""
-    with store.write() as txn:
-        if txn.get("vm", vm, ["uuid"]) is None:
-            return
-        txn.update("vm", vm, {"power_state": "Halted", "resident_on": None, "scheduled_to_be_resident_on": None,
-                              "domid": -1, "memory_target": 0})
-        for cls in ("vbd", "vif"):
-            for uuid in txn.uuids(cls, {"VM": vm}):
-                txn.update(cls, uuid, {"currently_attached": False})
-        for m in txn.uuids("vm_metrics", {"VM": vm}):
-            txn.update("vm_metrics", m, {"memory_actual": 0, "VCPUs_number": 0})
-        from xetool import lifecycle
-
-        lifecycle.update_allowed_operations(txn, "vm", vm)
-
-
-def release_vm(store: Store, state_dir: Path, backend: Backend | None, host: str, vm: str) -> list[str]:
-    rt = runtime.load(state_dir, host, vm) or Runtime(vm, host)
-    problems = release_on_host(state_dir, backend, rt)
+def release_vm(side: HostSide, vm: str, backend: Backend | None, domid: int = -1) -> list[str]:
+    """Everything a VM holds on the host (its runtime record, or, where the host keeps none or
+    one of another domain, what `domid` names), its reservation too; what it held goes back to
+    the other guests. Returns what could not be undone."""
+    rt = runtime.load(side.state_dir, side.uuid, vm)
+    if rt is None or (domid >= 0 and rt.domid not in (-1, domid)):
+        rt = Runtime(vm, side.uuid, domid=domid, leases=rt.leases if rt else [])
+    problems = release_on_host(side.state_dir, backend, rt)
     if rt.reservation:
-        memory.release(store, rt.reservation)
-    halt_in_store(store, vm)
-    runtime.remove(state_dir, host, vm)
+        memory.release(side, [rt.reservation])
+    runtime.remove(side.state_dir, side.uuid, vm)
     if backend is not None and rt.domid >= 0:  # what it held goes back to the others
         try:
-            memory.rebalance(store, state_dir, backend, host)
+            memory.rebalance(side, backend)
         except XeError as err:
             problems.append(err.render().replace("\n", "; "))
     return problems

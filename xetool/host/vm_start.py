@@ -1,67 +1,105 @@
 """vm-start, the host's half: the seed's "On the pool slave" steps, in its order, each with its
-undo. The master hands over (vm, host, task, paused) and nothing else; everything else is read
-here, from the store and the host itself.
+undo. It works from the master's request alone (the VM and its boot record, the marked disks with
+their paths, the VIFs with their bridges and MACs, the overhead, the task: xapi's create_metadata)
+and from the host itself; it never opens the master's store. What the seed records in the
+database (the domid, device states, resident-on, the start time, ...) is gathered into the
+answer, and the master writes it in one transaction (master/host_half.py).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from xetool import lifecycle, processes, tasks
+from xetool import processes
 from xetool.backends.base import Backend, DomainConfig
 from xetool.clock import now_iso
 from xetool.devices import bootloader, console, domain, vbd, vif
 from xetool.errors import XeError
 from xetool.host import memory, parameters, runtime, teardown
-from xetool.host.backend import HOST_FIELDS, backend_for
-from xetool.host.locks import FileLock, host_queue, vm_lock
+from xetool.host.locks import FileLock, host_queue, host_vm_lock
 from xetool.host.runtime import Runtime
-from xetool.master.snapshot import is_hvm, read_vm
-from xetool.paths import host_dir
-from xetool.placement.memory import vm_compute_memory_overhead
-from xetool.records import field, record, replace
+from xetool.host.side import HostSide
+from xetool.records import replace
 from xetool.steps import Note, Runner, Step, checkpoint
 from xetool.storage import file_sr
-from xetool.store.db import Row, Store
-from xetool.store.objects import sr_path
 from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any
 
-    from xetool.steps import Observer
+FOR_THE_MASTER = "in the answer, for the master's record"
 
 
-@record
-class _Disk:
-    vbd: Row
-    path: Path | None
-    other_config: dict[str, str] = field(default_factory=dict)
+class StepEvents:
+    """A steps.Observer that streams each step to the master as an event."""
+
+    def __init__(self, side: HostSide) -> None:
+        self.side = side
+
+    def step_started(self, index: int, total: int, name: str) -> None:
+        self.side.emit({"event": "step", "index": index, "total": total, "name": name})
+
+    def step_done(self, name: str, seconds: float, note: Note) -> None:
+        self.side.emit({"event": "done", "name": name, "seconds": seconds, "note": note})
+
+    def step_failed(self, name: str, seconds: float, error: BaseException) -> None:
+        self.side.emit({"event": "failed", "name": name, "seconds": seconds, "error": _error(error)})
+
+    def step_undone(self, name: str, error: BaseException | None) -> None:
+        self.side.emit({"event": "undo", "name": name, "error": None if error is None else _error(error)})
+
+
+def _error(error: BaseException) -> dict[str, Any]:
+    from xetool.host.calls import error_message
+
+    if isinstance(error, XeError):
+        return error_message(error)
+    return {"code": "INTERNAL_ERROR", "fields": {"message": repr(error)}}
+
+
+def handle(side: HostSide, args: dict[str, Any]) -> dict[str, Any]:
+    start = HostStart(side, args)
+    start.run()
+    return start.answer
 
 
 class HostStart:
-    def __init__(self, store: Store, state_dir: Path, vm: str, host: str, task: str, paused: bool,
-                 observer: Observer | None = None, force: bool = False) -> None:
-        self.store, self.state_dir = store, state_dir
-        self.vm_uuid, self.host_uuid, self.task, self.paused, self.force = vm, host, task, paused, force
-        self.host_dir = host_dir(state_dir, host)  # the host's runtime files: boot, leases, logs
-        self.runner = Runner(observer)
+    def __init__(self, side: HostSide | None, req: dict[str, Any]) -> None:
+        """Cheap, no I/O: the steps do the work (a test may list them without a host)."""
+        self.side = side
+        self.req = req
+        self.vm_uuid: str = req.get("vm", "")
+        self.task: str = req.get("task", "")
+        self.paused, self.force = bool(req.get("paused")), bool(req.get("force"))
+        self.hvm = bool(req.get("hvm"))
+        self.runner = Runner(StepEvents(side) if side is not None else None)
         self.locks: list[FileLock] = []
-        with store.read() as txn:
-            self.host = txn.must("host", host, HOST_FIELDS)
-        self.backend: Backend = backend_for(state_dir, self.host)
-        self.rt = Runtime(vm, host, task)
-        self.vm: Row = {}
+        self.rt = Runtime(self.vm_uuid, side.uuid if side else "", self.task)
+        self.vm: dict[str, Any] = {}
         self.record: dict[str, Any] = {}
-        self.hvm = False
-        self.disks: list[_Disk] = []
+        self.disks: list[dict[str, Any]] = []
         self.config: DomainConfig | None = None
         self.domain_parameters: parameters.DomainParameters | None = None
         self.kernel: bootloader.Kernel | None = None
         self.reserved_kib = 0
         self._xs: XsClient | None = None
+        self.answer: dict[str, Any] = {"bios_strings": None, "ha_always_run": None, "devices": {}}
+
+    @property
+    def backend(self) -> Backend:
+        assert self.side is not None
+        return self.side.backend
+
+    @property
+    def host_dir(self) -> Path:
+        assert self.side is not None
+        return self.side.dir
+
+    @property
+    def state_dir(self) -> Path:
+        assert self.side is not None
+        return self.side.state_dir
 
     @property
     def xs(self) -> XsClient:
@@ -74,16 +112,14 @@ class HostStart:
 
     # --- serialisation ----------------------------------------------------------------------------
     def acquire_host_queue(self) -> str:
-        from xetool.master import resync
-
-        self.locks.append(host_queue(self.state_dir, self.host_uuid).acquire())
-        # the first touch of the host: it must answer, and the store is matched with its domains
-        # before anything else runs there (our own start's marks do not hold it back)
-        repaired = resync.touch(self.store, self.state_dir, self.host, self.backend, own_task=self.task)
-        return f"host {self.host['name_label']}" + (f"; resync: {len(repaired)} repaired" if repaired else "")
+        """The host's queue; a simulated host that does not run is started (the master has
+        resynced the host before sending the request)."""
+        self.backend.ensure_running()
+        self.locks.append(host_queue(self.host_dir).acquire())
+        return f"host {self.side.name if self.side else ''}"
 
     def lock_vm(self) -> Note:
-        self.locks.append(vm_lock(self.state_dir, self.vm_uuid).acquire())
+        self.locks.append(host_vm_lock(self.host_dir, self.vm_uuid).acquire())
         return None
 
     def unlock(self) -> str:
@@ -95,63 +131,51 @@ class HostStart:
         return "VM unlocked, host queue released"
 
     def check_power_state(self) -> Note:
-        with self.store.read() as txn:
-            self.vm = txn.must("vm", self.vm_uuid)
+        """Halted in the master's record, and no domain of the VM on this host."""
+        self.vm = dict(self.req["record"])
         if self.vm["power_state"] != "Halted":
             raise XeError("VM_BAD_POWER_STATE", self.vm_uuid, "halted", self.vm["power_state"].lower())
-        self.hvm = is_hvm(self.vm)
+        info = self.backend.find_domain(self.vm_uuid)
+        if info is not None:
+            raise XeError("VM_BAD_POWER_STATE", self.vm_uuid, "halted", f"running (domain {info.domid} on this host)")
         self.rt.hvm = self.hvm
         return None
 
     def get_boot_record(self) -> str:
-        text = self.vm["last_booted_record"]
-        self.record = json.loads(text) if text else dict(self.vm)
-        return "from the master's allocation" if text else "none: using the current record"
+        boot = self.req["boot_record"]
+        self.record = dict(boot) if boot else dict(self.vm)
+        return "from the master's allocation" if boot else "none: using the current record"
 
     def set_ha_always_run(self) -> str:
         if self.vm["ha_restart_priority"] != "restart":
             return "no HA restart priority: nothing to do"
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"ha_always_run": True})
-        return "ha-always-run set"
+        self.answer["ha_always_run"] = True
+        return "ha-always-run set " + FOR_THE_MASTER
 
     def set_generic_bios_strings(self) -> str:
         if self.vm["bios_strings"]:
             return "the VM has BIOS strings"
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"bios_strings": dict(domain.GENERIC_BIOS_STRINGS)})
         self.vm["bios_strings"] = dict(domain.GENERIC_BIOS_STRINGS)
-        return "generic whitebox strings set"
+        self.answer["bios_strings"] = self.vm["bios_strings"]
+        return "generic whitebox strings set " + FOR_THE_MASTER
 
     # --- start paused ------------------------------------------------------------------------------
     def check_vm_parameters(self) -> str:
-        with self.store.read() as txn:
-            devices = [v["userdevice"] for v in txn.select("vbd", ["userdevice"], {"VM": self.vm_uuid})]
-        note = parameters.check_vm_parameter(self.record, devices)
+        note = parameters.check_vm_parameter(self.record, list(self.req["userdevices"]))
         return f"{note}; " + parameters.assert_memory_constraints(self.record, self.force)
 
     def get_marked_vbds(self) -> str:
-        with self.store.read() as txn:
-            rows = [v for v in txn.select("vbd", None, {"VM": self.vm_uuid}) if self.task in v["current_operations"]]
-            self.disks = []
-            for v in rows:
-                path, other = None, {}
-                if v["VDI"]:
-                    vdi = txn.get("vdi", v["VDI"])
-                    if vdi is not None:
-                        other = vdi["other_config"]
-                        path = Path(sr_path(txn, vdi["SR"])) / vdi["location"]
-                self.disks.append(_Disk(v, path, other))
+        self.disks = list(self.req["disks"])
         return f"{len(self.disks)} VBDs marked by the master"
 
     def reserve_memory(self) -> str:
+        assert self.side is not None
         vm = self.record
         dp = self.domain_parameters = parameters.domain_parameters(vm)  # a bad one fails before memory is taken
-        overhead = vm_compute_memory_overhead(read_vm_view(self.store, self.vm_uuid))
+        overhead = int(self.req["overhead"])
         lo = (vm["memory_dynamic_min"] + overhead) // 1024
         hi = (vm["memory_dynamic_max"] + overhead) // 1024
-        self.rt.reservation, kib = memory.reserve(self.store, self.state_dir, self.backend, self.host_uuid,
-                                                  self.vm_uuid, self.task, lo, hi)
+        self.rt.reservation, kib = memory.reserve(self.side, self.vm_uuid, self.task, lo, hi)
         self.reserved_kib = kib
         self._save()
         target = min(vm["memory_dynamic_max"] // 1024, kib - overhead // 1024)
@@ -164,12 +188,13 @@ class HostStart:
         return f"{kib} KiB reserved (range {lo}..{hi} KiB)"
 
     def release_reservation(self) -> None:
+        assert self.side is not None
         if self.rt.reservation:
-            memory.release(self.store, self.rt.reservation)
+            memory.release(self.side, [self.rt.reservation])
             self.rt.reservation = ""
             self._save()
         if self.backend.is_live():  # guests squeezed for this start get their memory back
-            memory.rebalance(self.store, self.state_dir, self.backend, self.host_uuid)
+            memory.rebalance(self.side)
 
     def check_hvm_support(self) -> str:
         if not self.hvm:
@@ -184,8 +209,7 @@ class HostStart:
             self._choose_kernel()  # `xl create` builds the domain at once: it needs the kernel now
         self.rt.domid = self.backend.create_domain(self.config)
         checkpoint("domain_created")  # the window a resync by uuid closes: a domain not yet recorded
-        self._save()
-        tasks.note(self.store, self.task, host=self.host_uuid, domid=str(self.rt.domid))
+        self._save()  # the host's record of the domain: a janitor or a resync finds it by the task
         return f"domid {self.rt.domid}"
 
     def destroy_domain(self) -> None:
@@ -204,28 +228,18 @@ class HostStart:
             int(params.get("cap", 0)), self.config.memory_target_kib)
         return f"/local/domain/{self.rt.domid}: platform/, bios-strings/, no devices yet"
 
-    def set_domid(self) -> Note:
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"domid": self.rt.domid})
-        return None
+    def set_domid(self) -> str:
+        self.answer["domid"] = self.rt.domid
+        return f"domid {self.rt.domid} {FOR_THE_MASTER}"
 
-    def unset_domid(self) -> None:
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"domid": -1})
-
-    def clear_device_status(self) -> Note:
-        with self.store.write() as txn:
-            for cls in ("vbd", "vif"):
-                for uuid in txn.uuids(cls, {"VM": self.vm_uuid}):
-                    txn.update(cls, uuid, {"currently_attached": False, "status_code": 0, "status_detail": ""})
-        return None
+    def clear_device_status(self) -> str:
+        return "every VBD and VIF not attached " + FOR_THE_MASTER
 
     def check_vdis_exist(self) -> str:
-        with self.store.read() as txn:
-            for d in self.disks:
-                if d.vbd["VDI"] and txn.get("vdi", d.vbd["VDI"], ["uuid"]) is None:
-                    raise XeError("VDI_MISSING", "", d.vbd["VDI"])
-        return f"{sum(1 for d in self.disks if d.vbd['VDI'])} VDIs"
+        for d in self.disks:
+            if d["vdi"] and not d["vdi_exists"]:
+                raise XeError("VDI_MISSING", "", d["vdi"])
+        return f"{sum(1 for d in self.disks if d['vdi'])} VDIs"
 
     def set_machine_address_size(self) -> str:
         assert self.domain_parameters is not None
@@ -244,8 +258,9 @@ class HostStart:
         return f"{self.kernel.source}: {self.kernel.kernel}"
 
     def _choose_kernel(self) -> None:
-        boot = next(((d.path, d.other_config) for d in self.disks if d.vbd["bootable"] and d.path), None)
-        self.kernel = bootloader.choose(self.record, self.hvm, boot, self.host["backend"] == "simulator",
+        boot = next(((Path(d["path"]), d["other_config"]) for d in self.disks if d["bootable"] and d["path"]), None)
+        assert self.side is not None
+        self.kernel = bootloader.choose(self.record, self.hvm, boot, self.side.host.get("backend") == "simulator",
                                         self.host_dir / "boot" / self.vm_uuid)
         assert self.config is not None
         self.config = replace(self.config, kernel=self.kernel.kernel, ramdisk=self.kernel.ramdisk, cmdline=self.kernel.args)
@@ -256,7 +271,8 @@ class HostStart:
         c = self.config
         self.backend.build_domain(self.rt.domid, c)
         domain.write_memory_reservation(self.xs, self.rt.domid, self.rt.reservation, self.reserved_kib)
-        memory.transfer_to_domain(self.store, self.rt.reservation)
+        assert self.side is not None
+        memory.transfer_to_domain(self.side, self.rt.reservation, self.rt.domid)
         self.rt.reservation = ""
         self._save()
         flags = ", ".join(f"{k}={c.platform[k]}" for k in ("nx", "viridian", "pae", "acpi", "apic", "acpi_s3", "acpi_s4")
@@ -267,20 +283,14 @@ class HostStart:
     def attach_vdis(self) -> str:
         """vdi_attach through the SR driver for each disk, then all the disks' xenstore entries."""
         disks = []
-        with self.store.read() as txn:
-            for d in self.disks:
-                path = None
-                if d.vbd["VDI"]:
-                    vdi = txn.must("vdi", d.vbd["VDI"])
-                    path = file_sr.attach(vdi["SR"], sr_path(txn, vdi["SR"]), vdi["uuid"], vdi["location"])
-                disks.append(vbd.Disk(int(d.vbd["userdevice"]), path, d.vbd["mode"], d.vbd["type"], d.vbd["bootable"],
-                                      d.vbd["uuid"], d.vbd["unpluggable"]))
+        for d in self.disks:
+            path = file_sr.attach(d["sr"], d["sr_path"], d["vdi"], d["location"]) if d["vdi"] else None
+            disks.append(vbd.Disk(int(d["userdevice"]), path, d["mode"], d["type"], d["bootable"], d["uuid"],
+                                  d["unpluggable"]))
         self.rt.vbds.update({disk.name: disk.userdevice for disk in disks})
         self._save()  # before the entries exist, so that an undo removes them whatever happens
         names = vbd.plug(self.xs, self.backend, self.rt.domid, self.hvm, disks)
-        with self.store.write() as txn:
-            for disk, name in zip(disks, names):
-                txn.update("vbd", disk.name, {"device": name})
+        self.answer["devices"] = {disk.name: name for disk, name in zip(disks, names)}
         return ", ".join(names) or "no disks"
 
     def create_vcpu_entries(self) -> str:
@@ -288,19 +298,16 @@ class HostStart:
         return f"cpu/0..{self.record['VCPUs_max'] - 1}/availability"
 
     def create_vifs(self) -> str:
-        with self.store.read() as txn:
-            vifs = [(v, txn.must("network", v["network"])) for v in txn.select("vif", None, {"VM": self.vm_uuid})
-                    if self.task in v["current_operations"]]
         done = []
         nics = []
-        for v, net in sorted(vifs, key=lambda p: int(p[0]["device"])):
-            self.backend.ensure_bridge(net["bridge"])  # Xapi_network.attach_internal
-            note = f"vif{self.rt.domid}.{v['device']} on {net['bridge']}"
-            if net["other_config"].get("is_guest_installer_network") == "true":
-                ip = vif.add_lease(self.host_dir, net["bridge"], v["MAC"], self.record["name_label"])
-                self.rt.leases.append((net["bridge"], v["MAC"]))
-                note += f" (lease {ip} for {v['MAC']})"  # beside the VIF that owns it
-            nics.append(vif.Nic(int(v["device"]), v["MAC"], net["bridge"], v["MTU"], v["uuid"]))
+        for v in sorted(self.req["vifs"], key=lambda v: int(v["device"])):
+            self.backend.ensure_bridge(v["bridge"])  # Xapi_network.attach_internal
+            note = f"vif{self.rt.domid}.{v['device']} on {v['bridge']}"
+            if v["guest_installer"]:
+                ip = vif.add_lease(self.host_dir, v["bridge"], v["mac"], self.record["name_label"])
+                self.rt.leases.append((v["bridge"], v["mac"]))
+                note += f" (lease {ip} for {v['mac']})"  # beside the VIF that owns it
+            nics.append(vif.Nic(int(v["device"]), v["mac"], v["bridge"], int(v["mtu"]), v["uuid"]))
             done.append(note)
         self.rt.vifs.update({nic.name: nic.device for nic in nics})
         self._save()  # before the entries exist, so that an undo removes them whatever happens
@@ -334,10 +341,7 @@ class HostStart:
     def start_device_model(self) -> str:
         if not self.hvm:
             return "PV guest: no device model"
-        with self.store.read() as txn:
-            nics = [(v["MAC"], txn.must("network", v["network"], ["bridge"])["bridge"])
-                    for v in sorted(txn.select("vif", ["device", "MAC", "network"], {"VM": self.vm_uuid}),
-                                    key=lambda v: int(v["device"]))][:8]
+        nics = [(mac, bridge) for mac, bridge in self.req["dm_nics"]][:8]
         log = self.host_dir / "logs" / f"qemu-dm-{self.rt.domid}.log"
         self.rt.dm_pid, self.rt.vnc_port = console.spawn(self.backend, "device-model", self.rt.domid, nics, log,
                                                          self.vm_uuid, "qemu-dm", self.xs, "image/device-model-pid",
@@ -362,63 +366,53 @@ class HostStart:
         domain.write_memory_range(self.xs, self.rt.domid, lo, hi)
         return f"{lo}..{hi} KiB"
 
-    def set_start_time(self) -> Note:
-        with self.store.write() as txn:
-            metrics = self.vm["metrics"]
-            values = {"start_time": now_iso(), "last_updated": now_iso(), "VCPUs_number": self.record["VCPUs_at_startup"],
-                      "memory_actual": (self.config.memory_target_kib if self.config else 0) * 1024}
-            if metrics and txn.get("vm_metrics", metrics, ["uuid"]):
-                txn.update("vm_metrics", metrics, values)
-            else:
-                txn.update("vm", self.vm_uuid, {"metrics": txn.insert("vm_metrics", {"VM": self.vm_uuid, **values})})
-            txn.update("vm", self.vm_uuid, {"memory_target": values["memory_actual"]})
-        return None
+    def set_start_time(self) -> str:
+        self.answer["start_time"] = now_iso()
+        self.answer["memory_actual"] = (self.config.memory_target_kib if self.config else 0) * 1024
+        self.answer["vcpus"] = self.record["VCPUs_at_startup"]
+        return f"{self.answer['start_time']} {FOR_THE_MASTER}"
 
-    def set_boot_record(self) -> Note:
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"last_booted_record": json.dumps(self.record, sort_keys=True)})
-        return None
+    def set_boot_record(self) -> str:
+        self.answer["boot_record"] = self.record
+        return FOR_THE_MASTER
 
     def delete_guest_metrics(self) -> str:
-        with self.store.write() as txn:
-            gone = txn.uuids("vm_guest_metrics", {"VM": self.vm_uuid})
-            for uuid in gone:
-                txn.delete("vm_guest_metrics", uuid)
-            txn.update("vm", self.vm_uuid, {"guest_metrics": None})
-        return f"{len(gone)} deleted"
+        return "the VM's guest metrics deleted " + FOR_THE_MASTER
 
     def set_resident_on(self) -> str:
-        """Atomically clear scheduled_to_be_resident_on and set resident_on (and Paused)."""
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"scheduled_to_be_resident_on": None, "resident_on": self.host_uuid,
-                                            "power_state": "Paused"})
-            for cls, attached in (("vbd", self.rt.vbds), ("vif", self.rt.vifs)):
-                for uuid in attached:
-                    txn.update(cls, uuid, {"currently_attached": True})
-            lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
-        return f"resident on {self.host['name_label']}"
-
-    def unset_resident_on(self) -> None:
-        teardown.halt_in_store(self.store, self.vm_uuid)
+        """resident-on this host and Paused; the master clears scheduled-to-be-resident-on in
+        the same transaction."""
+        self.answer.update(power_state="Paused", attached_vbds=sorted(self.rt.vbds), attached_vifs=sorted(self.rt.vifs),
+                           vnc_port=self.rt.vnc_port)
+        return f"resident on {self.side.name if self.side else ''} {FOR_THE_MASTER}"
 
     def unpause(self) -> str:
+        from xetool.host.calls import record_result
+
+        assert self.side is not None
         domain.finish_build(self.xs, self.rt.domid)
-        self.rt.started = self.paused
-        if self.paused:
-            self._save()
-            return "left paused (paused=true)"
-        self.backend.unpause(self.rt.domid)
-        with self.store.write() as txn:
-            txn.update("vm", self.vm_uuid, {"power_state": "Running"})
-            lifecycle.update_allowed_operations(txn, "vm", self.vm_uuid)
+        if not self.paused:
+            self.backend.unpause(self.rt.domid)
+            self.answer["power_state"] = "Running"
+        # the start is done on the host: its result is kept before the runtime record says so,
+        # so a master that dies now finds it (vm_recover), and a repeated request gets it
+        record_result(self.side, self.task, self.answer)
         self.rt.started = True
         self._save()
+        if self.paused:
+            return "left paused (paused=true)"
         # the running guest's balloon driver makes its memory freeable: the broker reports it
         try:
-            memory.publish(self.store, self.state_dir, self.backend, self.host_uuid)
+            memory.publish(self.side)
         except XeError as err:  # the VM runs: a report that did not go out is no failure
             return f"running (memory figures not updated: {err.code})"
         return "running"
+
+    def forget_result(self) -> None:
+        from xetool.host.calls import forget_result
+
+        if self.side is not None:
+            forget_result(self.side, self.task)
 
     # ---------------------------------------------------------------------------------------------
     def steps(self) -> list[Step]:
@@ -436,7 +430,7 @@ class HostStart:
             s("check_hvm_support", self.check_hvm_support),
             s("create_domain", self.create_domain, self.destroy_domain),
             s("write_domain_xenstore", self.write_domain_xenstore),
-            s("set_domid", self.set_domid, self.unset_domid),
+            s("set_domid", self.set_domid),
             s("clear_device_status", self.clear_device_status),
             s("check_vdis_exist", self.check_vdis_exist),
             s("set_machine_address_size", self.set_machine_address_size),
@@ -453,8 +447,8 @@ class HostStart:
             s("set_start_time", self.set_start_time),
             s("set_boot_record", self.set_boot_record),
             s("delete_guest_metrics", self.delete_guest_metrics),
-            s("set_resident_on", self.set_resident_on, self.unset_resident_on),
-            s("unpause", self.unpause),
+            s("set_resident_on", self.set_resident_on),
+            s("unpause", self.unpause, self.forget_result),
             s("unlock_vm", self.unlock),
         ]
 
@@ -462,11 +456,6 @@ class HostStart:
         try:
             self.runner.run(self.steps())
         except BaseException:
-            runtime.remove(self.state_dir, self.host_uuid, self.vm_uuid) if self.rt.domid < 0 else None
+            runtime.remove(self.state_dir, self.rt.host, self.vm_uuid) if self.rt.domid < 0 else None
             self.unlock()
             raise
-
-
-def read_vm_view(store: Store, vm: str):  # type: ignore[no-untyped-def]
-    with store.read() as txn:
-        return read_vm(txn, vm)

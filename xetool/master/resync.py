@@ -24,14 +24,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from xetool import lifecycle, messages, tasks
-from xetool.backends.base import Backend, DomainInfo
+from xetool.backends.base import DomainInfo
 from xetool.errors import XeError
-from xetool.host import inventory, memory, runtime, teardown
-from xetool.host.backend import HOST_FIELDS, backend_for
+from xetool.host.backend import HOST_FIELDS
 from xetool.host.locks import vm_lock
+from xetool.master.host_half import HostClient, client, halt_in_store
 from xetool.paths import host_dir
 from xetool.records import record
 from xetool.store.db import Row, Store, Txn
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 VM_FIELDS = ["uuid", "name_label", "power_state", "resident_on", "scheduled_to_be_resident_on", "domid",
              "current_operations", "is_control_domain"]
@@ -84,11 +88,24 @@ def _held(vm: Row, live: set[str], own_task: str) -> bool:
 
 @record
 class _Seen:
-    """What a plan saw of the host, for the repairs and the host record."""
+    """What a plan saw of the host (its `inventory` answer), for the repairs and the host record."""
 
     state: str  # live | down | unresponsive
     boot_id: str = ""
     domains: dict[str, DomainInfo] | None = None
+    unfinished: frozenset[int] = frozenset()  # domids no start finished building
+    runtimes: list[dict[str, Any]] | None = None  # the host's runtime records: vm, task, domid, leases
+    leases: dict[str, list[str]] | None = None  # bridge -> its lease lines
+    reservations: list[dict[str, Any]] | None = None  # the host's memory broker's: id, vm, task, kib
+
+
+def look(c: HostClient, start: bool = False) -> _Seen:
+    """Ask the host what it holds. HOST_OFFLINE (from the transport) when it cannot be reached."""
+    from xetool.host.handlers import domain_from
+
+    inv = c.call("inventory", start=start)
+    return _Seen(inv["state"], inv["boot_id"], {u: domain_from(d) for u, d in inv["domains"].items()},
+                 frozenset(inv["unfinished"]), inv["runtimes"], inv["leases"], inv["reservations"])
 
 
 def _vm_divergences(vm: Row, host: Row, dom: DomainInfo | None, earlier: str) -> list[Divergence]:
@@ -143,18 +160,19 @@ def _domain_divergence(dom: DomainInfo, vm: Row | None, host: Row, half_built: b
                       "destroyed with its devices, console, device model and lease", dom.domid)
 
 
-def plan_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_task: str = "",
-              seen: _Seen | None = None) -> list[Divergence]:
-    """Every divergence between the store and one host; changes nothing."""
+def plan_host(store: Store, c: HostClient, own_task: str = "", seen: _Seen | None = None,
+              start: bool = False) -> list[Divergence]:
+    """Every divergence between the store and one host; changes nothing on it (`start`: a
+    simulated host that does not run is started first)."""
+    host = c.host
     seen = seen if seen is not None else _Seen("")
-    seen.state = backend.reachability()
+    got = look(c, start)  # the host first, then the store: see _repair's re-check
+    seen.state, seen.boot_id, seen.domains, seen.unfinished = got.state, got.boot_id, got.domains, got.unfinished
+    seen.runtimes, seen.leases, seen.reservations = got.runtimes, got.leases, got.reservations
     if seen.state == "unresponsive":
         return [Divergence("host-offline", host["uuid"], host["uuid"],
                            f"{host['name_label']} does not answer: its domains cannot be compared with the store",
                            "none until it answers (host-sim-stop and host-sim-start restart a simulated one)")]
-    if seen.state == "live":
-        inv = inventory.inventory(backend)  # the host first, then the store: see _repair's re-check
-        seen.boot_id, seen.domains = inv.boot_id, inv.domains
     domains = seen.domains or {}
     with store.read() as txn:
         recorded_boot = txn.must("host", host["uuid"], ["boot_id"])["boot_id"]
@@ -172,41 +190,43 @@ def plan_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_ta
                     d = Divergence(d.kind, d.host, d.obj, f"{d.found} ({host['name_label']}'s process is gone)", d.repair)
                 out.append(d)
     others = [d for u, d in domains.items() if u not in here and not (u in vms and _held(vms[u], live, own_task))]
-    unfinished = inventory.half_built(backend, [d for d in others if d.uuid in vms]) if others else set()
     for dom in others:
-        found = _domain_divergence(dom, vms.get(dom.uuid), host, dom.domid in unfinished)
+        found = _domain_divergence(dom, vms.get(dom.uuid), host, dom.uuid in vms and dom.domid in seen.unfinished)
         if found is not None:
             out.append(found)
-    out += _plan_host_files(store, state_dir, host, vms, live, own_task, domains, out)
+    out += _plan_host_files(store, host, vms, live, own_task, domains, out, seen)
+    with store.read() as txn:
+        pending = {t["uuid"] for t in txn.select("task", ["uuid"], {"status": "pending"})}
+    for r in seen.reservations or []:
+        if r["task"] not in pending and r["task"] != own_task:  # a dead task's: the janitor's
+            out.append(Divergence("reservation-without-task", host["uuid"], r["id"],
+                                  f"{host['name_label']}'s memory broker holds {r['kib']} KiB for VM {r['vm']} "
+                                  f"for task {r['task']}, which is not running", "reservation released"))
     return out
 
 
-def _plan_host_files(store: Store, state_dir: Path, host: Row, vms: dict[str, Row], live: set[str], own_task: str,
-                     domains: dict[str, DomainInfo], found: list[Divergence]) -> list[Divergence]:
-    """Runtime files of VMs that are not on the host, and lease lines that no VM holds."""
-    from xetool.devices import vif
-
+def _plan_host_files(store: Store, host: Row, vms: dict[str, Row], live: set[str], own_task: str,
+                     domains: dict[str, DomainInfo], found: list[Divergence], seen: _Seen) -> list[Divergence]:
+    """Runtime records of VMs that are not on the host, and lease lines that no VM holds."""
     h, where = host["uuid"], host["name_label"]
     out = []
     gone = {d.obj for d in found if d.kind in ("vm-of-earlier-boot", "vm-without-domain", "domain-shut-down",
                                                  "orphan-domain")}
-    recorded: set[tuple[str, str]] = set()  # leases some runtime file holds: they go with it
-    for rt in runtime.all_on(state_dir, h):
-        recorded |= set(rt.leases)
-        vm = vms.get(rt.vm)
+    recorded: set[tuple[str, str]] = set()  # leases some runtime record holds: they go with it
+    for rt in seen.runtimes or []:
+        recorded |= {(b, m) for b, m in rt["leases"]}
+        vm = vms.get(rt["vm"])
         mine = vm is not None and (vm["resident_on"] == h or _held(vm, live, own_task)
-                                   or (rt.vm in domains and rt.vm not in gone))
-        if vm is not None and rt.task and rt.task in live and rt.task != own_task:
-            mine = True  # a start in progress writes its runtime file before the store knows
-        if not mine and rt.vm not in gone:
-            name = vm["name_label"] if vm else rt.vm
-            out.append(Divergence("stale-runtime-file", h, rt.vm, f"{where} keeps runtime records of {name}, "
+                                   or (rt["vm"] in domains and rt["vm"] not in gone))
+        if vm is not None and rt["task"] and rt["task"] in live and rt["task"] != own_task:
+            mine = True  # a start in progress writes its runtime record before the store knows
+        if not mine and rt["vm"] not in gone:
+            name = vm["name_label"] if vm else rt["vm"]
+            out.append(Divergence("stale-runtime-file", h, rt["vm"], f"{where} keeps runtime records of {name}, "
                                   "which is not on it", "its services, leases and records released"))
     busy = _macs_of(store, [u for u, v in vms.items() if _held(v, live, own_task)])  # a start may not have recorded its lease yet
-    hd = host_dir(state_dir, h)
-    for hosts_file in sorted((hd / "dnsmasq").glob("*.hosts")) if (hd / "dnsmasq").is_dir() else []:
-        bridge = hosts_file.stem
-        for line in vif.leases_file(hd, bridge).read_text().splitlines():
+    for bridge, lines in sorted((seen.leases or {}).items()):
+        for line in lines:
             mac = line.split(",")[0].strip().lower()
             if mac and mac not in busy and not any(b == bridge and m.lower() == mac for b, m in recorded):
                 out.append(Divergence("stale-lease", h, f"{bridge}/{mac}", f"{where} gives {line} on {bridge}, "
@@ -221,15 +241,16 @@ def _macs_of(store: Store, vms: list[str]) -> set[str]:
         return {v["MAC"].lower() for vm in vms for v in txn.select("vif", ["MAC"], {"VM": vm})}
 
 
-def resync_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_task: str = "") -> list[Divergence]:
+def resync_host(store: Store, c: HostClient, own_task: str = "", start: bool = False) -> list[Divergence]:
     """Plan, then repair each divergence (with a message); returns those repaired. HOST_OFFLINE
     if the host does not answer."""
+    host = c.host
     seen = _Seen("")
-    plan = plan_host(store, state_dir, host, backend, own_task, seen)
+    plan = plan_host(store, c, own_task, seen, start)
     if seen.state == "unresponsive":
         raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
                       reason="it does not answer; its VMs cannot be checked or changed")
-    done = [d for d in plan if _repair(store, state_dir, host, backend, d, seen, own_task)]
+    done = [d for d in plan if _repair(store, c, d, seen, own_task)]
     with store.write() as txn:
         row = txn.must("host", host["uuid"], ["live", "boot_id"])
         values: dict[str, object] = {}
@@ -242,39 +263,43 @@ def resync_host(store: Store, state_dir: Path, host: Row, backend: Backend, own_
     return done
 
 
-def _repair(store: Store, state_dir: Path, host: Row, backend: Backend, d: Divergence, seen: _Seen,
-            own_task: str) -> bool:
+def _repair(store: Store, c: HostClient, d: Divergence, seen: _Seen, own_task: str) -> bool:
     """One repair, under the VM's lock (taken without waiting: a holder is at work on it) and
     after checking again that the divergence is still there. True if repaired."""
-    from xetool.devices import vif
-
+    host = c.host
     h = host["uuid"]
-    live_backend = backend if seen.state == "live" else None
     if d.kind == "stale-lease":
         bridge, mac = d.obj.split("/", 1)
-        if not vif.remove_lease(host_dir(state_dir, h), bridge, mac):
+        if not c.call("remove_lease", bridge=bridge, mac=mac)["removed"]:
             return False
         _message(store, d, "lease removed")
         return True
+    if d.kind == "reservation-without-task":
+        if not c.call("memory_release", ids=[d.obj])["released"]:
+            return False
+        _message(store, d, "reservation released")
+        return True
     try:
-        lock = vm_lock(state_dir, d.obj).acquire(timeout=0)
+        lock = vm_lock(Path(store.state_dir), d.obj).acquire(timeout=0)
     except XeError:
         return False  # another process works on this VM now; the next resync looks again
     try:
-        if not _still(store, state_dir, host, live_backend, d, own_task):
+        if not _still(store, c, d, own_task):
             return False
-        if d.kind in ("vm-of-earlier-boot", "vm-without-domain", "domain-shut-down"):
-            problems = teardown.release_vm(store, state_dir, live_backend, h, d.obj)
-            _release_vm_marks(store, d.obj, h)
-            note = "Halted; reservation, marks, lease and runtime files released"
-        elif d.kind in ("orphan-domain", "stale-runtime-file"):
-            rt = runtime.load(state_dir, h, d.obj)
-            if rt is None or (d.domid >= 0 and rt.domid not in (-1, d.domid)):
-                rt = runtime.Runtime(d.obj, h, domid=d.domid, leases=rt.leases if rt else [])
-            problems = teardown.release_on_host(state_dir, live_backend, rt)
-            runtime.remove(state_dir, h, d.obj)
-            note = "domain destroyed with its devices, services and lease" if d.kind == "orphan-domain" else \
-                "services, leases and runtime records released"
+        if d.kind in ("vm-of-earlier-boot", "vm-without-domain", "domain-shut-down", "orphan-domain",
+                      "stale-runtime-file"):
+            # the host takes the VM's own lock without waiting, too: a start there holds it
+            answer = c.call("vm_release", vm=d.obj, nowait=True, domid=d.domid if d.kind == "orphan-domain" else -1)
+            if not answer["released"]:
+                return False
+            problems = answer["problems"]
+            if d.kind in ("orphan-domain", "stale-runtime-file"):
+                note = "domain destroyed with its devices, services and lease" if d.kind == "orphan-domain" else \
+                    "services, leases and runtime records released"
+            else:
+                halt_in_store(store, d.obj)
+                _release_vm_marks(store, d.obj, h)
+                note = "Halted; reservation, marks, lease and runtime files released"
         else:
             problems = []
             note = _adopt(store, d)
@@ -286,15 +311,17 @@ def _repair(store: Store, state_dir: Path, host: Row, backend: Backend, d: Diver
         lock.release()
 
 
-def _still(store: Store, state_dir: Path, host: Row, backend: Backend | None, d: Divergence, own_task: str) -> bool:
+def _still(store: Store, c: HostClient, d: Divergence, own_task: str) -> bool:
     """Under the VM's lock: is the divergence still there, found the same way?"""
+    host = c.host
+    now = look(c)
     if d.kind == "stale-runtime-file":
         with store.read() as txn:
             vm = txn.get("vm", d.obj, VM_FIELDS)
             live = _live_tasks(txn)
-        rt = runtime.load(state_dir, host["uuid"], d.obj)
-        return rt is not None and (vm is None or (vm["resident_on"] != host["uuid"] and not _held(vm, live, own_task)))
-    dom = backend.find_domain(d.obj) if backend is not None else None
+        has = any(rt["vm"] == d.obj for rt in now.runtimes or [])
+        return has and (vm is None or (vm["resident_on"] != host["uuid"] and not _held(vm, live, own_task)))
+    dom = (now.domains or {}).get(d.obj) if now.state == "live" else None
     with store.read() as txn:
         vm = txn.get("vm", d.obj, VM_FIELDS)
         live = _live_tasks(txn)
@@ -304,7 +331,7 @@ def _still(store: Store, state_dir: Path, host: Row, backend: Backend | None, d:
     if d.kind == "orphan-domain":
         if dom is None or dom.domid != d.domid:
             return False
-        unfinished = backend is not None and vm is not None and dom.domid in inventory.half_built(backend, [dom])
+        unfinished = vm is not None and dom.domid in now.unfinished
         again = _domain_divergence(dom, vm, host, unfinished) if vm is None or vm["resident_on"] != host["uuid"] else None
         return again is not None and again.kind == "orphan-domain"
     if vm is None:
@@ -312,7 +339,7 @@ def _still(store: Store, state_dir: Path, host: Row, backend: Backend | None, d:
     if d.kind != "halted-vm-with-domain" and vm["resident_on"] != host["uuid"]:
         return False
     if d.kind == "halted-vm-with-domain":
-        if dom is None or vm["power_state"] in ACTIVE or dom.domid in inventory.half_built(backend, [dom]):  # type: ignore[arg-type]
+        if dom is None or vm["power_state"] in ACTIVE or dom.domid in now.unfinished:
             return False
     earlier = d.kind == "vm-of-earlier-boot" and bool(recorded_boot)
     return d.kind in [x.kind for x in _vm_divergences(vm, host, dom, recorded_boot if earlier else "")]
@@ -334,6 +361,7 @@ def _release_vm_marks(store: Store, vm: str, host: str) -> None:
 def _adopt(store: Store, d: Divergence) -> str:
     """The domain's truth into the store: resident there, its domid and power state."""
     with store.write() as txn:
+        txn.db.execute("DELETE FROM reservation WHERE vm = ? AND domid >= 0", (d.obj,))  # handed to the domain
         values: dict[str, object] = {"domid": d.domid}
         if d.kind != "domid-differs":
             values["power_state"] = d.repair.split(" ", 1)[0]  # Running or Paused, as the domain is
@@ -388,6 +416,7 @@ def plan_store(store: Store) -> list[Divergence]:
 
 def repair_store(store: Store, plan: list[Divergence]) -> list[Divergence]:
     done = []
+    released: list[Divergence] = []  # the master's copies of reservations: the hosts' go too
     if any(d.kind == "dead-task" for d in plan):
         reaped = set(tasks.reap_dead_tasks(store))
         for d in plan:
@@ -412,13 +441,29 @@ def repair_store(store: Store, plan: list[Divergence]) -> list[Divergence]:
                 if txn.db.execute("DELETE FROM reservation WHERE id = ? AND task NOT IN (%s)" % ",".join("?" * len(live)),
                                   (d.obj, *live)).rowcount == 0:
                     continue
+                released.append(d)
             else:
                 continue
             done.append(d)
+    for d in released:
+        _release_on_host(store, d.host, d.obj)
     for d in done:
         if d.kind != "dead-task":
             _message(store, d, d.repair)
     return done
+
+
+def _release_on_host(store: Store, host: str, rid: str) -> None:
+    """The host's own copy of a reservation the store no longer holds (if the host answers:
+    else its next resync finds it)."""
+    with store.read() as txn:
+        row = txn.get("host", host, HOST_FIELDS)
+    if row is None:
+        return
+    try:
+        client(store, Path(store.state_dir), row).call("memory_release", ids=[rid])
+    except XeError:
+        pass
 
 
 # --- the pool, and the first touch of a host by a command ----------------------------------------
@@ -428,7 +473,7 @@ def _hosts(store: Store) -> list[Row]:
         return txn.select("host", list(HOST_FIELDS))
 
 
-def _worth_a_look(state_dir: Path, host: Row, backend: Backend) -> bool:
+def _worth_a_look(state_dir: Path, host: Row) -> bool:
     """A simulated host that has never run, with nothing placed on it, has nothing to compare."""
     if host["backend"] != "simulator":
         return True
@@ -440,9 +485,8 @@ def check_pool(store: Store, state_dir: Path) -> list[Divergence]:
     (a host that is not running is not started)."""
     out = plan_store(store)
     for host in _hosts(store):
-        backend = backend_for(state_dir, host)
-        if _worth_a_look(state_dir, host, backend) or _has_residents(store, host["uuid"]):
-            out += plan_host(store, state_dir, host, backend)
+        if _worth_a_look(state_dir, host) or _has_residents(store, host["uuid"]):
+            out += plan_host(store, client(store, state_dir, host))
     return out
 
 
@@ -450,11 +494,10 @@ def repair_pool(store: Store, state_dir: Path) -> tuple[list[Divergence], list[D
     """The resync of every host and of the store's own marks: (repaired, left)."""
     done = repair_store(store, plan_store(store))
     for host in _hosts(store):
-        backend = backend_for(state_dir, host)
-        if not (_worth_a_look(state_dir, host, backend) or _has_residents(store, host["uuid"])):
+        if not (_worth_a_look(state_dir, host) or _has_residents(store, host["uuid"])):
             continue
         try:
-            done += resync_host(store, state_dir, host, backend)
+            done += resync_host(store, client(store, state_dir, host))
         except XeError:
             pass  # offline: check_pool below reports it as left
         _touched.add((str(state_dir), host["uuid"]))
@@ -469,18 +512,14 @@ def _has_residents(store: Store, host: str) -> bool:
 _touched: set[tuple[str, str]] = set()
 
 
-def touch(store: Store, state_dir: Path, host: Row, backend: Backend | None = None, *, start: bool = True,
-          own_task: str = "") -> list[Divergence]:
+def touch(store: Store, state_dir: Path, c: HostClient, *, start: bool = True, own_task: str = "") -> list[Divergence]:
     """A command reaches a host: start it if it is a simulated host that does not run (`start`),
     HOST_OFFLINE if it runs but does not answer, and resync it the first time this process
     touches it. Returns the repairs made."""
-    backend = backend or backend_for(state_dir, host)
-    if start:
-        backend.ensure_running()
-    key = (str(state_dir), host["uuid"])
+    key = (str(state_dir), c.uuid)
     if key in _touched:
         return []
-    done = resync_host(store, state_dir, host, backend, own_task)
+    done = resync_host(store, c, own_task, start)
     _touched.add(key)
     return done
 
@@ -492,7 +531,13 @@ def touch_vm_host(store: Store, state_dir: Path, vm: str) -> None:
         row = txn.must("vm", vm, ["resident_on"])
         host = txn.get("host", row["resident_on"], HOST_FIELDS) if row["resident_on"] else None
     if host is not None:
-        touch(store, state_dir, host, start=False)
+        touch(store, state_dir, client(store, state_dir, host), start=False)
+
+
+def forget_touch(state_dir: str, host: str) -> None:
+    """The host may have changed in ways this process did not see (a lost connection): the next
+    command that reaches it resyncs it."""
+    _touched.discard((state_dir, host))
 
 
 def forget_touches() -> None:

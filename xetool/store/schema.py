@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at ru
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _column(f: Field) -> str:
@@ -46,8 +46,8 @@ def _initial(db: sqlite3.Connection) -> None:
     for spec in CLASSES.values():
         for stmt in create_table(spec):
             db.execute(stmt)
-    # Host-local bookkeeping that is not part of the pool's datamodel: the memory broker's
-    # reservations (squeezed's role), each owned by the task that made it.
+    # The master's copy of each host's memory broker reservations (squeezed's role; the host
+    # keeps the originals), each owned by the task that made it: placement counts a start once.
     db.execute(
         "CREATE TABLE IF NOT EXISTS reservation (id TEXT PRIMARY KEY, host TEXT NOT NULL, vm TEXT NOT NULL,"
         " task TEXT NOT NULL, kib INTEGER NOT NULL, domid INTEGER DEFAULT -1, created REAL NOT NULL)"
@@ -110,10 +110,19 @@ def _cpu_info_and_memory_target(db: sqlite3.Connection) -> None:
                " WHERE vm_metrics.VM = vm.uuid LIMIT 1), 0) WHERE power_state IN ('Running', 'Paused')")
 
 
+def _host_memory_report(db: sqlite3.Connection) -> None:
+    """The last memory report recorded from each host's broker (issue 12): the broker numbers
+    its reports, and one that arrives after a later one is not recorded (the hosts' answers
+    reach the master over separate connections)."""
+    db.execute("CREATE TABLE IF NOT EXISTS host_memory_report (host TEXT PRIMARY KEY, epoch TEXT NOT NULL,"
+               " seq INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("0001-initial", _initial),
     ("0002-host-load", _host_load),
     ("0003-cpu-info-memory-target", _cpu_info_and_memory_target),
+    ("0004-host-memory-report", _host_memory_report),
 ]
 
 

@@ -7,7 +7,7 @@ from xetool.cli.context import Context
 from xetool.cli.grammar import Args
 from xetool.cli.output import Output, Value
 from xetool.cli.registry import Command
-from xetool.host import operations
+from xetool.master import operations
 
 
 def vbd_attach(ctx: Context, cmd: Command, args: Args) -> Output:

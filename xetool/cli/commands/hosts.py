@@ -21,14 +21,12 @@ def selected_hosts(ctx: Context, args: Args, one: bool = False) -> list[Row]:
 
 
 def host_compute_free_memory(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import memory
-
-    from xetool.master import resync
+    from xetool.master import host_half, resync
 
     host = selected_hosts(ctx, args, one=True)[0]
-    backend = backend_for(ctx.state_dir, host)
-    resync.touch(ctx.store, ctx.state_dir, host, backend)  # a restarted host first settles what it lost
-    return Message(str(memory.free_kib(ctx.store, ctx.state_dir, backend, host["uuid"]) * 1024))
+    c = host_half.client(ctx.store, ctx.state_dir, host)
+    resync.touch(ctx.store, ctx.state_dir, c)  # a restarted host first settles what it lost
+    return Message(str(c.call("memory_free")["available_kib"] * 1024))
 
 
 def host_compute_memory_overhead(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -68,12 +66,13 @@ def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def host_sim_start(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.host import janitor
-    from xetool.master import resync
+    from xetool.master import host_half, resync
 
     for host in selected_hosts(ctx, args):
         _simulated(host)
         janitor.reconcile_hosts(ctx.store)  # a crashed host comes back empty: settle its VMs first
-        resync.touch(ctx.store, ctx.state_dir, host)  # started, then matched with the store (a new boot)
+        # started, then matched with the store (a new boot)
+        resync.touch(ctx.store, ctx.state_dir, host_half.client(ctx.store, ctx.state_dir, host))
     return None
 
 
@@ -95,18 +94,17 @@ def host_xenstore_socket(ctx: Context, cmd: Command, args: Args) -> Output:
 
 def host_xenstore_ls(ctx: Context, cmd: Command, args: Args) -> Output:
     """What `xenstore-ls -f` prints, through xetool's own client (no xenstore-utils needed)."""
-    from xetool.xenstore.client import XsClient
+    from xetool.master import host_half
 
     host = selected_hosts(ctx, args, one=True)[0]
-    backend = backend_for(ctx.state_dir, host)
-    if not backend.is_live():
-        raise XeError("HOST_OFFLINE", host["uuid"])
-    lines: list[str] = []
-    with XsClient(backend.xenstore_socket()) as xs:
-        def walk(path: str) -> None:
-            for child in xs.ls(path):
-                sub = f"{path.rstrip('/')}/{child}"
-                lines.append(f'{sub} = "{xs.read_or(sub) or ""}"')
-                walk(sub)
-        walk(args.get("path") or "/local/domain")
-    return Message("\n".join(lines))
+    return Message("\n".join(host_half.client(ctx.store, ctx.state_dir, host).call(
+        "xenstore_ls", path=args.get("path") or "/local/domain")["lines"]))
+
+
+def host_agent(ctx: Context, cmd: Command, args: Args) -> Output:
+    from xetool.host import agent
+    from xetool.paths import ensure_state_dir
+
+    ensure_state_dir(str(ctx.state), create=True)
+    agent.serve(ctx.state_dir)
+    return None

@@ -19,7 +19,7 @@ def _size(args: Args, key: str) -> int:
 
 
 def vm_memory_dynamic_range_set(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import memory
+    from xetool.master import operations as memory
 
     vms = selected_vms(ctx, args)
     lo, hi = _size(args, "min"), _size(args, "max")
@@ -31,7 +31,7 @@ def vm_memory_dynamic_range_set(ctx: Context, cmd: Command, args: Args) -> Outpu
 def vm_memory_target_set(ctx: Context, cmd: Command, args: Args) -> Output:
     """xe's vm-memory-target-set: the dynamic range pinned at the target (xapi's deprecated
     VM.set_memory_target does the same)."""
-    from xetool.host import memory
+    from xetool.master import operations as memory
 
     vms = selected_vms(ctx, args)
     target = _size(args, "target")
@@ -41,7 +41,7 @@ def vm_memory_target_set(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def vm_memory_limits_set(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import memory
+    from xetool.master import operations as memory
 
     vms = selected_vms(ctx, args)
     values = {f"memory_{k.replace('-', '_')}": _size(args, k)

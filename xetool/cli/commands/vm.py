@@ -118,7 +118,7 @@ def wait_seconds(args: Args) -> float:
 
 def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.cli.steps_view import StepView
-    from xetool.host import LocalHostHalf
+    from xetool.master.host_half import Hosts
     from xetool.master.vm_start import MasterStart, StartRequest
 
     housekeeping(ctx)
@@ -144,7 +144,7 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         try:
             with view:
                 result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
-                    ctx.store, ctx.state_dir, req, LocalHostHalf(ctx.store, ctx.state_dir, view), view).run())
+                    ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
         except XeError as err:
             if err.code == "NO_HOSTS_AVAILABLE":
                 _print_no_hosts(ctx, vm, err, on, seed)
@@ -257,7 +257,7 @@ def vm_assert_can_boot_here(ctx: Context, cmd: Command, args: Args) -> Output:
 # --- the rest of the lifecycle --------------------------------------------------------------------
 
 def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import operations
+    from xetool.master import operations
 
     housekeeping(ctx)
     timeout, force, wait = _timeout(args, 60.0), args.flag("force"), wait_seconds(args)
@@ -266,7 +266,8 @@ def vm_shutdown(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import LocalHostHalf, operations
+    from xetool.master import operations
+    from xetool.master.host_half import Hosts
     from xetool.master.vm_start import MasterStart, StartRequest
 
     housekeeping(ctx)
@@ -278,14 +279,14 @@ def vm_reboot(ctx: Context, cmd: Command, args: Args) -> Output:
         while_busy(ctx, wait, lambda: operations.shutdown(ctx.store, ctx.state_dir, vm["uuid"], force, timeout,
                                                           reason="reboot"))
         while_busy(ctx, wait, lambda: MasterStart(ctx.store, ctx.state_dir, StartRequest(vm["uuid"], on=host),
-                                                  LocalHostHalf(ctx.store, ctx.state_dir)).run())
+                                                  Hosts(ctx.store, ctx.state_dir)).run())
         return None
 
     return for_each(ctx, selected_vms(ctx, args), reboot, "Rebooting")
 
 
 def _set_paused(ctx: Context, args: Args, paused: bool, verb: str) -> Output:
-    from xetool.host import operations
+    from xetool.master import operations
 
     housekeeping(ctx)
     wait = wait_seconds(args)
@@ -325,7 +326,7 @@ def vm_retrieve_wlb_recommendations(ctx: Context, cmd: Command, args: Args) -> O
 
 
 def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.host import operations, runtime
+    from xetool.master import operations
 
     uuid = selected_vms(ctx, args)[0]["uuid"]
     operations.before(ctx.store, ctx.state_dir, uuid)
@@ -333,26 +334,17 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
         vm = txn.must("vm", uuid, ["uuid", "name_label", "resident_on", "power_state"])
     if not vm["resident_on"]:
         raise XeError("VM_BAD_POWER_STATE", vm["uuid"], "running, paused", vm["power_state"].lower())
-    operations.resident(ctx.store, ctx.state_dir, uuid)  # its domain, found on the host by the VM's uuid
-    rt = runtime.load(ctx.state_dir, vm["resident_on"], vm["uuid"])
-    if rt is None or not rt.vnc_port:
-        raise XeError("OPERATION_NOT_ALLOWED", "the VM has no console server")
+    _, host_client = operations.resident(ctx.store, ctx.state_dir, uuid)
+    where_on = host_client.call("console", vm=uuid)  # its domain, found on the host by the VM's uuid
+    port = int(where_on["port"])
     with ctx.store.read() as txn:
         host = txn.must("host", vm["resident_on"], ["name_label", "address", "hostname"])
     where = host["address"] or host["hostname"] or host["name_label"]
-    text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']} "
-            f"(display :{rt.vnc_port - 5900})" if 5900 <= rt.vnc_port < 6000 else
-            f"VNC console of {vm['name_label']}: 127.0.0.1:{rt.vnc_port} on host {host['name_label']}")
+    text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']} "
+            f"(display :{port - 5900})" if 5900 <= port < 6000 else
+            f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']}")
     if ctx.minimal:
-        return Value(str(rt.vnc_port))
-    from xetool.devices import console, vncauth
-    from xetool.paths import host_dir
-
-    secret = console.secret_file(host_dir(ctx.state_dir, vm["resident_on"]), rt.domid)
-    try:
-        password = vncauth.read_password(str(secret))
-    except OSError as err:
-        raise XeError("FILE_NOT_READABLE", secret, err.strerror) from None
-    return Message(text + f"\nPassword: {password} (VNC Authentication; kept 0600 in {secret})"
-                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{rt.vnc_port} root@{where}, then connect to "
+        return Value(str(port))
+    return Message(text + f"\nPassword: {where_on['password']} (VNC Authentication; kept 0600 in {where_on['secret']})"
+                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{port} root@{where}, then connect to "
                    "localhost:5900 with that password")
