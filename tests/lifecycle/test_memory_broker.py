@@ -312,13 +312,16 @@ def test_a_squeeze_to_the_last_page_succeeds_when_drivers_stop_short(two: Pool) 
     a = two.uuid("vm", "a")
     two.xe("vm-param-set", f"uuid={a}", "xenstore-data:vm-data/sim-balloon=short:300")
     two.xe("vm-start", "vm=a")
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.host.side import HostSide
+
     h1 = two.uuid("host", "h1")
-    backend = two.backend(h1)
-    available = memory.free_kib(two.store, two.state_dir, backend, h1)
-    rid, got = memory.reserve(two.store, two.state_dir, backend, h1, two.uuid("vm", "b"), "test-task",
-                              available, available)
+    host = {k: v for k, v in two.row("host", h1).items() if k in HOST_FIELDS}
+    side = HostSide(two.state_dir, host, emit=lambda event: None)
+    available = memory.free_kib(side)
+    rid, got = memory.reserve(side, two.uuid("vm", "b"), "test-task", available, available)
     assert got == available
     g = _guest(two, "a")
     assert g["target"] == 256 * 1024 and g["actual"] == 256 * 1024 + 300  # stopped short, as told
     assert _physical_free(two, h1) >= memory.RESERVE_KIB - memory.allocation_slack(1)
-    memory.release(two.store, rid)
+    memory.release(side, [rid])
