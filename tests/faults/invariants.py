@@ -9,12 +9,11 @@ broken invariant; an empty list is a consistent pool.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 from pathlib import Path
 
-from xetool.backends.base import DomainInfo
+from xetool.backends.base import Backend, DomainInfo
 from xetool.paths import HOSTD_PID, HOSTS
 from xetool.processes import alive, read_pid
 
@@ -83,9 +82,10 @@ def _host(state: Path, db: sqlite3.Connection, host: str, total: int, overhead: 
             out.append(f"down, yet {len(resident)} VM(s) recorded running there")
         domains: list[DomainInfo] = []
     else:
-        domains = _domains(state, db, host)
-        free = _free_kib(state, db, host)
-        if free is not None and free < 0:
+        backend = _backend(state, host)
+        domains = [d for d in backend.list_domains() if not d.dying]
+        free = int(backend.physinfo().free_memory_kib)
+        if free < 0:
             out.append(f"the hypervisor's free memory is {free} KiB")
     guests = {d.uuid: d for d in domains if d.domid != 0}
     for uuid in sorted(set(guests) - set(resident)):
@@ -102,30 +102,22 @@ def _host(state: Path, db: sqlite3.Connection, host: str, total: int, overhead: 
     live_domids = {d.domid for d in domains}
     out += _files(hdir, set(resident), live_domids)
     if domains:
-        out += _xenstore(state, db, host, set(guests), live_domids)
+        out += _xenstore(backend.xenstore_socket(), set(guests), live_domids)
     out += _leases(hdir, db, set(resident))
     return out
 
 
-def _backend(state: Path, db: sqlite3.Connection, host: str):  # type: ignore[no-untyped-def]
+def _backend(state: Path, host: str) -> Backend:
     from xetool.host.backend import HOST_FIELDS, backend_for
     from xetool.store.db import Store
 
-    store = Store(state)
+    store = Store(state, create=False)
     try:
         with store.read() as txn:
             row = txn.must("host", host, list(HOST_FIELDS))
     finally:
         store.close()
     return backend_for(state, row)
-
-
-def _domains(state: Path, db: sqlite3.Connection, host: str) -> list[DomainInfo]:
-    return [d for d in _backend(state, db, host).list_domains() if not d.dying]
-
-
-def _free_kib(state: Path, db: sqlite3.Connection, host: str) -> int | None:
-    return int(_backend(state, db, host).physinfo().free_memory_kib)
 
 
 def _files(hdir: Path, resident: set[str], domids: set[int]) -> list[str]:
@@ -147,11 +139,11 @@ def _files(hdir: Path, resident: set[str], domids: set[int]) -> list[str]:
     return out
 
 
-def _xenstore(state: Path, db: sqlite3.Connection, host: str, running: set[str], domids: set[int]) -> list[str]:
+def _xenstore(socket: str, running: set[str], domids: set[int]) -> list[str]:
     from xetool.xenstore.client import XsClient
 
     out = []
-    with XsClient(_backend(state, db, host).xenstore_socket()) as xs:
+    with XsClient(socket) as xs:
         for d in xs.ls("/local/domain"):
             if d.isdigit() and int(d) not in domids:
                 out.append(f"xenstore /local/domain/{d} of a domain that is gone")
@@ -189,11 +181,3 @@ def hostd_pids(state: Path) -> dict[str, int]:
         if pid is not None and alive(pid):
             out[d.name] = pid
     return out
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
