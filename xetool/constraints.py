@@ -32,7 +32,7 @@ def check_update(txn: Txn, cls: str, row: dict[str, Any], new: dict[str, Any]) -
     for name, value in new.items():  # each value's own bounds before the rules between fields
         f = spec.field(name)
         if f is not None:
-            limits.check_field(cls, f, value)
+            limits.check_field(f, value)
     for name, value in new.items():
         f = spec.field(name)
         if f is not None and f.kind is Kind.REF and value:

@@ -34,30 +34,27 @@ INT64_MAX = (1 << 63) - 1
 NAME_MAX = 255
 TEXT_MAX = 4096
 
-# (class, field) -> (least, most, what the bound protects)
-RANGES: dict[tuple[str, str], tuple[int, int, str]] = {
-    ("vm", "memory_static_max"): (VM_MEMORY_MIN, VM_MEMORY_MAX,
-                                  "a VM needs 16 MiB to start (VM_MEMORY_SIZE_TOO_LOW) and may have at most 1.5 TiB"),
-    ("vm", "memory_dynamic_max"): (0, VM_MEMORY_MAX, "a VM may have at most 1.5 TiB"),
-    ("vm", "memory_dynamic_min"): (0, VM_MEMORY_MAX, "a VM may have at most 1.5 TiB"),
-    ("vm", "memory_static_min"): (0, VM_MEMORY_MAX, "a VM may have at most 1.5 TiB"),
-    ("vm", "VCPUs_max"): (1, VCPUS_MAX, "a VM has 1 to 64 vCPUs (VM_NO_VCPUS, VM_TOOMANY_VCPUS)"),
-    ("vm", "VCPUs_at_startup"): (1, VCPUS_MAX, "a VM has 1 to 64 vCPUs (VM_NO_VCPUS, VM_TOOMANY_VCPUS)"),
-    ("vm", "start_delay"): (0, 86400, "at most a day, in seconds"),
-    ("vdi", "virtual_size"): (1, VDI_SIZE_MAX, "a disk holds 1 byte to 2040 GiB"),
-    ("host", "memory_total"): (256 * MiB, HOST_MEMORY_MAX, "a host has 256 MiB to 16 TiB"),
-    ("host", "dom0_memory"): (0, HOST_MEMORY_MAX, "a host has at most 16 TiB"),
-    ("host", "cpu_count"): (1, HOST_CPUS_MAX, "a host has 1 to 4096 CPUs"),
-    ("network", "MTU"): (68, 9216, "an MTU is 68 to 9216 bytes"),
-}
+# The fields' bounds, (least, most, what the bound protects): the datamodel declares which field
+# has which (datamodel/classes.py, Field.bounds).
+VM_STATIC_MAX = (VM_MEMORY_MIN, VM_MEMORY_MAX,
+                 "a VM needs 16 MiB to start (VM_MEMORY_SIZE_TOO_LOW) and may have at most 1.5 TiB")
+VM_MEMORY = (0, VM_MEMORY_MAX, "a VM may have at most 1.5 TiB")
+VM_VCPUS = (1, VCPUS_MAX, "a VM has 1 to 64 vCPUs (VM_NO_VCPUS, VM_TOOMANY_VCPUS)")
+START_DELAY = (0, 86400, "at most a day, in seconds")
+VDI_SIZE = (1, VDI_SIZE_MAX, "a disk holds 1 byte to 2040 GiB")
+HOST_MEMORY = (256 * MiB, HOST_MEMORY_MAX, "a host has 256 MiB to 16 TiB")
+DOM0_MEMORY = (0, HOST_MEMORY_MAX, "a host has at most 16 TiB")
+HOST_CPUS = (1, HOST_CPUS_MAX, "a host has 1 to 4096 CPUs")
+NETWORK_MTU = (68, 9216, "an MTU is 68 to 9216 bytes")
+INT64 = (-INT64_MAX - 1, INT64_MAX, "a 64-bit integer")
 
 
-def check_int(cls: str, f: Field, value: int, what: str = "") -> None:
+def check_int(f: Field, value: int, what: str = "") -> None:
     """VALUE_NOT_SUPPORTED naming the field (or `what` the user wrote) if `value` is outside
-    the field's bounds."""
+    the field's bounds (any integer: SQLite's 64 bits)."""
     if isinstance(value, bool) or not isinstance(value, int):
         return
-    lo, hi, why = RANGES.get((cls, f.name), (-INT64_MAX - 1, INT64_MAX, "a 64-bit integer"))
+    lo, hi, why = f.bounds or INT64
     if not lo <= value <= hi:
         raise XeError("VALUE_NOT_SUPPORTED", what or f.cli_name, value, f"must be {lo} to {hi}: {why}")
 
@@ -74,10 +71,10 @@ def check_text(what: str, value: str, *, limit: int = TEXT_MAX, line: bool = Fal
         raise XeError("VALUE_NOT_SUPPORTED", what, _short(value), f"at most {limit} bytes")
 
 
-def check_field(cls: str, f: Field, value: object) -> None:
+def check_field(f: Field, value: object) -> None:
     """The bounds of one field's value as it is written to the store."""
     if isinstance(value, int):
-        check_int(cls, f, value)
+        check_int(f, value)
     elif isinstance(value, str) and f.name in NAME_FIELDS:
         check_text(f.cli_name, value, limit=NAME_FIELDS[f.name], line=True)
 

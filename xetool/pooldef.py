@@ -108,7 +108,7 @@ class Importer:
         try:
             value = parse_size(raw, key)
             if bound is not None:
-                limits.check_int(bound[0], get_class(bound[0]).field_named(bound[1]), value, key)
+                limits.check_int(get_class(bound[0]).field_named(bound[1]), value, key)
             return value
         except XeError as err:
             detail = err.params.get("expected") or err.params.get("reason") or ""

@@ -6,6 +6,7 @@ can be read side by side. Memory is in bytes, as in xapi.
 
 from __future__ import annotations
 
+from xetool import limits as L
 from xetool.datamodel.types import ClassSpec, Field, Kind, Qualifier
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -112,15 +113,15 @@ HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     b("live", DRO, "True if the host answered the last time it was asked.", True, cli="host-metrics-live"),
     s("boot_id", DRO, "The host's per-boot identity when the pool last resynchronised with it; "
       "VMs resident under an earlier boot are Halted.", hidden=True),
-    i("memory_total", RO, "Total host memory, in bytes.", 0),
+    i("memory_total", RO, "Total host memory, in bytes.", 0, bounds=L.HOST_MEMORY),
     i("memory_free", DRO, "Free host memory: what the hypervisor reports free less what the memory broker has "
       "reserved for domains being built, in bytes.", 0),
     i("memory_free_computed", DRO, "Memory a new VM could get on the host: free memory plus what balloonable "
       "guests could give back, less the memory broker's 72 MiB reserve, in bytes (host-compute-free-memory); "
       "-1 until the host's memory broker has reported.", -1),
     i("memory_overhead", DRO, "Memory used by the host itself (dom0 and the toolstack's reserve), in bytes.", 0),
-    i("dom0_memory", RO, "Memory given to the control domain, in bytes.", 0),
-    i("cpu_count", RO, "Physical CPUs.", 1, cli="cpu-count"),
+    i("dom0_memory", RO, "Memory given to the control domain, in bytes.", 0, bounds=L.DOM0_MEMORY),
+    i("cpu_count", RO, "Physical CPUs.", 1, cli="cpu-count", bounds=L.HOST_CPUS),
     smap("cpu_info", RO, "The host's CPUs as xe shows them: cpu_count, and what the backend knows (vendor, modelname).",
          cli="cpu_info"),
     sset("capabilities", RO, "Virtualisation capabilities: pv, hvm, hap.", default=("pv",)),
@@ -142,15 +143,15 @@ VM = ClassSpec("vm", "A virtual machine (or a template).", (
     ref("resident_on", DRO, "The host the VM runs on.", "host"),
     ref("scheduled_to_be_resident_on", DRO, "The host chosen for a start in progress.", "host"),
     i("domid", DRO, "Domain id while the VM has a domain, else -1.", -1, cli="dom-id"),
-    i("memory_static_max", RW, "Highest memory the VM may ever have, in bytes.", 256 << 20),
-    i("memory_dynamic_max", RW, "Dynamic maximum memory, in bytes.", 256 << 20),
-    i("memory_dynamic_min", RW, "Dynamic minimum memory, in bytes.", 256 << 20),
-    i("memory_static_min", RW, "Lowest memory the VM may ever have, in bytes.", 128 << 20),
+    i("memory_static_max", RW, "Highest memory the VM may ever have, in bytes.", 256 << 20, bounds=L.VM_STATIC_MAX),
+    i("memory_dynamic_max", RW, "Dynamic maximum memory, in bytes.", 256 << 20, bounds=L.VM_MEMORY),
+    i("memory_dynamic_min", RW, "Dynamic minimum memory, in bytes.", 256 << 20, bounds=L.VM_MEMORY),
+    i("memory_static_min", RW, "Lowest memory the VM may ever have, in bytes.", 128 << 20, bounds=L.VM_MEMORY),
     i("memory_overhead", DRO, "Memory the hypervisor needs beside the guest's own, in bytes.", 0),
     metric("memory_actual", Kind.INT, "Memory the guest actually has, in bytes (0 while halted).", 0),
     i("memory_target", DRO, "Memory the domain is balanced to while it runs, in bytes (0 while halted).", 0),
-    i("VCPUs_max", RW, "Maximum number of vCPUs.", 1),
-    i("VCPUs_at_startup", RW, "vCPUs online at boot.", 1),
+    i("VCPUs_max", RW, "Maximum number of vCPUs.", 1, bounds=L.VM_VCPUS),
+    i("VCPUs_at_startup", RW, "vCPUs online at boot.", 1, bounds=L.VM_VCPUS),
     smap("VCPUs_params", RW, "vCPU parameters: mask (CPU list), weight, cap."),
     metric("VCPUs_number", Kind.INT, "vCPUs the running guest has (0 while halted).", 0),
     e("domain_type", RW, "The kind of domain.", ("hvm", "pv", "unspecified"), "unspecified"),
@@ -180,7 +181,7 @@ VM = ClassSpec("vm", "A virtual machine (or a template).", (
     metric("install_time", Kind.DATETIME, "When the VM was made.", ""),
     ref("metrics", DRO, "Metrics of the VM.", "vm_metrics"),
     ref("guest_metrics", DRO, "Metrics reported by the guest's agent.", "vm_guest_metrics"),
-    i("start_delay", RW, "Seconds to wait after starting the VM (for ordered starts).", 0),
+    i("start_delay", RW, "Seconds to wait after starting the VM (for ordered starts).", 0, bounds=L.START_DELAY),
     back("VBDs", "Virtual block devices.", "vbd", "VM"),
     back("VIFs", "Virtual network interfaces.", "vif", "VM"),
     OTHER, TAGS,
@@ -229,7 +230,7 @@ VBD = ClassSpec("vbd", "A virtual block device: a VDI plugged into a VM.", (
 VDI = ClassSpec("vdi", "A virtual disk image, stored in an SR.", (
     UUID, NAME, DESCRIPTION,
     ref("SR", RO, "The SR the disk lives in.", "sr", cli="sr-uuid"),
-    i("virtual_size", RO, "Size the guest sees, in bytes.", 0),
+    i("virtual_size", RO, "Size the guest sees, in bytes.", 0, bounds=L.VDI_SIZE),
     i("physical_utilisation", DRO, "Space the disk uses in its SR, in bytes.", 0),
     e("type", RO, "The kind of disk.", ("system", "user", "ephemeral", "suspend", "crashdump"), "user"),
     b("sharable", RO, "True if several VMs may use it at once."),
@@ -266,7 +267,7 @@ PBD = ClassSpec("pbd", "A host's connection to an SR.", (
 NETWORK = ClassSpec("network", "A virtual network: a bridge on each host that has a PIF on it.", (
     UUID, NAME, DESCRIPTION,
     s("bridge", RO, "The bridge's name in dom0."),
-    i("MTU", RW, "MTU of the network.", 1500),
+    i("MTU", RW, "MTU of the network.", 1500, bounds=L.NETWORK_MTU),
     back("VIFs", "Virtual interfaces on the network.", "vif", "network"),
     back("PIFs", "Physical interfaces on the network.", "pif", "network"),
     OTHER, TAGS,

@@ -51,6 +51,7 @@ class Field:
     via: tuple[str, str, str] | None = None
     computed: str = ""  # "module:function(txn, row)" computing the value when it is read
     expensive: bool = False  # xe prints `<expensive field>` for it in -list (param-list/-get compute it)
+    bounds: tuple[int, int, str] | None = None  # INT: (least, most, what the bound protects); limits.py
 
     @property
     def cli_name(self) -> str:

@@ -180,7 +180,7 @@ def _bounded(spec: ClassSpec, f: Field, value: Any) -> None:
     """Every write is within the field's bounds (xetool.limits): no path into the store can
     leave a number SQLite cannot hold or a name that breaks the record layout."""
     if isinstance(value, int) or (isinstance(value, str) and f.name in limits.NAME_FIELDS):
-        limits.check_field(spec.name, f, value)
+        limits.check_field(f, value)
 
 
 def _field(spec: ClassSpec, name: str) -> Field:

@@ -86,9 +86,9 @@ def create_vdi(txn: Txn, sr: str, values: dict[str, Any], created: list[tuple[st
     from xetool import limits
     from xetool.datamodel.classes import VDI
 
-    limits.check_int("vdi", VDI.field_named("virtual_size"), size)  # before the file is made
+    limits.check_int(VDI.field_named("virtual_size"), size)  # before the file is made
     if values.get("name_label") is not None:
-        limits.check_field("vdi", VDI.field_named("name_label"), values["name_label"])
+        limits.check_field(VDI.field_named("name_label"), values["name_label"])
     uuid = values.get("uuid") or new_uuid()
     path = sr_path(txn, sr)
     location = file_sr.create(sr, path, uuid, size)

@@ -30,7 +30,7 @@ def vm_create(ctx: Context, cmd: Command, args: Args) -> Output:
     memory = args.pop("memory")
     if memory is not None:
         size = parse_size(memory, "memory")
-        limits.check_int("vm", spec.field_named("memory_static_max"), size, "memory")
+        limits.check_int(spec.field_named("memory_static_max"), size, "memory")
         values.update(objects.memory_of_size(size))
     for key, text in args.params.items():
         base, colon, sub = key.partition(":")
