@@ -11,8 +11,9 @@ _counts = {"passed": 0, "failed": 0}
 
 
 def _emit(line: str) -> None:
-    # straight to the console, past pytest's capture, so the harness sees it as it happens
-    with open("/dev/console", "w") as con:
+    # straight to the console, past pytest's capture, so the harness sees it as it happens; on
+    # the master's side of the SSH phase, the harness's pipe ($XENLAB_CONSOLE)
+    with open(os.environ.get("XENLAB_CONSOLE", "/dev/console"), "w") as con:
         con.write("\n" + line + "\n")  # pytest -v may have left a line open
 
 
