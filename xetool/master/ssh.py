@@ -61,8 +61,8 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
-    """The ssh command line that runs the host's agent."""
+def options(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
+    """ssh and its options for the host, up to the destination."""
     cmd = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
            # a link that dies during a call is noticed in seconds, not at TCP's timeout
            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
@@ -76,16 +76,46 @@ def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "
         cmd += ["-l", host["ssh_user"]]
     if host.get("ssh_port"):
         cmd += ["-p", str(host["ssh_port"])]
-    cmd += ["--", host.get("ssh_alias") or host["address"], host.get("agent_command") or AGENT_COMMAND]
     return cmd
+
+
+def destination(host: Row) -> str:
+    return str(host.get("ssh_alias") or host["address"])
+
+
+def agent_command(host: Row) -> str:
+    return str(host.get("agent_command") or AGENT_COMMAND)
+
+
+def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
+    """The ssh command line that runs an agent for this connection alone (the session agent)."""
+    return options(state_dir, host, ssh_config, ssh_identity) + ["--", destination(host), agent_command(host)]
+
+
+def offline(host: Row, status: int | None, said: str, command: str) -> XeError:
+    """HOST_OFFLINE for an ssh that failed before the agent greeted, in ssh's own words."""
+    if status == SSH_FAILED:
+        reason = f"ssh: {said}" if said else "ssh could not reach it"
+    elif status == NOT_FOUND:
+        reason = f"the agent command was not found there ({said or command}): install xetool on the host"
+    elif status is None:
+        reason = f"ssh did not finish ({command})"
+    else:
+        reason = f"the agent ({command}) exited with status {status}" + (f": {said}" if said else "")
+    return XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"], reason=reason)
+
+
+def _last_lines(f: Any) -> str:
+    f.seek(0)
+    lines = [ln.strip() for ln in f.read()[-4096:].decode(errors="replace").splitlines() if ln.strip()]
+    return "; ".join(lines[-3:])
 
 
 class Ssh(Stream):
     """An agent at the far end of an ssh process."""
 
     def __init__(self, host: Row, command: list[str]) -> None:
-        self.name = host["name_label"]
-        self.command = command
+        self.row, self.command = host, command
         self.errors = tempfile.TemporaryFile()  # ssh's messages (and the agent's stderr)
         try:
             # its own session: a ^C at the terminal reaches the command, which then undoes its
@@ -94,15 +124,13 @@ class Ssh(Stream):
                                          stderr=self.errors, start_new_session=True)
         except OSError as err:
             self.errors.close()
-            raise XeError("HOST_OFFLINE", host["uuid"], name=self.name,
+            raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
                           reason=f"cannot run ssh: {err.strerror or err}") from None
         super().__init__(host["uuid"], self.proc.stdout, self.proc.stdin)
 
     def said(self) -> str:
         """What ssh (or the agent) wrote on its stderr, the last lines."""
-        self.errors.seek(0)
-        lines = [ln.strip() for ln in self.errors.read()[-4096:].decode(errors="replace").splitlines() if ln.strip()]
-        return "; ".join(lines[-3:])
+        return _last_lines(self.errors)
 
     def _status(self) -> int | None:
         try:
@@ -118,14 +146,7 @@ class Ssh(Stream):
                 raise
         # it never greeted: ssh could not connect or log in, or the host has no agent to run
         self.close()
-        status, said = self._status(), self.said()
-        if status == SSH_FAILED:
-            reason = f"ssh: {said}" if said else "ssh could not reach it"
-        elif status == NOT_FOUND:
-            reason = f"the agent command was not found there ({said or self.command[-1]}): install xetool on the host"
-        else:
-            reason = f"the agent ({self.command[-1]}) exited with status {status}" + (f": {said}" if said else "")
-        raise XeError("HOST_OFFLINE", self.host, name=self.name, reason=reason)
+        raise offline(self.row, self._status(), self.said(), self.command[-1])
 
     def lost(self, reason: str) -> XeError:
         self.close()
@@ -153,20 +174,126 @@ class Ssh(Stream):
             self.proc.wait()
 
 
-_open: dict[tuple[str, ...], Ssh] = {}
+class Forwarded(Stream):
+    """The host's long-running agent (`xetool host-agent --daemon`), reached through a Unix
+    socket that the shared SSH connection forwards to the agent's socket on the host: a command
+    opens no SSH session and starts no process on the host."""
+
+    def __init__(self, host: Row, sock: Any) -> None:
+        self.sock = sock
+        super().__init__(host["uuid"], sock.makefile("rb"), sock.makefile("wb"))
+
+    def alive(self) -> bool:
+        return not self.writer.closed
+
+    def close(self) -> None:
+        for f in (self.writer, self.reader, self.sock):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def lost(self, reason: str) -> XeError:
+        self.close()
+        return XeError("HOST_AGENT_CONNECTION_LOST", self.host, reason + " (the shared SSH connection or the agent went)")
 
 
-def transport(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> Ssh:
-    """The open connection to the host's agent, or a new one (kept for the rest of the command)."""
-    command = argv(state_dir, host, ssh_config, ssh_identity)
-    key = tuple(command)
+_open: dict[tuple[str, ...], Ssh | Forwarded] = {}
+
+
+def transport(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> Ssh | Forwarded:
+    """The open connection to the host's agent, or a new one (kept for the rest of the command):
+    the long-running agent through the shared connection's forwarding, unless
+    XETOOL_SSH_AGENT=session asks for an agent started for each command (or the host's sshd
+    refuses the forwarding)."""
+    base = options(state_dir, host, ssh_config, ssh_identity)
+    key = (*base, destination(host), agent_command(host))
     t = _open.get(key)
     if t is None or not t.alive():
         if not _open:
             import atexit
 
             atexit.register(close_all)
-        t = _open[key] = Ssh(host, command)
+        t = None
+        if os.environ.get("XETOOL_SSH_AGENT", "forward") != "session":
+            t = forwarded(state_dir, host, base)
+        t = _open[key] = t or Ssh(host, [*base, "--", destination(host), agent_command(host)])
+    return t
+
+
+def _run(host: Row, command: list[str]) -> str:
+    """One ssh command to completion, its output; HOST_OFFLINE with ssh's words if it fails. The
+    output goes through files, not pipes: a connection master that ssh leaves in the background
+    would hold a pipe open for minutes."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            status: int | None = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                                timeout=120, start_new_session=True).returncode
+        except subprocess.TimeoutExpired:
+            status = None
+        except OSError as e:
+            raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
+                          reason=f"cannot run ssh: {e.strerror or e}") from None
+        if status != 0:
+            raise offline(host, status, _last_lines(err), command[-1])
+        out.seek(0)
+        return out.read().decode(errors="replace")
+
+
+def _connect(host: Row, local: Path) -> Forwarded | None:
+    """The agent through the forwarded socket, greeted; None if nothing answers there."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(local))
+    except OSError:
+        s.close()
+        return None
+    t = Forwarded(host, s)
+    try:
+        t.greet()
+    except XeError as err:
+        t.close()
+        if err.code == "HOST_AGENT_CONNECTION_LOST":  # the forward is there, the agent is not
+            return None
+        raise
+    return t
+
+
+def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
+    """The long-running agent through the shared connection; set up (the agent started on the
+    host, the forwarding added to the connection) when it does not answer. None if the host's
+    sshd refuses to forward (its AllowStreamLocalForwarding)."""
+    import json
+
+    dest = destination(host)
+    name = hashlib.sha1("\0".join([*base, dest]).encode()).hexdigest()[:16]
+    local = control_dir(state_dir) / f"{name}.agent"
+    t = _connect(host, local)
+    if t is not None:
+        return t
+    answer = _run(host, [*base, "--", dest, agent_command(host) + " --listen"])
+    try:
+        remote = json.loads(answer.strip().splitlines()[-1])["socket"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
+                      reason=f"its agent did not say where it listens: {answer[-200:]!r}") from None
+    if (t := _connect(host, local)) is not None:  # the forwarding was there: the agent was not
+        return t
+    local.unlink(missing_ok=True)
+    try:
+        _run(host, [*base, "-O", "cancel", "-L", f"{local}:{remote}", dest])
+    except XeError:
+        pass  # none to cancel
+    try:
+        _run(host, [*base, "-O", "forward", "-L", f"{local}:{remote}", dest])
+    except XeError:
+        return None
+    t = _connect(host, local)
+    if t is None:
+        raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
+                      reason=f"its agent's socket {remote}, forwarded over SSH, does not answer")
     return t
 
 

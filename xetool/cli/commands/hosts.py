@@ -106,5 +106,12 @@ def host_agent(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.paths import ensure_state_dir
 
     ensure_state_dir(str(ctx.state), create=True)
-    agent.serve(ctx.state_dir)
+    if args.flag("daemon"):
+        agent.daemon(ctx.state_dir)
+    elif args.flag("listen"):
+        import json
+
+        return Message(json.dumps(agent.listen(ctx.state_dir)))
+    else:
+        agent.serve(ctx.state_dir)
     return None
