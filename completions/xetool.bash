@@ -23,7 +23,7 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 declare -gA _xetool_P=(
     [event-wait]='class= uuid= timeout='
     [help]='command= all='
-    [host-agent]=''
+    [host-agent]='listen= daemon='
     [host-compute-free-memory]='host= multiple='
     [host-compute-memory-overhead]='host= multiple='
     [host-disable]='host= multiple='
@@ -628,7 +628,7 @@ declare -gA _xetool_FV=(
     ['message class']='e:VM Host SR Pool VMPP VMSS PVS_proxy VDI Certificate'
     ['host_sim uuid']=u:host_sim
     ['host_sim name-label']=n:host_sim
-    ['host_sim state']='e:running stopped not-started'
+    ['host_sim state']='e:running stopped not-started unreachable'
 )
 
 # Glue the words bash split at `=`/`:` back together. Sets words[] (up to the cursor) and cur.
