@@ -23,7 +23,7 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 declare -gA _xetool_P=(
     [event-wait]='class= uuid= timeout='
     [help]='command= all='
-    [host-agent]=''
+    [host-agent]='listen= daemon='
     [host-compute-free-memory]='host= multiple='
     [host-compute-memory-overhead]='host= multiple='
     [host-disable]='host= multiple='
@@ -226,14 +226,14 @@ declare -gA _xetool_V=(
     ['host-disable multiple']='e:true false'
     ['host-enable host']=n:host
     ['host-enable multiple']='e:true false'
-    ['host-list params']='l:all uuid name-label name-description hostname address backend enabled host-metrics-live memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
+    ['host-list params']='l:all uuid name-label name-description hostname address ssh-user ssh-port ssh-alias agent-command backend enabled host-metrics-live memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-list host']=n:host
     ['host-param-add uuid']=u:host
     ['host-param-add param-name']='e:other-config tags'
     ['host-param-clear uuid']=u:host
-    ['host-param-clear param-name']='e:name-label name-description other-config tags'
+    ['host-param-clear param-name']='e:name-label name-description address ssh-user ssh-port ssh-alias agent-command other-config tags'
     ['host-param-get uuid']=u:host
-    ['host-param-get param-name']='e:uuid name-label name-description hostname address backend enabled host-metrics-live boot-id memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
+    ['host-param-get param-name']='e:uuid name-label name-description hostname address ssh-user ssh-port ssh-alias agent-command backend enabled host-metrics-live boot-id memory-total memory-free memory-free-computed memory-overhead dom0-memory cpu-count cpu_info capabilities allowed-operations current-operations resident-vms PBDs PIFs other-config tags'
     ['host-param-get param-key']=k:host
     ['host-param-list uuid']=u:host
     ['host-param-remove uuid']=u:host
@@ -303,14 +303,14 @@ declare -gA _xetool_V=(
     ['pool-export file']=f
     ['pool-import file']=f
     ['pool-import dry-run']='e:true false'
-    ['pool-list params']='l:all uuid name-label name-description master default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout other-config tags'
+    ['pool-list params']='l:all uuid name-label name-description master default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout ssh-config ssh-identity other-config tags'
     ['pool-list pool']=n:pool
     ['pool-param-add uuid']=u:pool
     ['pool-param-add param-name']='e:other-config tags'
     ['pool-param-clear uuid']=u:pool
-    ['pool-param-clear param-name']='e:name-label name-description default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout other-config tags'
+    ['pool-param-clear param-name']='e:name-label name-description default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout ssh-config ssh-identity other-config tags'
     ['pool-param-get uuid']=u:pool
-    ['pool-param-get param-name']='e:uuid name-label name-description master default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout other-config tags'
+    ['pool-param-get param-name']='e:uuid name-label name-description master default-SR ha-enabled ha-host-failures-to-tolerate ha-allow-overcommit coordinator-bias wlb-url wlb-command wlb-enabled wlb-timeout ssh-config ssh-identity other-config tags'
     ['pool-param-get param-key']=k:pool
     ['pool-param-list uuid']=u:pool
     ['pool-param-remove uuid']=u:pool
@@ -500,10 +500,10 @@ declare -gA _xetool_V=(
     ['vm-vnc multiple']='e:true false'
 )
 declare -gA _xetool_FW=(
-    [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config: tags:contains='
-    [pool/rw]='name-label= name-description= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= other-config:'
-    [host]='uuid= name-label= name-description= hostname= address= backend= enabled= host-metrics-live= memory-total= memory-free= memory-free-computed= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
-    [host/rw]='name-label= name-description= other-config:'
+    [pool]='uuid= name-label= name-description= master= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= ssh-config= ssh-identity= other-config: tags:contains='
+    [pool/rw]='name-label= name-description= default-SR= ha-enabled= ha-host-failures-to-tolerate= ha-allow-overcommit= coordinator-bias= wlb-url= wlb-command= wlb-enabled= wlb-timeout= ssh-config= ssh-identity= other-config:'
+    [host]='uuid= name-label= name-description= hostname= address= ssh-user= ssh-port= ssh-alias= agent-command= backend= enabled= host-metrics-live= memory-total= memory-free= memory-free-computed= memory-overhead= dom0-memory= cpu-count= cpu_info: capabilities:contains= allowed-operations:contains= current-operations: resident-vms:contains= PBDs:contains= PIFs:contains= other-config: tags:contains='
+    [host/rw]='name-label= name-description= address= ssh-user= ssh-port= ssh-alias= agent-command= other-config:'
     [vm]='uuid= name-label= name-description= power-state= is-a-template= is-control-domain= allowed-operations:contains= current-operations: blocked-operations: affinity= resident-on= scheduled-to-be-resident-on= dom-id= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= memory-overhead= memory-actual= memory-target= VCPUs-max= VCPUs-at-startup= VCPUs-params: VCPUs-number= domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= suspend-VDI-uuid= start-time= install-time= metrics= guest-metrics= start-delay= VBDs:contains= VIFs:contains= other-config: tags:contains='
     [vm/rw]='name-label= name-description= is-a-template= blocked-operations: affinity= memory-static-max= memory-dynamic-max= memory-dynamic-min= memory-static-min= VCPUs-max= VCPUs-at-startup= VCPUs-params: domain-type= HVM-boot-policy= HVM-boot-params: HVM-shadow-multiplier= PV-kernel= PV-ramdisk= PV-args= PV-bootloader= PV-bootloader-args= platform: bios-strings: xenstore-data: actions-after-shutdown= actions-after-reboot= actions-after-crash= ha-restart-priority= ha-always-run= start-delay= other-config:'
     [vm_metrics]='uuid= vm-uuid= memory-actual= VCPUs-number= start-time= install-time= last-updated= other-config:'
@@ -628,7 +628,7 @@ declare -gA _xetool_FV=(
     ['message class']='e:VM Host SR Pool VMPP VMSS PVS_proxy VDI Certificate'
     ['host_sim uuid']=u:host_sim
     ['host_sim name-label']=n:host_sim
-    ['host_sim state']='e:running stopped not-started'
+    ['host_sim state']='e:running stopped not-started unreachable'
 )
 
 # Glue the words bash split at `=`/`:` back together. Sets words[] (up to the cursor) and cur.

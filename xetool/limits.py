@@ -46,6 +46,7 @@ HOST_MEMORY = (256 * MiB, HOST_MEMORY_MAX, "a host has 256 MiB to 16 TiB")
 DOM0_MEMORY = (0, HOST_MEMORY_MAX, "a host has at most 16 TiB")
 HOST_CPUS = (1, HOST_CPUS_MAX, "a host has 1 to 4096 CPUs")
 NETWORK_MTU = (68, 9216, "an MTU is 68 to 9216 bytes")
+SSH_PORT = (0, 65535, "a TCP port, 1 to 65535 (0: ssh's own choice)")
 INT64 = (-INT64_MAX - 1, INT64_MAX, "a 64-bit integer")
 
 

@@ -271,7 +271,7 @@ def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
 
 def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     name = _need_name(imp, table, data)
-    special = {"memory", "dom0-memory", "cpus", "capabilities", "backend", "hostname", "address"}
+    special = {"memory", "dom0-memory", "cpus", "capabilities", "backend", "hostname"}
     values = imp.fields("host", table, data, special)
     total = imp.size(table, "memory", data.get("memory", "16GiB"), ("host", "memory_total"))
     dom0 = imp.size(table, "dom0-memory", data.get("dom0-memory", "1GiB"), ("host", "dom0_memory"))
@@ -289,7 +289,7 @@ def _import_host(imp: Importer, table: str, data: dict[str, Any]) -> None:
     overhead = dom0 + RESERVED_HOST_MEMORY
     static = {"memory_total": total, "dom0_memory": dom0, "cpu_count": cpus, "cpu_info": cpu_info(cpus, backend),
               "capabilities": list(caps),
-              "backend": backend, "hostname": str(data.get("hostname", name)), "address": str(data.get("address", ""))}
+              "backend": backend, "hostname": str(data.get("hostname", name))}
     values = {**values, **static}
     existing = imp.txn.get("host", values["uuid"]) if values.get("uuid") else None
     if existing is None and not values.get("uuid"):

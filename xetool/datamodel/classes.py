@@ -101,13 +101,22 @@ POOL = ClassSpec("pool", "The pool: a set of hosts managed together.", (
     s("wlb_command", RW, "Workload balancing recommender command (JSON on stdin and stdout)."),
     b("wlb_enabled", RW, "True if the recommender is consulted before the default placement."),
     _f("wlb_timeout", Kind.FLOAT, RW, "Seconds to wait for the recommender.", 5.0),
+    s("ssh_config", RW, "An ssh_config file for reaching the pool's remote hosts (ssh -F; empty: the user's own)."),
+    s("ssh_identity", RW, "A private key for reaching the pool's remote hosts (ssh -i; empty: the user's own)."),
     OTHER, TAGS,
 ), list_params=("uuid", "name_label", "name_description", "master"))
 
 HOST = ClassSpec("host", "A physical host running Xen, or a simulated one.", (
     UUID, NAME, DESCRIPTION,
     s("hostname", RO, "The host's hostname."),
-    s("address", RO, "The host's management address."),
+    s("address", RW, "The host's management address. A host with an address (or an SSH alias) is reached over "
+      "SSH, its half run by the agent there; with neither it runs on this machine."),
+    s("ssh_user", RW, "The user SSH logs in as on the host (empty: ssh's own choice, from ssh_config or the "
+      "local user)."),
+    i("ssh_port", RW, "The port of the host's sshd (0: ssh's own choice, from ssh_config or 22).", 0,
+      bounds=L.SSH_PORT),
+    s("ssh_alias", RW, "A Host of the pool's ssh_config to reach the host by, instead of its address."),
+    s("agent_command", RW, "The command ssh runs on the host to serve its half (empty: xetool host-agent)."),
     e("backend", RO, "How xetool drives this host's hypervisor.", ("simulator", "xen"), "simulator"),
     b("enabled", RO, "False while the host is disabled: no new VMs start on it.", True),
     b("live", DRO, "True if the host answered the last time it was asked.", True, cli="host-metrics-live"),

@@ -30,7 +30,8 @@ def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     return os.fdopen(rfd, "rb", buffering=0), os.fdopen(wfd, "wb")
 
 
-def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | None = None) -> None:
+def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | None = None,
+          daemon_pid: int = 0) -> None:
     from xetool import __version__
     from xetool.host.calls import PROTOCOL, dispatch, error_message
 
@@ -41,7 +42,10 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
         writer.write(json.dumps(message).encode() + b"\n")
         writer.flush()
 
-    send({"hello": {"protocol": PROTOCOL, "xetool": __version__}})
+    hello: dict[str, Any] = {"protocol": PROTOCOL, "xetool": __version__}
+    if daemon_pid:
+        hello["pid"] = daemon_pid  # the long-running agent's, replaced by `listen` after an upgrade
+    send({"hello": hello})
     for line in iter(reader.readline, b""):
         try:
             request = json.loads(line)
@@ -61,3 +65,163 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
             from xetool.errors import XeError
 
             send({"id": ident, "error": error_message(XeError("INTERNAL_ERROR", f"{type(err).__name__}: {err}"))})
+
+
+# --- the long-running agent ----------------------------------------------------------------------
+# A request should not pay an interpreter's start-up on the host (under emulation that alone is
+# seconds). So the agent can also stay running, as libvirtd does behind virt-ssh-helper: one
+# process per host and user that listens on a Unix socket in the state directory, with the host
+# half's modules loaded, and forks a child to serve each connection. The master reaches that
+# socket through its shared SSH connection's stream forwarding (master/ssh.py), so a command
+# opens no SSH session and starts no process on the host.
+
+PRELOAD = ("xetool.host.calls", "xetool.host.handlers", "xetool.host.vm_start", "xetool.host.side",
+           "xetool.backends.simulator.backend", "xetool.xenstore.client", "xetool.host.memory")
+
+
+def agent_socket(state_dir: Path) -> Path:
+    """The long-running agent's socket: in the state directory, or (a path too long for a
+    socket) in a private directory of /tmp named after it."""
+    here = state_dir / "agent.sock"
+    if len(str(here)) < 100:
+        return here
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"xetool-agent-{os.getuid()}-{digest}.sock"
+
+
+def _greeting(sock_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The hello of the agent listening there, or None if none answers."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(sock_path))
+        line = s.makefile("rb").readline()
+        hello: dict[str, Any] = json.loads(line)["hello"]
+        return hello
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        s.close()
+
+
+def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
+    """`xetool host-agent --listen`: make sure this host's long-running agent runs (and is this
+    xetool's version: one left from before an upgrade is replaced), and say where it listens."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xetool import __version__
+    from xetool.errors import XeError
+    from xetool.host.calls import PROTOCOL
+
+    path = agent_socket(state_dir)
+    hello = _greeting(path)
+    if hello is not None and hello.get("xetool") != __version__ and hello.get("pid"):
+        try:
+            os.kill(int(hello["pid"]), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        hello = None
+    if hello is None:
+        log = os.fdopen(os.open(state_dir / "agent.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+        subprocess.Popen([sys.executable, "-m", "xetool", "host-agent", "--daemon", f"--state-dir={state_dir}"],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+        log.close()
+        deadline = time.monotonic() + wait
+        while (hello := _greeting(path)) is None or hello.get("xetool") != __version__:
+            if time.monotonic() > deadline:
+                raise XeError("HOST_OFFLINE", os.uname().nodename,
+                              reason=f"the long-running agent did not start listening on {path} within {wait:.0f} s "
+                              f"(see {state_dir / 'agent.log'})")
+            time.sleep(0.05)
+    return {"socket": str(path), "protocol": PROTOCOL, "xetool": __version__, "pid": hello.get("pid")}
+
+
+def daemon(state_dir: Path) -> None:
+    """The long-running agent: the host half loaded once, a forked child per connection. Only
+    this user's processes are served (SO_PEERCRED); one agent runs per state directory."""
+    import fcntl
+    import importlib
+    import signal
+    import socket
+
+    from xetool.backends.simulator.control import peer_uid
+
+    lock = os.fdopen(os.open(state_dir / "agent.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return  # another one runs
+    for name in PRELOAD:
+        importlib.import_module(name)
+    path = agent_socket(state_dir)
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old)
+    listener.listen(64)
+    daemon_pid = os.getpid()
+    listener.settimeout(1.0)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        while not stopping:
+            _reap()
+            try:
+                conn, _ = listener.accept()
+            except (TimeoutError, InterruptedError):
+                continue
+            if peer_uid(conn) != os.getuid():
+                conn.close()
+                continue
+            if os.fork() == 0:
+                _child(state_dir, listener, lock, conn, daemon_pid)
+            conn.close()
+    finally:
+        if _bound_here(path, listener):
+            path.unlink(missing_ok=True)
+        listener.close()
+
+
+def _bound_here(path: Path, listener: Any) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino
+    except OSError:
+        return False
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _child(state_dir: Path, listener: Any, lock: Any, conn: Any, daemon_pid: int) -> None:
+    """One connection, served by a fork of the long-running agent; never returns."""
+    import signal
+
+    status = 0
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        listener.close()
+        lock.close()
+        conn.settimeout(None)
+        serve(state_dir, conn.makefile("rb", buffering=0), conn.makefile("wb"), daemon_pid)
+    except BaseException:  # nosec: a connection that broke; the parent goes on
+        status = 1
+    finally:
+        os._exit(status)

@@ -7,7 +7,9 @@ from pathlib import Path
 from xetool.backends.base import Backend
 from xetool.store.db import Row
 
-HOST_FIELDS = ("uuid", "name_label", "backend", "memory_total", "dom0_memory", "cpu_count", "capabilities", "hostname")
+HOST_FIELDS = ("uuid", "name_label", "backend", "memory_total", "dom0_memory", "cpu_count", "capabilities", "hostname",
+               # how the master reaches it (master/ssh.py): none of these for a host on this machine
+               "address", "ssh_user", "ssh_port", "ssh_alias", "agent_command")
 
 
 def backend_for(state_dir: Path, host: Row) -> Backend:

@@ -83,6 +83,11 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     _c("remove_lease", _H + "remove_lease", "bridge mac", "removed", "Remove one DHCP lease line."),
     _c("xenstore_ls", _H + "xenstore_ls", "path", "lines", "`xenstore-ls -f` of a subtree."),
     _c("console", _H + "console", "vm", "port password domid secret", "Where a VM's VNC console listens on the host, and its password."),
+    _c("host_process", _H + "host_process", "", "state pid xenstore_socket",
+       "The host's own process: a simulated host's running, stopped (it ran and is gone) or not-started, "
+       "and its pid; a Xen host's xenstored state. And its xenstore socket, on the host."),
+    _c("host_stop", _H + "host_stop", "", "stopped",
+       "Stop a simulated host's process (to its VMs, a crash); refused for a Xen host."),
 )}
 
 

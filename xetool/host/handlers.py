@@ -291,3 +291,24 @@ def console(side: HostSide, args: Args) -> Answer:
     except OSError as err:
         raise XeError("FILE_NOT_READABLE", secret, err.strerror) from None
     return {"port": rt.vnc_port, "password": password, "domid": info.domid, "secret": str(secret)}
+
+
+# --- the host's own process (host-sim-list, host-sim-stop, host-xenstore-socket) ------------------------
+
+def host_process(side: HostSide, args: Args) -> Answer:
+    if side.host.get("backend") != "simulator":
+        return {"state": side.backend.reachability(), "pid": -1, "xenstore_socket": side.backend.xenstore_socket()}
+    from xetool.backends import simulator
+
+    status = {s.uuid: s for s in simulator.list_hosts(side.state_dir)}.get(side.uuid)
+    return {"state": "running" if status and status.live else ("stopped" if status else "not-started"),
+            "pid": status.pid if status and status.pid else -1,
+            "xenstore_socket": simulator.xenstore_socket_path(side.state_dir, side.uuid)}
+
+
+def host_stop(side: HostSide, args: Args) -> Answer:
+    if side.host.get("backend") != "simulator":
+        raise XeError("OPERATION_NOT_ALLOWED", f"host {side.name} is a real Xen host, not a simulated one")
+    from xetool.backends import simulator
+
+    return {"stopped": simulator.stop_host(side.state_dir, side.uuid)}

@@ -40,13 +40,13 @@ def cleanup_dead_task(store: Store, task: Row) -> None:
 
 
 def reconcile_hosts(store: Store) -> list[str]:
-    """A simulated host whose process was started and is gone has crashed: resynchronised as a
+    """A simulated host of this machine whose process was started and is gone has crashed: resynchronised as a
     host that is down (its VMs Halted and released, each with a message; marked not live).
     A process that runs but does not answer is not a crash: nothing is assumed about it.
     Returns the hosts found down."""
     from xetool.backends import simulator
     from xetool.host import runtime
-    from xetool.master import host_half, resync
+    from xetool.master import host_half, resync, ssh
 
     state_dir = Path(store.state_dir)
     down: list[str] = []
@@ -58,7 +58,8 @@ def reconcile_hosts(store: Store) -> list[str]:
     if not crashed:
         return down
     with store.read() as txn:
-        rows = [r for r in txn.select("host", list(HOST_FIELDS) + ["live"]) if r["uuid"] in crashed and r["backend"] == "simulator"]
+        rows = [r for r in txn.select("host", list(HOST_FIELDS) + ["live"])
+                if r["uuid"] in crashed and r["backend"] == "simulator" and not ssh.is_remote(r)]
     for row in rows:
         with store.read() as txn:
             resident = txn.uuids("vm", {"resident_on": row["uuid"]})

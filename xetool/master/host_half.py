@@ -132,6 +132,11 @@ class HostClient:
                 from xetool.master import resync
 
                 resync.forget_touch(str(self.state_dir), self.uuid)
+            elif err.code == "HOST_OFFLINE":  # unreachable: placement passes it by until it answers
+                with self.store.write() as txn:
+                    row = txn.get("host", self.uuid, ["live"])
+                    if row is not None and row["live"]:
+                        txn.update("host", self.uuid, {"live": False})
             raise
         if "error" in answer:
             raise error_from(answer["error"])
@@ -161,8 +166,19 @@ class HostClient:
             self.observer.step_undone(str(ev["name"]), error_from(ev["error"]) if ev.get("error") else None)
 
 
+def transport_for(store: Store, state_dir: Path, host: Row) -> InProcess | Stream:
+    """This process for a host on this machine; its agent over SSH for a host with an address."""
+    from xetool.master import ssh
+
+    if not ssh.is_remote(host):
+        return InProcess(state_dir)
+    with store.read() as txn:
+        pool = txn.pool()
+    return ssh.transport(state_dir, host, pool["ssh_config"], pool["ssh_identity"])
+
+
 def client(store: Store, state_dir: Path, host: Row, observer: Observer | None = None) -> HostClient:
-    return HostClient(store, state_dir, host, observer)
+    return HostClient(store, state_dir, host, observer, transport_for(store, state_dir, host))
 
 
 def client_for(store: Store, state_dir: Path, host_uuid: str, observer: Observer | None = None) -> HostClient:
@@ -338,7 +354,8 @@ class Hosts:
 
         with self.store.read() as txn:
             row = txn.must("host", host, HOST_FIELDS)
-        c = HostClient(self.store, self.state_dir, row, self.observer, self.connect(row) if self.connect else None)
+        c = HostClient(self.store, self.state_dir, row, self.observer,
+                       self.connect(row) if self.connect else transport_for(self.store, self.state_dir, row))
         # the first touch of the host: it must answer, and the store is matched with its domains
         # before anything else runs there (our own start's marks do not hold it back)
         resync.touch(self.store, self.state_dir, c, own_task=task)

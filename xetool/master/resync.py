@@ -474,8 +474,11 @@ def _hosts(store: Store) -> list[Row]:
 
 
 def _worth_a_look(state_dir: Path, host: Row) -> bool:
-    """A simulated host that has never run, with nothing placed on it, has nothing to compare."""
-    if host["backend"] != "simulator":
+    """A simulated host that has never run, with nothing placed on it, has nothing to compare
+    (a remote host is always asked: what ran there is known there)."""
+    from xetool.master.ssh import is_remote
+
+    if host["backend"] != "simulator" or is_remote(host):
         return True
     return (host_dir(state_dir, host["uuid"]) / "hostd.log").exists()
 

@@ -9,7 +9,7 @@ from xetool.cli.registry import Command
 from xetool.cli.selectors import require_count, select, split_filters
 from xetool.datamodel import get_class
 from xetool.errors import XeError
-from xetool.host.backend import HOST_FIELDS, backend_for
+from xetool.host.backend import HOST_FIELDS
 from xetool.store.db import Row
 
 
@@ -41,26 +41,26 @@ def _simulated(host: Row) -> None:
 
 
 def host_sim_list(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.backends import simulator
-    from xetool.host import janitor
-
     from xetool.cli.params import record_fields
     from xetool.cli.selectors import matching
     from xetool.cli.views import HOST_SIM
+    from xetool.host import janitor
+    from xetool.master import host_half
 
     fields = record_fields(HOST_SIM, args.get("params"))
     filters = split_filters(HOST_SIM, {k: v for k, v in args.params.items() if k != "params"})
     janitor.reconcile_hosts(ctx.store)
-    status = {s.uuid: s for s in simulator.list_hosts(ctx.state_dir)}
     with ctx.store.read() as txn:
-        hosts = txn.select("host", ["uuid", "name_label", "backend"], {"backend": "simulator"})
+        hosts = txn.select("host", list(HOST_FIELDS), {"backend": "simulator"})
     rows = []
     for h in hosts:
-        s = status.get(h["uuid"])
-        rows.append({"uuid": h["uuid"], "name_label": h["name_label"],
-                     "state": "running" if s and s.live else ("stopped" if s else "not-started"),
-                     "pid": s.pid if s and s.pid else -1,
-                     "xenstore_socket": simulator.xenstore_socket_path(ctx.state_dir, h["uuid"])})
+        try:  # asked through its half: a remote host's process runs there
+            p = host_half.client(ctx.store, ctx.state_dir, h).call("host_process")
+        except XeError as err:
+            if err.code != "HOST_OFFLINE":
+                raise
+            p = {"state": "unreachable", "pid": -1, "xenstore_socket": ""}
+        rows.append({"uuid": h["uuid"], "name_label": h["name_label"], **p})
     return Records(HOST_SIM, matching(HOST_SIM, rows, filters), fields)
 
 
@@ -77,19 +77,22 @@ def host_sim_start(ctx: Context, cmd: Command, args: Args) -> Output:
 
 
 def host_sim_stop(ctx: Context, cmd: Command, args: Args) -> Output:
-    from xetool.backends import simulator
-    from xetool.host import janitor
+    from xetool.master import host_half, resync
 
     for host in selected_hosts(ctx, args):
         _simulated(host)
-        simulator.stop_host(ctx.state_dir, host["uuid"])
-    janitor.reconcile_hosts(ctx.store)
+        c = host_half.client(ctx.store, ctx.state_dir, host)
+        c.call("host_stop")
+        resync.resync_host(ctx.store, c)  # its VMs went with it: Halted, each with a message
     return None
 
 
 def host_xenstore_socket(ctx: Context, cmd: Command, args: Args) -> Output:
+    """The socket's path on the host itself (for a remote host: there, not here)."""
+    from xetool.master import host_half
+
     host = selected_hosts(ctx, args, one=True)[0]
-    return Value(backend_for(ctx.state_dir, host).xenstore_socket())
+    return Value(host_half.client(ctx.store, ctx.state_dir, host).call("host_process")["xenstore_socket"])
 
 
 def host_xenstore_ls(ctx: Context, cmd: Command, args: Args) -> Output:
@@ -106,5 +109,12 @@ def host_agent(ctx: Context, cmd: Command, args: Args) -> Output:
     from xetool.paths import ensure_state_dir
 
     ensure_state_dir(str(ctx.state), create=True)
-    agent.serve(ctx.state_dir)
+    if args.flag("daemon"):
+        agent.daemon(ctx.state_dir)
+    elif args.flag("listen"):
+        import json
+
+        return Message(json.dumps(agent.listen(ctx.state_dir)))
+    else:
+        agent.serve(ctx.state_dir)
     return None
