@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.xen.test_xetool_lane import xl_info, xl_list
+from xetool.master.ssh import control_dir
 
 
 @dataclass
@@ -45,3 +50,78 @@ class Dom0:
     def close(self) -> None:
         subprocess.run(["ssh", "-o", f"ControlPath={self.control}", "-O", "exit", self.host],
                        capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    def xl(self, *args: str) -> str:
+        """`xl ARGS` in dom0 (the lane's helpers take it in place of their local one)."""
+        return self.sh(" ".join(["xl", *map(shlex.quote, args)]), 60).stdout
+
+    def free_mib(self) -> int:
+        return int(xl_info(self.xl)["free_memory"])
+
+    def facts(self, domid: int, vm_uuid: str, disk: Path, bridge: str, devid: int, leases: str,
+              console_pid: int = 0) -> Facts:
+        """What dom0 holds for a domain (running or gone), in one round trip."""
+        d = domid
+        be = f"/local/domain/0/backend"
+        reads = [f"/local/domain/{d}/{k}" for k in ("name", "vm", "console/vnc-port")] + [
+            f"{be}/vbd/{d}/{devid}/{k}" for k in ("params", "hotplug-status")] + [
+            f"{be}/vif/{d}/0/{k}" for k in ("bridge", "hotplug-status")]
+        gone = [f"/local/domain/{d}", f"/vm/{vm_uuid}", f"/libxl/{d}", f"{be}/vbd/{d}", f"{be}/vif/{d}"]
+        q = shlex.quote
+        script = f"""
+xl list | sed 's/^/xl /'
+for p in {' '.join(reads)}; do v=$(xenstore-read "$p" 2>/dev/null) && echo "xs $p $v"; done
+for p in {' '.join(gone)}; do xenstore-exists "$p" 2>/dev/null && echo "exists $p"; done
+echo "domains $(xenstore-list /local/domain | tr '\\n' ' ')"
+[ -e /sys/class/net/{bridge}/brif/vif{d}.0 ] && echo bridged
+[ -e /sys/class/net/vif{d}.0 ] && echo vif
+losetup -j {q(str(disk))} | sed 's/^/loop /'
+sed 's/^/lease /' {q(leases)} 2>/dev/null
+s=$(ps -o stat= -p {console_pid or 1 << 22}) && [ "${{s#Z}}" = "$s" ] && echo console-server
+xl info | awk -F: '$1 ~ /^free_memory/ {{print "free", $2 + 0}}'
+"""
+        f = Facts()
+        xl_lines = ["header"]
+        for line in self.sh(script, 120, check=False).stdout.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "xl":
+                xl_lines.append(rest)
+            elif kind == "xs":
+                path, _, value = rest.partition(" ")
+                f.xs[path] = value
+            elif kind == "exists":
+                f.exists.append(rest)
+            elif kind == "domains":
+                f.domains = rest.split()
+            elif kind in ("bridged", "vif", "console-server"):
+                setattr(f, kind.replace("-", "_"), True)
+            elif kind == "loop":
+                f.loops.append(rest)
+            elif kind == "lease":
+                f.leases.append(rest)
+            elif kind == "free":
+                f.free_mib = int(rest)
+        f.xl = xl_list(lambda *_: "\n".join(xl_lines[1:]))
+        return f
+
+    def close_masters(self, state_dir: Path) -> None:
+        """End the shared connections a master under test left (ControlPersist keeps them a
+        while): ssh processes of this machine that would outlive the test."""
+        for sock in control_dir(state_dir).glob("*"):
+            if re.fullmatch(r"[0-9a-f]{40}", sock.name):
+                subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", self.host],
+                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+@dataclass
+class Facts:
+    xl: dict[str, tuple[int, str]] = field(default_factory=dict)
+    xs: dict[str, str] = field(default_factory=dict)
+    exists: list[str] = field(default_factory=list)
+    domains: list[str] = field(default_factory=list)
+    bridged: bool = False
+    vif: bool = False
+    loops: list[str] = field(default_factory=list)
+    leases: list[str] = field(default_factory=list)
+    console_server: bool = False
+    free_mib: int = 0
