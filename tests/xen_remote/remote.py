@@ -39,7 +39,9 @@ class Dom0:
         res = subprocess.run([*self.argv(shared), script], capture_output=True, text=True, timeout=timeout,
                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
         if check and res.returncode != 0:
-            raise AssertionError(f"in dom0: {script}: exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+            key = subprocess.run(["ssh-keygen", "-lf", str(self.key)], capture_output=True, text=True).stdout.strip()
+            raise AssertionError(f"in dom0: {script}: exit {res.returncode} (key {key or 'unreadable'})\n"
+                                 f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
         return res
 
     def ssh_config(self, path: Path) -> Path:

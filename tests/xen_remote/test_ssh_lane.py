@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -50,8 +52,9 @@ def test_agent_greets_over_ssh(dom0: Dom0) -> None:
 
 
 @pytest.fixture(scope="module")
-def lane(dom0: Dom0, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
-    here = tmp_path_factory.mktemp("ssh-lane")  # the master's store: on this machine
+def lane(dom0: Dom0) -> Iterator[Lane]:
+    # the master's store, on this machine; a short path: ssh's control sockets live under it
+    here = Path(tempfile.mkdtemp(prefix="xenlab-m-"))
     shared = Path(os.environ["XENLAB_SSH_SHARED"])
     sr = shared / "ssh-lane-sr"
     sr.mkdir()
@@ -75,6 +78,7 @@ def lane(dom0: Dom0, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]
             lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force", check=False)
             dom0.sh(f"xl destroy {VM}", check=False)
         dom0.close_masters(lane.state)
+        shutil.rmtree(here, ignore_errors=True)
 
 
 def facts(dom0: Dom0, lane: Lane, domid: int, console_pid: int = 0) -> Facts:
