@@ -73,10 +73,11 @@ def lane(dom0: Dom0) -> Iterator[Lane]:
         f.write(MAGIC)
     try:
         yield lane
-    finally:
+        # whatever a failed test left: the domain (the VM's own name) and the store's view of it
         if VM in xl_list(dom0.xl):
             lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force", check=False)
             dom0.sh(f"xl destroy {VM}", check=False)
+    finally:
         dom0.close_masters(lane.state)
         shutil.rmtree(here, ignore_errors=True)
 
