@@ -10,6 +10,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.xen.lab import mark_lab_tests
 from xetool.backends.xen import XenBackend
 
 CAPS = Path("/proc/xen/capabilities")
@@ -29,13 +30,7 @@ def dom0_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = dom0_reason()
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.xen)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    mark_lab_tests(items, Path(__file__).parent, dom0_reason())
 
 
 @pytest.fixture

@@ -7,7 +7,19 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from xetool.backends.base import DomainConfig
+
+
+def mark_lab_tests(items: list[pytest.Item], here: Path, reason: str | None) -> None:
+    """The `xen` marker on the collected tests under `here`; a skip with the reason where the lab's
+    Xen cannot be reached (a conftest's pytest_collection_modifyitems)."""
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.xen)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def emit(line: str) -> None:

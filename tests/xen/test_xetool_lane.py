@@ -161,6 +161,21 @@ PV-args = "{ARGS}"
 '''
 
 
+def import_lane(pool_file: Path, state: Path, sr: Path) -> Lane:
+    """`pool-import` of the lane's pool into a new store; a marker written into the VM's disk,
+    which the guest reads back from xvda."""
+    lane = Lane(state, sr, Path(), "", "")
+    lane.xe("pool-import", f"file={pool_file}")
+    lane.vm_uuid = lane.xe("vm-list", f"name-label={VM}", "--minimal").stdout.strip()
+    lane.host_uuid = lane.xe("host-list", "--minimal").stdout.strip()
+    disks = list(sr.glob("*.raw"))
+    assert len(disks) == 1, disks
+    lane.disk = disks[0]
+    with open(lane.disk, "r+b") as f:
+        f.write(MAGIC)
+    return lane
+
+
 @pytest.fixture(scope="module")
 def lane() -> Iterator[Lane]:
     root = Path("/tmp/xetool-lane")
@@ -168,15 +183,7 @@ def lane() -> Iterator[Lane]:
     state, sr = root / "state", root / "sr"
     sr.mkdir(parents=True)
     (root / "pool.toml").write_text(pool_toml(sr))
-    lane = Lane(state, sr, Path(), "", "")
-    lane.xe("pool-import", f"file={root / 'pool.toml'}")
-    lane.vm_uuid = lane.xe("vm-list", f"name-label={VM}", "--minimal").stdout.strip()
-    lane.host_uuid = lane.xe("host-list", "--minimal").stdout.strip()
-    disks = list(sr.glob("*.raw"))
-    assert len(disks) == 1, disks
-    lane.disk = disks[0]
-    with open(lane.disk, "r+b") as f:  # a marker the guest reads back from xvda
-        f.write(MAGIC)
+    lane = import_lane(root / "pool.toml", state, sr)
     yield lane
     # whatever a failed test left: the domain (the VM's own name) and the store's view of it
     if VM in xl_list():
@@ -391,6 +398,20 @@ def test_failed_step_leaves_nothing(lane: Lane) -> None:
     check_nothing_left(lane, domid, free_before, console_pid or 1 << 30)
 
 
+def vm_start_against(lane: Lane, what: str, xl_create: str, plain: float) -> Started:
+    """`xetool vm-start` of the lane's VM, its wall time reported against `xl create`'s (plain
+    seconds) in a XENLAB TIME line, with where it went."""
+    res, ours = vm_start(lane)
+    t = time.monotonic()
+    lane.xe("vm-list", "--minimal")
+    floor = time.monotonic() - t
+    emit(f"XENLAB TIME {what} (PV {MEMORY_MIB} MiB, 1 vCPU, disk+vif, to a running domain): "
+         f"xetool vm-start {ours:.1f}s, {xl_create}, ratio {ours / plain:.2f}; "
+         f"vm-start: {res.to_first_line:.1f}s to its first line, {res.after_last_line:.1f}s after its last, "
+         f"`xetool vm-list` {floor:.1f}s; slowest steps: {trace_summary(res.stdout + res.stderr)}")
+    return res
+
+
 def xl_create_config(disk: Path) -> str:
     """`xl create`'s configuration of the lane's guest as "lane-xl": xetool's xl configuration
     plus the disk through the block script (a loop device) and the vif on the bridge."""
@@ -421,14 +442,7 @@ def test_vm_start_against_xl_create_then_force_shutdown(lane: Lane, tmp_path: Pa
     # the same guest through xetool: started again, then a forced shutdown leaves nothing
     free_before = free_mib()
     console = Console()
-    res, ours = vm_start(lane)
-    t = time.monotonic()
-    lane.xe("vm-list", "--minimal")
-    floor = time.monotonic() - t
-    emit(f"XENLAB TIME vm-start vs xl create (PV {MEMORY_MIB} MiB, 1 vCPU, disk+vif, to a running domain): "
-         f"xetool vm-start {ours:.1f}s, xl create {plain:.1f}s, ratio {ours / plain:.2f}; "
-         f"vm-start: {res.to_first_line:.1f}s to its first line, {res.after_last_line:.1f}s after its last, "
-         f"`xetool vm-list` {floor:.1f}s; slowest steps: {trace_summary(res.stdout + res.stderr)}")
+    res = vm_start_against(lane, "vm-start vs xl create", f"xl create {plain:.1f}s", plain)
     domid = check_running(lane, console)
     check_guest_up(domid, console)
     lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force")

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.xen.lab import mark_lab_tests
 from tests.xen_remote.remote import Dom0
 
 
@@ -26,13 +27,7 @@ def ssh_reason() -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = ssh_reason()
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.xen)
-            if reason:
-                item.add_marker(pytest.mark.skip(reason=reason))
+    mark_lab_tests(items, Path(__file__).parent, ssh_reason())
 
 
 @pytest.fixture(scope="session")

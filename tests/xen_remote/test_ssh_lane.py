@@ -20,8 +20,8 @@ import pytest
 
 from tests.xen.lab import emit
 from tests.xen.test_xetool_lane import (BRIDGE, DEVID, DISK_MIB, MAC, MAGIC, MEMORY_MIB, POWERED_OFF, VM, Lane,
-                                        pool_toml, trace_pid, trace_summary, vm_start, wait_for, xl_create_config,
-                                        xl_list)
+                                        import_lane, pool_toml, trace_pid, trace_summary, vm_start, vm_start_against,
+                                        wait_for, xl_create_config, xl_list)
 from tests.xen_remote.remote import Dom0, Facts
 
 AGENT_STATE = "/var/lib/xetool"  # root's default state directory: the agent's in dom0
@@ -62,15 +62,7 @@ def lane(dom0: Dom0) -> Iterator[Lane]:
                  pool=f'ssh-config = "{dom0.ssh_config(here / "ssh_config")}"\nssh-identity = "{dom0.key}"\n',
                  host=f'address = "{dom0.host}"\nssh-port = {dom0.port}\nssh-user = "{dom0.user}"\n')
     (here / "pool.toml").write_text(pool_toml(sr, by="tests/xen_remote/test_ssh_lane.py", **reach))
-    lane = Lane(here / "state", sr, Path(), "", "")
-    lane.xe("pool-import", f"file={here / 'pool.toml'}")
-    lane.vm_uuid = lane.xe("vm-list", f"name-label={VM}", "--minimal").stdout.strip()
-    lane.host_uuid = lane.xe("host-list", "--minimal").stdout.strip()
-    disks = list(sr.glob("*.raw"))
-    assert len(disks) == 1, disks
-    lane.disk = disks[0]
-    with open(lane.disk, "r+b") as f:  # written here, read back by the guest in dom0
-        f.write(MAGIC)
+    lane = import_lane(here / "pool.toml", here / "state", sr)  # the marker: written here, read in dom0
     try:
         yield lane
         # whatever a failed test left: the domain (the VM's own name) and the store's view of it
@@ -197,15 +189,9 @@ def test_vm_start_over_ssh_against_xl_create(dom0: Dom0, lane: Lane) -> None:
 
     free_before = dom0.free_mib()
     console = RemoteConsole(dom0)
-    res, ours = vm_start(lane)
+    res = vm_start_against(lane, "vm-start over SSH vs xl create in dom0",
+                           f"xl create {inside:.1f}s ({over_ssh:.1f}s seen over ssh)", inside)
     out = res.stdout + res.stderr
-    t = time.monotonic()
-    lane.xe("vm-list", "--minimal")
-    floor = time.monotonic() - t
-    emit(f"XENLAB TIME vm-start over SSH vs xl create in dom0 (PV {MEMORY_MIB} MiB, 1 vCPU, disk+vif, to a running "
-         f"domain): xetool vm-start {ours:.1f}s, xl create {inside:.1f}s ({over_ssh:.1f}s seen over ssh), ratio "
-         f"{ours / inside:.2f}; vm-start: {res.to_first_line:.1f}s to its first line, {res.after_last_line:.1f}s "
-         f"after its last, `xetool vm-list` {floor:.1f}s; slowest steps: {trace_summary(out)}")
     pid = trace_pid(out, "start_console_server")
     domid = check_running(dom0, lane, pid)
     check_guest_up(console)
