@@ -159,7 +159,7 @@ declare -gA _xetool_P=(
     [vm-shutdown]='force= timeout= wait= vm= multiple='
     [vm-start]='on= paused= force= dry-run= wait= seed= vm= multiple='
     [vm-unpause]='wait= vm= multiple='
-    [vm-vnc]='vm= multiple='
+    [vm-vnc]='forward= local-port= vm= multiple='
 )
 declare -gA _xetool_F=(
     [event-wait]=@class

@@ -61,8 +61,12 @@ COMMANDS: tuple[Command, ...] = (
                         ("dynamic-max", "The most the memory broker may give the VM."))),
     Command("vm-retrieve-wlb-recommendations", "Ask the workload balancing recommender where the VM should start.",
             _VM + "vm_retrieve_wlb_recommendations", selector="vm"),
-    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password.",
-            _VM + "vm_vnc", selector="vm"),
+    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password; "
+            "for a remote host, the ssh -L command that forwards it here (--forward runs it).",
+            _VM + "vm_vnc", selector="vm", optn=("forward", "local-port"),
+            param_help=(("forward", "For a VM on a remote host: run the SSH forward in the foreground until "
+                         "interrupted."),
+                        ("local-port", "The port of this machine's 127.0.0.1 to forward (default: a free one)."))),
     Command("host-compute-free-memory", "Print the memory a new VM could get on the host now, in bytes.",
             _HOST + "host_compute_free_memory", selector="host"),
     Command("host-compute-memory-overhead", "Print the memory the host keeps for itself, in bytes.",

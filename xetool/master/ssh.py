@@ -92,6 +92,21 @@ def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "
     return options(state_dir, host, ssh_config, ssh_identity) + ["--", destination(host), agent_command(host)]
 
 
+def console_tunnel(host: Row, ssh_config: str, ssh_identity: str, local: int, port: int) -> list[str]:
+    """The ssh command line that forwards localhost:local to a console on the host's 127.0.0.1
+    (a connection of its own: it lives as long as the operator keeps it)."""
+    cmd = ["ssh", "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}"]
+    if ssh_config:
+        cmd += ["-F", ssh_config]
+    if ssh_identity:
+        cmd += ["-i", ssh_identity]
+    if host.get("ssh_user"):
+        cmd += ["-l", host["ssh_user"]]
+    if host.get("ssh_port"):
+        cmd += ["-p", str(host["ssh_port"])]
+    return cmd + [destination(host)]
+
+
 def offline(host: Row, status: int | None, said: str, command: str) -> XeError:
     """HOST_OFFLINE for an ssh that failed before the agent greeted, in ssh's own words."""
     if status == SSH_FAILED:

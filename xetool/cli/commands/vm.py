@@ -337,14 +337,57 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
     _, host_client = operations.resident(ctx.store, ctx.state_dir, uuid)
     where_on = host_client.call("console", vm=uuid)  # its domain, found on the host by the VM's uuid
     port = int(where_on["port"])
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.master import ssh
+
     with ctx.store.read() as txn:
-        host = txn.must("host", vm["resident_on"], ["name_label", "address", "hostname"])
-    where = host["address"] or host["hostname"] or host["name_label"]
-    text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']} "
-            f"(display :{port - 5900})" if 5900 <= port < 6000 else
-            f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']}")
+        host = txn.must("host", vm["resident_on"], HOST_FIELDS)
+        pool = txn.pool()
+    display = f" (display :{port - 5900})" if 5900 <= port < 6000 else ""
+    text = f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']}{display}"
+    password = f"\nPassword: {where_on['password']} (VNC Authentication; kept 0600 in {where_on['secret']} on the host)"
     if ctx.minimal:
         return Value(str(port))
-    return Message(text + f"\nPassword: {where_on['password']} (VNC Authentication; kept 0600 in {where_on['secret']})"
-                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{port} root@{where}, then connect to "
-                   "localhost:5900 with that password")
+    if not ssh.is_remote(host):
+        if args.flag("forward"):
+            raise XeError("OPERATION_NOT_ALLOWED", f"the console is on this machine already (host {host['name_label']} "
+                          "has no address): connect to 127.0.0.1:{port}")
+        return Message(text + password + f"\nFrom another machine: ssh -L 5900:127.0.0.1:{port} <this machine>, then "
+                       "connect to localhost:5900 with that password")
+    local = _local_port(args.get("local-port")) or _free_port()
+    tunnel = ssh.console_tunnel(host, pool["ssh_config"], pool["ssh_identity"], local, port)
+    if not args.flag("forward"):
+        return Message(text + password + f"\nFrom this machine: {' '.join(shlex_quote(a) for a in tunnel)}, then "
+                       f"connect to localhost:{local}\n(or: xetool vm-vnc uuid={uuid} --forward, which runs it)")
+    import os
+    import sys
+
+    print(text + password + f"\nForwarding localhost:{local} to it over SSH; connect there. Interrupt to end.", flush=True)
+    sys.stderr.flush()
+    os.execvp(tunnel[0], [*tunnel[:1], "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", *tunnel[1:]])
+
+
+def _local_port(text: str | None) -> int:
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise XeError("FIELD_TYPE_ERROR", "local-port", text, "a TCP port (1-65535)")
+    if not 1 <= int(text) <= 65535:
+        raise XeError("INVALID_VALUE", "local-port", text)
+    return int(text)
+
+
+def _free_port() -> int:
+    """A port of 127.0.0.1 free now, for a console's forward."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def shlex_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
