@@ -115,13 +115,8 @@ class HostClient:
         self._next = 0
 
     def request(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from xetool.host import env
-
-        call = CALLS[name]
-        missing = [a for a in call.args if a not in args]
-        assert not missing, (name, missing)  # a bug on the master: never sent
         self._next += 1
-        return {"id": self._next, "call": name, "host": self.host, "env": env.from_master(), "args": args}
+        return request(self._next, self.host, name, args)
 
     def call(self, name: str, **args: Any) -> dict[str, Any]:
         request = self.request(name, args)
@@ -175,6 +170,31 @@ def transport_for(store: Store, state_dir: Path, host: Row) -> InProcess | Strea
     with store.read() as txn:
         pool = txn.pool()
     return ssh.transport(state_dir, host, pool["ssh_config"], pool["ssh_identity"])
+
+
+def request(ident: int, host: dict[str, Any], name: str, args: dict[str, Any]) -> dict[str, Any]:
+    from xetool.host import env
+
+    call = CALLS[name]
+    missing = [a for a in call.args if a not in args]
+    assert not missing, (name, missing)  # a bug on the master: never sent
+    return {"id": ident, "call": name, "host": host, "env": env.from_master(), "args": args}
+
+
+def call_plain(state_dir: Path, host: Row, ssh_config: str, ssh_identity: str, name: str,
+               args: dict[str, Any]) -> dict[str, Any]:
+    """A call to a remote host from inside a transaction of the store (a disk made for a
+    pool-import): its answer only, no event recorded and nothing written to the store."""
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.master import ssh
+
+    t = ssh.transport(state_dir, host, ssh_config, ssh_identity)
+    answer = t.exchange(json.dumps(request(0, {k: host[k] for k in HOST_FIELDS if k in host}, name, args)),
+                        lambda ev: None)
+    if "error" in answer:
+        raise error_from(answer["error"])
+    result: dict[str, Any] = answer["result"]
+    return result
 
 
 def client(store: Store, state_dir: Path, host: Row, observer: Observer | None = None) -> HostClient:
