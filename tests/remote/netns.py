@@ -6,9 +6,11 @@ so a pool master in the test's namespace reaches it over real SSH and real TCP.
         subprocess.run(lab.ssh_command(0, "true"))      # ssh -F <lab>/ssh_config xt-host1 true
 
 Addresses come from 198.18.0.0/15 (RFC 2544's benchmarking block), a /30 per host, on the veths
-only; the namespaces have no default route and the test's namespace does not forward, so no
-packet leaves them. A run's names carry its pid and its block is chosen under a lock among those
-no address on this machine uses, so concurrent runs do not collide. `close()` kills whatever
+only. The namespaces have no default route, and the run's block has a blackhole route in the
+test's namespace: were a veth's end there taken down or deleted, packets to its host would be
+dropped rather than follow the machine's default route out. A run's names carry its pid and its
+block is chosen under a lock among those no address or route on this machine uses, so concurrent
+runs do not collide. `close()` kills whatever
 runs in the namespaces, deletes the veths, the namespaces and the work directory; it is safe
 after a setup that failed half way and when called twice.
 
@@ -64,7 +66,7 @@ def unavailable() -> str | None:
     """None when an SshLab can run here, else why not (a test skips with it)."""
     if os.geteuid() != 0:
         return "the SSH lab needs root (network namespaces, veths, sshd)"
-    for tool in ("ip", "ssh", "ssh-keygen"):
+    for tool in ("ip", "ss", "ssh", "ssh-keygen"):
         if shutil.which(tool) is None:
             return f"the SSH lab needs `{tool}` (iproute2 / openssh-client)"
     if not os.access(SSHD, os.X_OK):
@@ -123,6 +125,7 @@ class SshLab:
         self.agent_command = f"{sys.executable} -m xetool host-agent"
         self._sshd: dict[int, subprocess.Popen[bytes]] = {}
         self._namespaces: list[str] = []  # made so far (close() removes exactly these)
+        self._route: str | None = None  # the run's blackhole route, once added
         self._closed = False
 
     # -- context manager ---------------------------------------------------------------------
@@ -141,7 +144,6 @@ class SshLab:
         """Make the namespaces, veths, keys and configs, start every sshd and wait until each
         accepts a login. On any failure, close() what was made and re-raise."""
         try:
-            sweep_stale()
             self.workdir.mkdir(parents=True, exist_ok=False)
             self._network()
             self._keys_and_configs()
@@ -156,7 +158,10 @@ class SshLab:
 
     def _network(self) -> None:
         with _locked():
-            block = _free_block(self.n_hosts)
+            sweep_stale()
+            block = _free_block()
+            _ip("route", "add", "blackhole", str(block))
+            self._route = str(block)
             for i in range(self.n_hosts):
                 net = list(block.subnets(new_prefix=30))[i]
                 gateway, address = str(net[1]), str(net[2])
@@ -306,6 +311,10 @@ class SshLab:
         """Bring host i's end of its veth back up (its address and sshd are still there)."""
         h = self.hosts[i]
         _ip("-n", h.namespace, "link", "set", PEER, "up")
+        # the neighbours that went unanswered while it was down would answer "no route to host"
+        # for a few seconds more: a link that comes back is reachable at once
+        _ip("neigh", "flush", "dev", h.veth, check=False)
+        _ip("-n", h.namespace, "neigh", "flush", "dev", PEER, check=False)
         deadline = time.monotonic() + 5
         while "LOWER_UP" not in _ip("-n", h.namespace, "link", "show", PEER).stdout:
             if time.monotonic() > deadline:
@@ -330,14 +339,36 @@ class SshLab:
         if self._closed:
             return
         errors: list[str] = []
+        # links up first, so that the FIN of every connection killed below reaches its client
+        for h in self.hosts:
+            _ip("-n", h.namespace, "link", "set", PEER, "up", check=False)
         for i in list(self._sshd):
             with contextlib.suppress(Exception):
                 _stop(self._sshd.pop(i))
+        for ns in self._namespaces:
+            with contextlib.suppress(Exception):
+                _kill_namespace(ns)
+        if self._route is not None:
+            _drop_connections(self._route, grace=1.0)
         for ns in self._namespaces:
             try:
                 remove_namespace(ns)
             except Exception as err:  # go on with the others; report all at the end
                 errors.append(f"{ns}: {err}")
+        if self._route is not None:
+            # a client still connecting to a host that is gone would retransmit through the
+            # default route once the blackhole goes: its connection is destroyed first
+            left = _drop_connections(self._route, grace=0.0)
+            if left:
+                errors.append(f"connections to {self._route} that ss -K cannot destroy ({'; '.join(left)}),"
+                              " so the blackhole route stays")
+                self._closed = False
+                raise LabError("could not remove: " + "; ".join(errors))
+            _ip("route", "del", "blackhole", self._route, check=False)
+            if _blackholes().count(self._route):
+                errors.append(f"the blackhole route {self._route}")
+            else:
+                self._route = None
         if self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
         self._closed = not errors
@@ -352,11 +383,7 @@ def remove_namespace(ns: str) -> None:
     """Kill every process in a namespace, delete its veth and the namespace, and wait until the
     kernel has let go of the veth (a namespace is dismantled asynchronously)."""
     if ns in namespaces():
-        for _ in range(5):  # killed processes may have started others meanwhile
-            pids = _netns_pids(ns)
-            if not pids:
-                break
-            _kill_pids(pids)
+        _kill_namespace(ns)
         _ip("link", "del", ns, check=False)
         _ip("netns", "del", ns, check=False)
     else:
@@ -368,20 +395,52 @@ def remove_namespace(ns: str) -> None:
         time.sleep(0.05)
 
 
+def _kill_namespace(ns: str) -> None:
+    """Kill every process in a namespace (TERM, then KILL)."""
+    for _ in range(5):  # killed processes may have started others meanwhile
+        pids = _netns_pids(ns)
+        if not pids:
+            return
+        _kill_pids(pids)
+
+
+def _connections(block: str) -> list[str]:
+    r = subprocess.run(["ss", "-Htn", "dst", block], capture_output=True, text=True, timeout=10)
+    return [" ".join(line.split()) for line in r.stdout.splitlines() if line.strip()]
+
+
+def _drop_connections(block: str, grace: float) -> list[str]:
+    """Let the test's namespace's TCP connections to `block` end by themselves for `grace`
+    seconds, then destroy the rest (`ss -K`); returns those still there."""
+    deadline = time.monotonic() + grace
+    while _connections(block) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _connections(block):
+        subprocess.run(["ss", "-K", "-tn", "dst", block], capture_output=True, timeout=10)
+    return _connections(block)
+
+
 def namespaces() -> list[str]:
     """The named network namespaces on this machine."""
     return [line.split()[0] for line in _ip("netns", "list").stdout.splitlines() if line.strip()]
 
 
 def sweep_stale() -> list[str]:
-    """Remove the namespaces an SshLab of a process that no longer exists left behind (a run
-    killed before it could close); returns their names."""
+    """Remove what an SshLab of a process that no longer exists left behind (a run killed before
+    it could close): its namespaces, and blackhole routes of the block no address of this
+    machine lies in any more. Called under the lock; returns what it removed."""
     gone = []
     for ns in namespaces():
         m = NAME.match(ns)
         if m and not _alive(int(m.group(1))):
             remove_namespace(ns)
             gone.append(ns)
+    used = _addresses()
+    for route in _blackholes():
+        net = ipaddress.ip_network(route)
+        if net.prefixlen == RUN_PREFIX and not any(net.overlaps(u) for u in used):
+            _ip("route", "del", "blackhole", route, check=False)
+            gone.append(f"blackhole {route}")
     return gone
 
 
@@ -396,14 +455,32 @@ def _locked():  # type: ignore[no-untyped-def]
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _free_block(n_hosts: int) -> ipaddress.IPv4Network:
-    """A /26 of 198.18.0.0/15 that no address on this machine lies in, searched from one the pid
-    picks. The caller holds the lock and claims it by adding an address before letting go."""
+def _addresses() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of the addresses in this (the test's) namespace."""
     used = []
     for line in _ip("-o", "-4", "addr", "show").stdout.splitlines():
         m = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/(\d+)", line)
         if m:
             used.append(ipaddress.ip_network(f"{m.group(1)}/{m.group(2)}", strict=False))
+    return used
+
+
+def _blackholes() -> list[str]:
+    """The blackhole routes inside BLOCK in this namespace's main table."""
+    found = []
+    for line in _ip("-4", "route", "show", "type", "blackhole").stdout.splitlines():
+        words = line.split()
+        dest = words[1] if words[:1] == ["blackhole"] else words[0] if words else ""
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(dest).subnet_of(BLOCK):  # type: ignore[arg-type]
+                found.append(dest)
+    return found
+
+
+def _free_block() -> ipaddress.IPv4Network:
+    """A /26 of 198.18.0.0/15 that no address or route on this machine lies in, searched from
+    one the pid picks. The caller holds the lock and claims it with a route before letting go."""
+    used = _addresses() + [ipaddress.ip_network(r) for r in _blackholes()]
     blocks = list(BLOCK.subnets(new_prefix=RUN_PREFIX))
     start = os.getpid() % len(blocks)
     for k in range(len(blocks)):
