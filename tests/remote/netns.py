@@ -126,6 +126,7 @@ class SshLab:
         self._sshd: dict[int, subprocess.Popen[bytes]] = {}
         self._namespaces: list[str] = []  # made so far (close() removes exactly these)
         self._route: str | None = None  # the run's blackhole route, once added
+        self._down: set[int] = set()  # hosts whose link link_down took down
         self._closed = False
 
     # -- context manager ---------------------------------------------------------------------
@@ -306,6 +307,7 @@ class SshLab:
         are lost (connects time out, established connections stall), its processes go on."""
         h = self.hosts[i]
         _ip("-n", h.namespace, "link", "set", PEER, "down")
+        self._down.add(i)
 
     def link_up(self, i: int) -> None:
         """Bring host i's end of its veth back up (its address and sshd are still there)."""
@@ -320,12 +322,16 @@ class SshLab:
             if time.monotonic() > deadline:
                 raise LabError(f"{h.name}'s link does not come back up")
             time.sleep(0.02)
+        self._down.discard(i)
 
     def restore(self) -> None:
-        """Every link up and every sshd running: the lab as set up, after a test disturbed it."""
+        """Every link up and every sshd running: the lab as set up, after a test disturbed it
+        (what it did not disturb is left alone, so this is quick)."""
+        for i in sorted(self._down):
+            self.link_up(i)
         for h in self.hosts:
-            self.link_up(h.index)
-            self.start_sshd(h.index)
+            if not self.sshd_running(h.index):
+                self.start_sshd(h.index)
 
     def processes(self, i: int) -> list[int]:
         """Every process in host i's namespace (sshd, sessions, agents, simulated hosts)."""
