@@ -111,7 +111,7 @@ class HostClient:
         self.store, self.state_dir, self.observer = store, state_dir, observer
         self.host = {k: host[k] for k in HOST_FIELDS if k in host}
         self.uuid: str = host["uuid"]
-        self.transport = transport or InProcess(state_dir)
+        self.transport = transport  # else reached at the first call (transport_for)
         self._next = 0
 
     def request(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +121,8 @@ class HostClient:
     def call(self, name: str, **args: Any) -> dict[str, Any]:
         request = self.request(name, args)
         try:
+            if self.transport is None:
+                self.transport = transport_for(self.store, self.state_dir, self.host)
             answer = self.transport.exchange(json.dumps(request), self.event)
         except XeError as err:
             if err.code == "HOST_AGENT_CONNECTION_LOST":  # what it did there: the next touch resyncs it
@@ -198,7 +200,7 @@ def call_plain(state_dir: Path, host: Row, ssh_config: str, ssh_identity: str, n
 
 
 def client(store: Store, state_dir: Path, host: Row, observer: Observer | None = None) -> HostClient:
-    return HostClient(store, state_dir, host, observer, transport_for(store, state_dir, host))
+    return HostClient(store, state_dir, host, observer)
 
 
 def client_for(store: Store, state_dir: Path, host_uuid: str, observer: Observer | None = None) -> HostClient:
@@ -374,8 +376,7 @@ class Hosts:
 
         with self.store.read() as txn:
             row = txn.must("host", host, HOST_FIELDS)
-        c = HostClient(self.store, self.state_dir, row, self.observer,
-                       self.connect(row) if self.connect else transport_for(self.store, self.state_dir, row))
+        c = HostClient(self.store, self.state_dir, row, self.observer, self.connect(row) if self.connect else None)
         # the first touch of the host: it must answer, and the store is matched with its domains
         # before anything else runs there (our own start's marks do not hold it back)
         resync.touch(self.store, self.state_dir, c, own_task=task)

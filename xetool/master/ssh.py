@@ -280,14 +280,23 @@ def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
     """The long-running agent through the shared connection; set up (the agent started on the
     host, the forwarding added to the connection) when it does not answer. None if the host's
     sshd refuses to forward (its AllowStreamLocalForwarding)."""
-    import json
+    import fcntl
 
     dest = destination(host)
-    name = hashlib.sha1("\0".join([*base, dest]).encode()).hexdigest()[:16]
+    name = hashlib.sha1("\0".join([*base, dest, agent_command(host)]).encode()).hexdigest()[:16]
     local = control_dir(state_dir) / f"{name}.agent"
     t = _connect(host, local)
     if t is not None:
         return t
+    # one command sets it up; the others that found it missing meanwhile wait, then use it
+    with open(os.open(control_dir(state_dir) / f"{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _connect(host, local) or _set_up(host, base, dest, local)
+
+
+def _set_up(host: Row, base: list[str], dest: str, local: Path) -> Forwarded | None:
+    import json
+
     answer = _run(host, [*base, "--", dest, agent_command(host) + " --listen"])
     try:
         remote = json.loads(answer.strip().splitlines()[-1])["socket"]
