@@ -276,6 +276,17 @@ def _connect(host: Row, local: Path) -> Forwarded | None:
     return t
 
 
+def _listening(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
     """The long-running agent through the shared connection; set up (the agent started on the
     host, the forwarding added to the connection) when it does not answer. None if the host's
@@ -305,11 +316,12 @@ def _set_up(host: Row, base: list[str], dest: str, local: Path) -> Forwarded | N
                       reason=f"its agent did not say where it listens: {answer[-200:]!r}") from None
     if (t := _connect(host, local)) is not None:  # the forwarding was there: the agent was not
         return t
+    if _listening(local):  # a forwarding to an agent that is gone: replaced
+        try:
+            _run(host, [*base, "-O", "cancel", "-L", f"{local}:{remote}", dest])
+        except XeError:
+            pass
     local.unlink(missing_ok=True)
-    try:
-        _run(host, [*base, "-O", "cancel", "-L", f"{local}:{remote}", dest])
-    except XeError:
-        pass  # none to cancel
     try:
         _run(host, [*base, "-O", "forward", "-L", f"{local}:{remote}", dest])
     except XeError:
