@@ -66,7 +66,7 @@ class Master:
         shutil.rmtree(control, ignore_errors=True)  # outside the state directory when its path is long
 
 
-def pool_toml(lab: SshLab, sr: Path, *, memory: str = "2GiB", vms: int = 6, vm_memory: str = "256MiB",
+def pool_toml(lab: SshLab, sr: Path, *, memory: str | list[str] = "2GiB", vms: int = 6, vm_memory: str = "256MiB",
               disks: int = 1, vifs: int = 1) -> str:
     """A pool of the lab's hosts (each reached by its alias in the lab's ssh_config), a shared
     file SR (a directory every namespace sees, as NFS would be), one network, and PV VMs."""
@@ -75,7 +75,8 @@ def pool_toml(lab: SshLab, sr: Path, *, memory: str = "2GiB", vms: int = 6, vm_m
              f'ssh-identity = "{pool["ssh-identity"]}"', ""]
     for h in lab.hosts:
         s = lab.host_settings(h.index)
-        lines += ["[[host]]", f'name-label = "{h.name}"', f'memory = "{memory}"', 'dom0-memory = "512MiB"', "cpus = 4",
+        size = memory[h.index] if isinstance(memory, list) else memory
+        lines += ["[[host]]", f'name-label = "{h.name}"', f'memory = "{size}"', 'dom0-memory = "512MiB"', "cpus = 4",
                   f'address = "{h.address}"', f'ssh-alias = "{s["ssh-alias"]}"', f'agent-command = "{s["agent-command"]}"', ""]
     lines += ["[[sr]]", 'name-label = "nfs"', "shared = true", f'path = "{sr}"', "",
               "[[network]]", 'name-label = "lan"', 'bridge = "xenbr0"', ""]
@@ -203,6 +204,43 @@ def test_a_host_whose_sshd_is_gone_is_offline_and_placement_passes_it_by(master:
     assert master.value("vm-list", "name-label=vm00", "params=power-state") == "running"
     master.ok("vm-start", "vm=vm02", "on=host3")
     assert_consistent(master)
+
+
+def test_a_start_that_cannot_reach_the_chosen_host_is_placed_again(master: Master, ssh_lab: SshLab,
+                                                                  tmp_path: Path) -> None:
+    imported(master, tmp_path, vms=1)
+    dry = master.ok("vm-start", "vm=vm00", "seed=7", "--dry-run")
+    first = int(re.search(r"would start on host(\d)", dry).group(1)) - 1  # type: ignore[union-attr]
+    ssh_lab.stop_sshd(first, sessions=True)
+    r = master.run("vm-start", "vm=vm00", "seed=7")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("could not be reached") == 1 and "Connection refused" in r.stderr, r.stderr
+    names = {str(h["uuid"]): str(h["name-label"]) for h in master.hosts().values()}
+    assert names[master.value("vm-list", "name-label=vm00", "params=resident-on")] != f"host{first + 1}"
+    live = {str(h["name-label"]): h["host-metrics-live"] for h in master.hosts().values()}
+    assert [n for n, up in live.items() if not up] == [f"host{first + 1}"]
+    check = master.run("pool-check")  # it reports the host it cannot reach, in ssh's words
+    assert check.returncode == 1 and "cannot be reached" in check.stdout + check.stderr, check.stdout + check.stderr
+    ssh_lab.start_sshd(first)
+    master.ok("pool-check", "--repair")
+    assert_consistent(master)
+
+
+def test_lists_and_completion_never_contact_a_host(master: Master, ssh_lab: SshLab, tmp_path: Path) -> None:
+    imported(master, tmp_path, vms=3)
+    master.ok("vm-start", "vm=vm00", "on=host1")
+    for i in range(3):
+        ssh_lab.link_down(i)  # every host unreachable: a command that asked one would wait seconds
+    for args in (("host-list",), ("vm-list",), ("vm-list", "power-state=running", "--minimal"),
+                 ("vm-param-get", "uuid=" + master.value("vm-list", "name-label=vm00", "params=uuid"), "param-name=power-state")):
+        began = time.monotonic()
+        master.ok(*args)
+        assert time.monotonic() - began < 2, args
+    from tests.shell.test_completion_bash import complete
+
+    began = time.monotonic()
+    assert "vm00" in complete("xetool vm-shutdown vm=", master.state).replies
+    assert time.monotonic() - began < 3
 
 
 def test_an_unknown_agent_command_is_offline_with_the_reason(master: Master, tmp_path: Path) -> None:

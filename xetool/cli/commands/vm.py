@@ -141,19 +141,36 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         n = vms.index(vm) + 1
         view = StepView(ctx, f"Starting {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else ""))
         req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), seed=seed)
-        try:
-            with view:
-                result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
-                    ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
-        except XeError as err:
-            if err.code == "NO_HOSTS_AVAILABLE":
-                _print_no_hosts(ctx, vm, err, on, seed)
-            raise
+        while True:
+            try:
+                with view:
+                    result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
+                        ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
+                break
+            except XeError as err:
+                if err.code == "NO_HOSTS_AVAILABLE":
+                    _print_no_hosts(ctx, vm, err, on, seed)
+                if on is None and _unreachable(ctx, err):
+                    # nothing ran there, and it is marked not live now: the chooser passes it by
+                    ctx.warn(f"host {err.params.get('name') or err.params.get('host')} could not be reached "
+                             f"({err.params.get('reason', 'no reason given')}); choosing another")
+                    continue
+                raise
         for warning in result.warnings:
             ctx.warn(warning)
         return None
 
     return for_each(ctx, vms, start)
+
+
+def _unreachable(ctx: Context, err: XeError) -> bool:
+    """HOST_OFFLINE from a host that could not be reached at all (SSH failed before any request
+    ran there): the host client marked it not live."""
+    if err.code != "HOST_OFFLINE" or not err.params.get("host"):
+        return False
+    with ctx.store.read() as txn:
+        host = txn.get("host", err.params["host"], ["live"])
+    return host is not None and not host["live"]
 
 
 def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: int | None) -> None:
