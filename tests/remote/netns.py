@@ -37,7 +37,7 @@ from types import TracebackType
 
 SSHD = "/usr/sbin/sshd"
 SSHD_PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (Debian creates it at boot via systemd)
-BLOCK = ipaddress.ip_network("198.18.0.0/15")
+BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
 RUN_PREFIX = 26  # one run's share of the block: 16 hosts of a /30 each
 MAX_HOSTS = 2 ** (30 - RUN_PREFIX)
 LOCK = Path("/run/xetool-sshlab.lock")
@@ -443,7 +443,7 @@ def sweep_stale() -> list[str]:
             gone.append(ns)
     used = _addresses()
     for route in _blackholes():
-        net = ipaddress.ip_network(route)
+        net = ipaddress.IPv4Network(route)
         if net.prefixlen == RUN_PREFIX and not any(net.overlaps(u) for u in used):
             _ip("route", "del", "blackhole", route, check=False)
             gone.append(f"blackhole {route}")
@@ -467,7 +467,7 @@ def _addresses() -> list[ipaddress.IPv4Network]:
     for line in _ip("-o", "-4", "addr", "show").stdout.splitlines():
         m = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/(\d+)", line)
         if m:
-            used.append(ipaddress.ip_network(f"{m.group(1)}/{m.group(2)}", strict=False))
+            used.append(ipaddress.IPv4Network(f"{m.group(1)}/{m.group(2)}", strict=False))
     return used
 
 
@@ -478,7 +478,7 @@ def _blackholes() -> list[str]:
         words = line.split()
         dest = words[1] if words[:1] == ["blackhole"] else words[0] if words else ""
         with contextlib.suppress(ValueError):
-            if ipaddress.ip_network(dest).subnet_of(BLOCK):  # type: ignore[arg-type]
+            if ipaddress.IPv4Network(dest).subnet_of(BLOCK):
                 found.append(dest)
     return found
 
@@ -486,7 +486,7 @@ def _blackholes() -> list[str]:
 def _free_block() -> ipaddress.IPv4Network:
     """A /26 of 198.18.0.0/15 that no address or route on this machine lies in, searched from
     one the pid picks. The caller holds the lock and claims it with a route before letting go."""
-    used = _addresses() + [ipaddress.ip_network(r) for r in _blackholes()]
+    used = _addresses() + [ipaddress.IPv4Network(r) for r in _blackholes()]
     blocks = list(BLOCK.subnets(new_prefix=RUN_PREFIX))
     start = os.getpid() % len(blocks)
     for k in range(len(blocks)):
