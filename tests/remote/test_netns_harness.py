@@ -142,8 +142,8 @@ def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path
     with lab:
         assert not {h.namespace for h in lab.hosts} & {h.namespace for h in ssh_lab.hosts}
         assert not {h.address for h in lab.hosts} & {h.address for h in ssh_lab.hosts}
-        route = lab._route
-        assert route in netns._blackholes()
+        route = lab.block
+        assert route in netns.blackholes()
         inventory = _agent_call(lab, 0, "inventory", {"start": True})
         assert inventory["result"]["state"] == "live", inventory
         assert [p for p in lab.processes(0) if "simulator.hostd" in _cmdline(p)]
@@ -159,9 +159,9 @@ def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path
     assert not set(names) & set(netns.namespaces())
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert not [n for n in names if f" {n}:" in links or f" {n}@" in links]
-    assert not [p for p in left if netns._alive(p) and not netns._zombie(p)]
+    assert not [p for p in left if netns.running(p)]
     assert not lab.workdir.exists()
-    assert route not in netns._blackholes()
+    assert route not in netns.blackholes()
     assert not subprocess.run(["ss", "-Htn", "dst", str(route)], capture_output=True, text=True).stdout
     lab.close()  # again: nothing to do
     assert ssh_lab.ssh(0, "true").returncode == 0  # the module's lab is untouched
@@ -171,12 +171,12 @@ def test_a_setup_failing_half_way_leaves_nothing(tmp_path: Path, monkeypatch: py
     reason = netns.unavailable()
     if reason:
         pytest.skip(reason)
-    before = set(netns.namespaces()), set(netns._blackholes())
+    before = set(netns.namespaces()), set(netns.blackholes())
     monkeypatch.setattr(netns, "SSHD", "/bin/false")  # sshd "exits" at once: no host comes up
     lab = SshLab(2, tmp_path / "lab")
     with pytest.raises(netns.LabError, match="exited"):
         lab.setup()
-    assert (set(netns.namespaces()), set(netns._blackholes())) == before
+    assert (set(netns.namespaces()), set(netns.blackholes())) == before
     assert not lab.workdir.exists()
     lab.close()
 
