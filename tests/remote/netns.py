@@ -34,10 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Iterator
 
 SSHD = "/usr/sbin/sshd"
 SSHD_PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (Debian creates it at boot via systemd)
-BLOCK = ipaddress.ip_network("198.18.0.0/15")
+BLOCK = ipaddress.IPv4Network("198.18.0.0/15")
 RUN_PREFIX = 26  # one run's share of the block: 16 hosts of a /30 each
 MAX_HOSTS = 2 ** (30 - RUN_PREFIX)
 LOCK = Path("/run/xetool-sshlab.lock")
@@ -125,7 +126,7 @@ class SshLab:
         self.agent_command = f"{sys.executable} -m xetool host-agent"
         self._sshd: dict[int, subprocess.Popen[bytes]] = {}
         self._namespaces: list[str] = []  # made so far (close() removes exactly these)
-        self._route: str | None = None  # the run's blackhole route, once added
+        self.block: str | None = None  # the run's addresses (a /26), once claimed by its blackhole route
         self._down: set[int] = set()  # hosts whose link link_down took down
         self._closed = False
 
@@ -162,7 +163,7 @@ class SshLab:
             sweep_stale()
             block = _free_block()
             _ip("route", "add", "blackhole", str(block))
-            self._route = str(block)
+            self.block = str(block)
             for i in range(self.n_hosts):
                 net = list(block.subnets(new_prefix=30))[i]
                 gateway, address = str(net[1]), str(net[2])
@@ -354,27 +355,27 @@ class SshLab:
         for ns in self._namespaces:
             with contextlib.suppress(Exception):
                 _kill_namespace(ns)
-        if self._route is not None:
-            _drop_connections(self._route, grace=1.0)
+        if self.block is not None:
+            _drop_connections(self.block, grace=1.0)
         for ns in self._namespaces:
             try:
                 remove_namespace(ns)
             except Exception as err:  # go on with the others; report all at the end
                 errors.append(f"{ns}: {err}")
-        if self._route is not None:
+        if self.block is not None:
             # a client still connecting to a host that is gone would retransmit through the
             # default route once the blackhole goes: its connection is destroyed first
-            left = _drop_connections(self._route, grace=0.0)
+            left = _drop_connections(self.block, grace=0.0)
             if left:
-                errors.append(f"connections to {self._route} that ss -K cannot destroy ({'; '.join(left)}),"
+                errors.append(f"connections to {self.block} that ss -K cannot destroy ({'; '.join(left)}),"
                               " so the blackhole route stays")
                 self._closed = False
                 raise LabError("could not remove: " + "; ".join(errors))
-            _ip("route", "del", "blackhole", self._route, check=False)
-            if _blackholes().count(self._route):
-                errors.append(f"the blackhole route {self._route}")
+            _ip("route", "del", "blackhole", self.block, check=False)
+            if blackholes().count(self.block):
+                errors.append(f"the blackhole route {self.block}")
             else:
-                self._route = None
+                self.block = None
         if self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
         self._closed = not errors
@@ -442,8 +443,8 @@ def sweep_stale() -> list[str]:
             remove_namespace(ns)
             gone.append(ns)
     used = _addresses()
-    for route in _blackholes():
-        net = ipaddress.ip_network(route)
+    for route in blackholes():
+        net = ipaddress.IPv4Network(route)
         if net.prefixlen == RUN_PREFIX and not any(net.overlaps(u) for u in used):
             _ip("route", "del", "blackhole", route, check=False)
             gone.append(f"blackhole {route}")
@@ -451,7 +452,7 @@ def sweep_stale() -> list[str]:
 
 
 @contextlib.contextmanager
-def _locked():  # type: ignore[no-untyped-def]
+def _locked() -> Iterator[None]:
     """Serialise choosing a block and claiming it (its first address) among concurrent runs."""
     with open(LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -467,18 +468,18 @@ def _addresses() -> list[ipaddress.IPv4Network]:
     for line in _ip("-o", "-4", "addr", "show").stdout.splitlines():
         m = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/(\d+)", line)
         if m:
-            used.append(ipaddress.ip_network(f"{m.group(1)}/{m.group(2)}", strict=False))
+            used.append(ipaddress.IPv4Network(f"{m.group(1)}/{m.group(2)}", strict=False))
     return used
 
 
-def _blackholes() -> list[str]:
+def blackholes() -> list[str]:
     """The blackhole routes inside BLOCK in this namespace's main table."""
     found = []
     for line in _ip("-4", "route", "show", "type", "blackhole").stdout.splitlines():
         words = line.split()
         dest = words[1] if words[:1] == ["blackhole"] else words[0] if words else ""
         with contextlib.suppress(ValueError):
-            if ipaddress.ip_network(dest).subnet_of(BLOCK):  # type: ignore[arg-type]
+            if ipaddress.IPv4Network(dest).subnet_of(BLOCK):
                 found.append(dest)
     return found
 
@@ -486,7 +487,7 @@ def _blackholes() -> list[str]:
 def _free_block() -> ipaddress.IPv4Network:
     """A /26 of 198.18.0.0/15 that no address or route on this machine lies in, searched from
     one the pid picks. The caller holds the lock and claims it with a route before letting go."""
-    used = _addresses() + [ipaddress.ip_network(r) for r in _blackholes()]
+    used = _addresses() + [ipaddress.IPv4Network(r) for r in blackholes()]
     blocks = list(BLOCK.subnets(new_prefix=RUN_PREFIX))
     start = os.getpid() % len(blocks)
     for k in range(len(blocks)):
@@ -547,8 +548,13 @@ def _kill_pids(pids: list[int], grace: float = 3.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_alive(p) and not _zombie(p) for p in pids):
+        while time.monotonic() < deadline and any(running(p) for p in pids):
             time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (this machine's init reaps orphans late)."""
+    return _alive(pid) and not _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,6 +101,19 @@ def test_a_shared_connection_is_reused_and_notices_a_lost_link(ssh_lab: SshLab) 
         shutil.rmtree(control, ignore_errors=True)
 
 
+def _agent_call(lab: SshLab, i: int, call: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One call through a fresh `xetool host-agent` on host i (a simulated host's record)."""
+    h = lab.hosts[i]
+    host = {"uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, h.namespace)), "name_label": h.name, "backend": "simulator",
+            "memory_total": 8 << 30, "dom0_memory": 1 << 30, "cpu_count": 2, "capabilities": "pv", "hostname": h.name}
+    request = json.dumps({"id": 1, "call": call, "host": host, "env": {}, "args": args}) + "\n"
+    r = lab.ssh(i, lab.agent_command, input=request)
+    assert r.returncode == 0, r.stderr
+    hello, *events, answer = map(json.loads, r.stdout.splitlines())
+    assert "hello" in hello
+    return dict(answer)
+
+
 def test_the_host_agent_greets_through_ssh(ssh_lab: SshLab) -> None:
     h = ssh_lab.hosts[1]
     agent = subprocess.Popen(ssh_lab.ssh_command(1, ssh_lab.agent_command), stdin=subprocess.PIPE,
@@ -121,18 +135,21 @@ def test_the_host_agent_greets_through_ssh(ssh_lab: SshLab) -> None:
 
 
 def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path: Path) -> None:
-    """A second lab beside the module's (distinct names and addresses), with a process left
-    running in a host's namespace as a forgotten simulated host would be, and a client still
-    trying to connect to a host whose link is down."""
+    """A second lab beside the module's (distinct names and addresses), with a simulated host
+    its agent started and left running, a detached process, and a client still trying to
+    connect to a host whose link is down."""
     lab = SshLab(2, tmp_path / "lab")
     with lab:
         assert not {h.namespace for h in lab.hosts} & {h.namespace for h in ssh_lab.hosts}
         assert not {h.address for h in lab.hosts} & {h.address for h in ssh_lab.hosts}
-        route = lab._route
-        assert route in netns._blackholes()
-        assert lab.ssh(0, "setsid sleep 300 </dev/null >/dev/null 2>&1 &").returncode == 0
-        sshd = [p for h in lab.hosts for p in lab.processes(h.index)]
-        assert len(sshd) >= 3  # two sshd and the sleep
+        route = lab.block
+        assert route in netns.blackholes()
+        inventory = _agent_call(lab, 0, "inventory", {"start": True})
+        assert inventory["result"]["state"] == "live", inventory
+        assert [p for p in lab.processes(0) if "simulator.hostd" in _cmdline(p)]
+        assert lab.ssh(1, "setsid sleep 300 </dev/null >/dev/null 2>&1 &").returncode == 0
+        left = [p for h in lab.hosts for p in lab.processes(h.index)]
+        assert len(left) >= 4  # two sshd, the simulated host, the sleep
         lab.link_down(1)
         trying = subprocess.Popen(lab.ssh_command(1, "true", options=("-o", "ConnectTimeout=60")),
                                   stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -142,23 +159,24 @@ def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path
     assert not set(names) & set(netns.namespaces())
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert not [n for n in names if f" {n}:" in links or f" {n}@" in links]
-    assert not [p for p in sshd if netns._alive(p) and not netns._zombie(p)]
+    assert not [p for p in left if netns.running(p)]
     assert not lab.workdir.exists()
-    assert route not in netns._blackholes()
+    assert route not in netns.blackholes()
     assert not subprocess.run(["ss", "-Htn", "dst", str(route)], capture_output=True, text=True).stdout
     lab.close()  # again: nothing to do
     assert ssh_lab.ssh(0, "true").returncode == 0  # the module's lab is untouched
 
 
 def test_a_setup_failing_half_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if netns.unavailable():
-        pytest.skip(netns.unavailable())
-    before = set(netns.namespaces()), set(netns._blackholes())
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(reason)
+    before = set(netns.namespaces()), set(netns.blackholes())
     monkeypatch.setattr(netns, "SSHD", "/bin/false")  # sshd "exits" at once: no host comes up
     lab = SshLab(2, tmp_path / "lab")
     with pytest.raises(netns.LabError, match="exited"):
         lab.setup()
-    assert (set(netns.namespaces()), set(netns._blackholes())) == before
+    assert (set(netns.namespaces()), set(netns.blackholes())) == before
     assert not lab.workdir.exists()
     lab.close()
 
