@@ -70,13 +70,29 @@ class Stream:
         from xetool.host.calls import PROTOCOL
 
         if self.hello is None:
-            msg = self._line()
-            if msg is None or "hello" not in msg:
-                raise self.lost("it closed the connection before greeting")
-            self.hello = msg["hello"]
+            self.hello = self._greeting()
             if self.hello.get("protocol") != PROTOCOL:
                 raise XeError("HOST_AGENT_PROTOCOL_MISMATCH", self.host, PROTOCOL, self.hello.get("protocol"))
         return self.hello
+
+    def _greeting(self) -> dict[str, Any]:
+        """The agent's hello, past what a login shell may print before it (a banner, a
+        message of the day): noise before the greeting is skipped, within bounds."""
+        noise: list[bytes] = []
+        while len(noise) < 100:
+            line = self.reader.readline()
+            if not line:
+                break
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict) and isinstance(msg.get("hello"), dict):
+                hello: dict[str, Any] = msg["hello"]
+                return hello
+            noise.append(line.strip())
+        said = f"; before it: {b' / '.join(noise[-3:])[:300]!r}" if noise else ""
+        raise self.lost("it closed the connection before greeting" + said)
 
     def lost(self, reason: str) -> XeError:
         return XeError("HOST_AGENT_CONNECTION_LOST", self.host, reason)
