@@ -300,3 +300,59 @@ def test_eight_processes_start_sixty_vms_across_the_hosts_without_over_commit(ma
     for host, name in names.items():
         assert domains_on(master, name) == {str(v["uuid"]) for v in running if v["resident-on"] == host}
     assert_consistent(master)
+
+
+def test_a_local_sr_of_one_remote_host_holds_its_disks_there(master: Master, ssh_lab: SshLab, tmp_path: Path) -> None:
+    """An SR only host2 sees (a PBD on host2 alone): its disks are made on host2, by its agent, and
+    a VM with such a disk can start there only."""
+    imported(master, tmp_path, vms=1)
+    local = ssh_lab.host(1).state_dir / "local-sr"  # host2's own directory
+    extra = tmp_path / "local.toml"
+    extra.write_text(f'[[sr]]\nname-label = "host2-local"\nshared = false\nhosts = ["host2"]\npath = "{local}"\n\n'
+                     '[[vm]]\nname-label = "pinned"\nmemory = "256MiB"\nPV-kernel = "/boot/vmlinuz-guest"\n'
+                     '  [[vm.disk]]\n  device = 0\n  size = "64MiB"\n  sr = "host2-local"\n  bootable = true\n')
+    master.ok("pool-import", f"file={extra}")
+    vdi = master.value("vdi-list", "name-label=pinned disk 0", "params=uuid")
+    made = ssh_lab.ssh(1, f"stat -c '%a %s' {local}/{vdi}.raw")  # ssh hands the remote shell one line
+    assert made.returncode == 0 and made.stdout.split() == ["600", str(64 << 20)], made.stdout + made.stderr
+    pbds = master.ok("pbd-list", f"sr-uuid={master.value('sr-list', 'name-label=host2-local', 'params=uuid')}",
+                     "params=host-uuid", "--minimal")
+    assert pbds.strip() == master.value("host-list", "name-label=host2")
+    r = master.run("vm-start", "vm=pinned", "on=host1")
+    assert r.returncode == 1 and "SR" in r.stderr, r.stderr  # host1 does not see the SR
+    master.ok("vm-start", "vm=pinned")
+    assert master.value("vm-list", "name-label=pinned", "params=resident-on") == master.value("host-list", "name-label=host2")
+    master.ok("vm-shutdown", "vm=pinned", "--force")
+    vbd = master.value("vbd-list", f"vm-uuid={master.value('vm-list', 'name-label=pinned', 'params=uuid')}", "params=uuid")
+    master.ok("vbd-destroy", f"uuid={vbd}")
+    master.ok("vdi-destroy", f"uuid={vdi}")
+    assert ssh_lab.ssh(1, "test", "-e", f"{local}/{vdi}.raw").returncode == 1  # removed there
+
+
+def test_a_remote_console_is_forwarded_here(master: Master, tmp_path: Path) -> None:
+    import socket
+
+    imported(master, tmp_path, vms=1)
+    master.ok("vm-start", "vm=vm00", "on=host3")
+    shown = master.ok("vm-vnc", "vm=vm00")
+    assert "ssh -N -L 127.0.0.1:" in shown and "--forward" in shown and "Password: " in shown, shown
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fwd = subprocess.Popen([sys.executable, "-m", "xetool", "vm-vnc", "vm=vm00", "--forward", f"local-port={port}"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=master.env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    assert c.recv(12) == b"RFB 003.008\n"  # the console server's greeting, from host3
+                    break
+            except (ConnectionRefusedError, ConnectionResetError):
+                assert fwd.poll() is None and time.monotonic() < deadline, fwd.communicate()
+                time.sleep(0.1)
+    finally:
+        fwd.terminate()
+        fwd.communicate(timeout=10)
+    r = master.run("vm-vnc", "vm=vm00", "--forward", "local-port=99999")
+    assert r.returncode == 1 and "local-port" in r.stderr and "Traceback" not in r.stderr, r.stderr
