@@ -23,7 +23,7 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 declare -gA _xetool_P=(
     [event-wait]='class= uuid= timeout='
     [help]='command= all='
-    [host-agent]='listen= daemon='
+    [host-agent]='listen= daemon= stop='
     [host-compute-free-memory]='host= multiple='
     [host-compute-memory-overhead]='host= multiple='
     [host-disable]='host= multiple='

@@ -87,12 +87,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("host-agent", "Serve the host half of this machine over stdin and stdout (one JSON message a line; "
             "see docs/agent-protocol.md), for a pool master that reaches this host over SSH. Host-local "
             "state lives in the state directory; the master's store is never opened here.",
-            _HOST + "host_agent", optn=("listen", "daemon"),
+            _HOST + "host_agent", optn=("listen", "daemon", "stop"),
             param_help=(("listen", "Make sure the long-running agent runs (started, or replaced if it is another "
                          "xetool version) and print where it listens, as JSON; the master forwards its SSH "
                          "connection to that socket."),
                         ("daemon", "Be the long-running agent: listen on the state directory's agent.sock, a forked "
-                         "child serving each connection of this user."))),
+                         "child serving each connection of this user."),
+                        ("stop", "Stop the long-running agent (the connections it serves finish first)."))),
     Command("host-xenstore-socket", "Print the host's xenstore socket, for XENSTORED_PATH=... xenstore-ls.",
             _HOST + "host_xenstore_socket", selector="host"),
     Command("host-xenstore-ls", "List the host's xenstore tree under path= (default /local/domain), with values.",

@@ -162,6 +162,25 @@ def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
     return {"socket": str(path), "protocol": PROTOCOL, "xetool": __version__, "pid": hello.get("pid")}
 
 
+def stop(state_dir: Path, wait: float = 10.0) -> str:
+    """`xetool host-agent --stop`: stop the long-running agent (the connections it serves finish)."""
+    import signal
+    import time
+
+    hello = _greeting(agent_socket(state_dir))
+    if hello is None or not hello.get("pid"):
+        return "No long-running agent runs here."
+    pid = int(hello["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "No long-running agent runs here."
+    deadline = time.monotonic() + wait
+    while _greeting(agent_socket(state_dir), 1.0) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"Stopped the long-running agent (pid {pid})."
+
+
 def daemon(state_dir: Path) -> None:
     """The long-running agent: the host half loaded once, a forked child per connection. Only
     this user's processes are served (SO_PEERCRED); one agent runs per state directory."""
@@ -197,6 +216,7 @@ def daemon(state_dir: Path) -> None:
         listener.bind(str(path))
     finally:
         os.umask(old)
+    bound = os.stat(path).st_ino  # (a socket's fstat names sockfs, not the file)
     listener.listen(64)
     daemon_pid = os.getpid()
     listener.settimeout(1.0)
@@ -219,15 +239,16 @@ def daemon(state_dir: Path) -> None:
                 _child(state_dir, listener, lock, conn, daemon_pid)
             conn.close()
     finally:
-        if _bound_here(path, listener):
+        if _bound_here(path, bound):
             path.unlink(missing_ok=True)
         listener.close()
         lock.close()
 
 
-def _bound_here(path: Path, listener: Any) -> bool:
+def _bound_here(path: Path, inode: int) -> bool:
+    """The socket file is still the one this agent bound (not a newer agent's)."""
     try:
-        return os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino
+        return os.stat(path).st_ino == inode
     except OSError:
         return False
 
