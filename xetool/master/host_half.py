@@ -10,6 +10,7 @@ reservation change that made them) are recorded here.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -128,11 +129,9 @@ class HostClient:
         self.host = {k: host[k] for k in HOST_FIELDS if k in host}
         self.uuid: str = host["uuid"]
         self.transport = transport  # else reached at the first call (transport_for)
-        self._next = 0
 
     def request(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        self._next += 1
-        return request(self._next, self.host, name, args)
+        return request(next(_ids), self.host, name, args)
 
     def call(self, name: str, **args: Any) -> dict[str, Any]:
         request = self.request(name, args)
@@ -190,6 +189,11 @@ def transport_for(store: Store, state_dir: Path, host: Row) -> InProcess | Strea
     return ssh.transport(state_dir, host, pool["ssh_config"], pool["ssh_identity"])
 
 
+# one sequence for the process: clients share a host's connection, and an answer to a request
+# given up earlier (an interrupted call) must never pass for a later one's
+_ids = itertools.count(1)
+
+
 def request(ident: int, host: dict[str, Any], name: str, args: dict[str, Any]) -> dict[str, Any]:
     from xetool.host import env
 
@@ -207,7 +211,7 @@ def call_plain(state_dir: Path, host: Row, ssh_config: str, ssh_identity: str, n
     from xetool.master import ssh
 
     t = ssh.transport(state_dir, host, ssh_config, ssh_identity)
-    answer = t.exchange(json.dumps(request(0, {k: host[k] for k in HOST_FIELDS if k in host}, name, args)),
+    answer = t.exchange(json.dumps(request(next(_ids), {k: host[k] for k in HOST_FIELDS if k in host}, name, args)),
                         lambda ev: None)
     if "error" in answer:
         raise error_from(answer["error"])
