@@ -68,15 +68,16 @@ def options(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str 
            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
            "-o", "ControlMaster=auto", "-o", f"ControlPersist={CONTROL_PERSIST}",
            "-o", f"ControlPath={_private_dir(control_dir(state_dir))}/%C"]
-    if ssh_config:
-        cmd += ["-F", ssh_config]
-    if ssh_identity:
-        cmd += ["-i", ssh_identity, "-o", "IdentitiesOnly=yes"]
-    if host.get("ssh_user"):
-        cmd += ["-l", host["ssh_user"]]
-    if host.get("ssh_port"):
-        cmd += ["-p", str(host["ssh_port"])]
-    return cmd
+    return cmd + reach(host, ssh_config, ssh_identity) + (["-o", "IdentitiesOnly=yes"] if ssh_identity else [])
+
+
+def reach(host: Row, ssh_config: str, ssh_identity: str) -> list[str]:
+    """The options that say how this host is reached: the pool's config and key, its user and port."""
+    out = ["-F", ssh_config] if ssh_config else []
+    out += ["-i", ssh_identity] if ssh_identity else []
+    out += ["-l", host["ssh_user"]] if host.get("ssh_user") else []
+    out += ["-p", str(host["ssh_port"])] if host.get("ssh_port") else []
+    return out
 
 
 def destination(host: Row) -> str:
@@ -87,30 +88,17 @@ def agent_command(host: Row) -> str:
     return str(host.get("agent_command") or AGENT_COMMAND)
 
 
-def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
-    """The ssh command line that runs an agent for this connection alone (the session agent)."""
-    return options(state_dir, host, ssh_config, ssh_identity) + ["--", destination(host), agent_command(host)]
-
-
 def console_tunnel(host: Row, ssh_config: str, ssh_identity: str, local: int, port: int) -> list[str]:
     """The ssh command line that forwards localhost:local to a console on the host's 127.0.0.1
     (a connection of its own: it lives as long as the operator keeps it)."""
-    cmd = ["ssh", "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}"]
-    if ssh_config:
-        cmd += ["-F", ssh_config]
-    if ssh_identity:
-        cmd += ["-i", ssh_identity]
-    if host.get("ssh_user"):
-        cmd += ["-l", host["ssh_user"]]
-    if host.get("ssh_port"):
-        cmd += ["-p", str(host["ssh_port"])]
-    return cmd + [destination(host)]
+    return ["ssh", "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", *reach(host, ssh_config, ssh_identity),
+            destination(host)]
 
 
 def offline(host: Row, status: int | None, said: str, command: str) -> XeError:
     """HOST_OFFLINE for an ssh that failed before the agent greeted, in ssh's own words."""
     if status == SSH_FAILED:
-        reason = f"ssh: {said}" if said else "ssh could not reach it"
+        reason = f"ssh: {said.removeprefix('ssh: ')}" if said else "ssh could not reach it"
     elif status == NOT_FOUND:
         reason = f"the agent command was not found there ({said or command}): install xetool on the host"
     elif status is None:
