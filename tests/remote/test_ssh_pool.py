@@ -356,3 +356,22 @@ def test_a_remote_console_is_forwarded_here(master: Master, tmp_path: Path) -> N
         fwd.communicate(timeout=10)
     r = master.run("vm-vnc", "vm=vm00", "--forward", "local-port=99999")
     assert r.returncode == 1 and "local-port" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_remote_host_that_crashed_is_resynced_by_the_next_command(master: Master, ssh_lab: SshLab,
+                                                                    tmp_path: Path) -> None:
+    import signal
+
+    imported(master, tmp_path, vms=2)
+    master.ok("vm-start", "vm=vm00", "on=host1")
+    hostd = [p for p in ssh_lab.processes(0) if "simulator.hostd" in Path(f"/proc/{p}/cmdline").read_text(errors="replace")]
+    assert hostd
+    for pid in hostd:  # the host's hypervisor dies (its processes), and its domains with it
+        os.kill(pid, signal.SIGKILL)
+    master.ok("vm-start", "vm=vm01", "on=host1")  # reaches it: started anew, then matched with the store
+    assert master.value("vm-list", "name-label=vm00", "params=power-state") == "halted"
+    assert master.value("vm-list", "name-label=vm01", "params=power-state") == "running"
+    vm00 = master.value("vm-list", "name-label=vm00", "params=uuid")
+    assert vm00 in master.ok("message-list", "params=obj-uuid,body")
+    assert domains_on(master, "host1") == {master.value("vm-list", "name-label=vm01", "params=uuid")}
+    assert_consistent(master)
