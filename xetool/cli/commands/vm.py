@@ -94,24 +94,20 @@ def while_busy(ctx: Context, seconds: float, attempt: Callable[[], T]) -> T:
 
 
 def _timeout(args: Args, default: float) -> float:
+    from xetool.units import parse_seconds
+
     text = args.get("timeout")
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise XeError("FIELD_TYPE_ERROR", "timeout", text, "seconds") from None
-    if value < 0:
-        raise XeError("INVALID_VALUE", "timeout", text)
-    return value
+    return default if text is None else parse_seconds(text, "timeout")
 
 
 def wait_seconds(args: Args) -> float:
     """`--wait` waits up to 30 s for another operation on the VM; `wait=SECONDS` sets the bound."""
+    from xetool.units import parse_seconds
+
     text = args.get("wait")
     if text is None or text.lower() == "false":
         return 0.0
-    return 30.0 if text.lower() == "true" else _timeout(Args({"timeout": text}), 0.0)
+    return 30.0 if text.lower() == "true" else parse_seconds(text, "wait")
 
 
 # --- vm-start -------------------------------------------------------------------------------------
