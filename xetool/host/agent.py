@@ -77,8 +77,13 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
 
 _STAMP = ""  # the long-running agent's code_stamp() when it started
 
+_STAMP_EVERY = 2.0  # seconds between looks at the code on disk (a walk over a 9p share is slow)
+_stamp_seen = 0.0
+
 PRELOAD = ("xetool.host.calls", "xetool.host.handlers", "xetool.host.vm_start", "xetool.host.side",
-           "xetool.backends.simulator.backend", "xetool.xenstore.client", "xetool.host.memory")
+           "xetool.host.memory", "xetool.host.teardown", "xetool.xenstore.client", "xetool.devices.domain",
+           "xetool.devices.vbd", "xetool.devices.vif", "xetool.devices.console",
+           "xetool.backends.simulator.backend", "xetool.backends.xen.backend")
 
 
 def code_stamp() -> str:
@@ -127,8 +132,8 @@ def _greeting(sock_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
-    """`xetool host-agent --listen`: make sure this host's long-running agent runs (and is this
-    xetool's version: one left from before an upgrade is replaced), and say where it listens."""
+    """`xetool host-agent --listen`: make sure this host's long-running agent runs (and runs the
+    code on disk: one left from before an upgrade is replaced), and say where it listens."""
     import signal
     import subprocess
     import sys
@@ -207,7 +212,10 @@ def daemon(state_dir: Path) -> None:
                 return
             time.sleep(0.05)
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:  # what this host cannot load (Xen's bindings elsewhere) loads per request, and fails there
+            pass
     path = agent_socket(state_dir)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -232,7 +240,7 @@ def daemon(state_dir: Path) -> None:
             if peer_uid(conn) != os.getuid():
                 conn.close()
                 continue
-            if code_stamp() != _STAMP:  # replaced on disk: the next `listen` starts the new code
+            if _code_replaced():  # the next `listen` starts the new code
                 conn.close()
                 break
             if os.fork() == 0:
@@ -243,6 +251,18 @@ def daemon(state_dir: Path) -> None:
             path.unlink(missing_ok=True)
         listener.close()
         lock.close()
+
+
+def _code_replaced() -> bool:
+    """Whether the code on disk is no longer this agent's (looked at every few seconds)."""
+    import time
+
+    global _stamp_seen
+    now = time.monotonic()
+    if now - _stamp_seen < _STAMP_EVERY:
+        return False
+    _stamp_seen = now
+    return code_stamp() != _STAMP
 
 
 def _bound_here(path: Path, inode: int) -> bool:
