@@ -375,3 +375,22 @@ def test_a_remote_host_that_crashed_is_resynced_by_the_next_command(master: Mast
     assert vm00 in master.ok("message-list", "params=obj-uuid,body")
     assert domains_on(master, "host1") == {master.value("vm-list", "name-label=vm01", "params=uuid")}
     assert_consistent(master)
+
+
+def test_an_agent_per_command_works_the_same(master: Master, ssh_lab: SshLab, tmp_path: Path) -> None:
+    """XETOOL_SSH_AGENT=session (or a host whose sshd refuses stream forwarding): an agent started
+    over SSH for each command, serving it alone on its standard input and output."""
+    imported(master, tmp_path, vms=2)
+    session = {"XETOOL_SSH_AGENT": "session"}
+    master.ok("vm-start", "vm=vm00", "on=host2", env=session)
+    vm = master.value("vm-list", "name-label=vm00", "params=uuid")
+    assert domains_on(master, "host2") == {vm}
+    master.ok("vm-shutdown", "vm=vm00", env=session)
+    assert master.value("vm-list", "name-label=vm00", "params=power-state") == "halted"
+    ssh_lab.stop_sshd(1, sessions=True)
+    r = master.run("vm-start", "vm=vm01", "on=host2", env=session)
+    assert r.returncode == 1 and "Connection refused" in r.stderr and "host2" in r.stderr, r.stderr
+    ssh_lab.start_sshd(1)
+    master.ok("pool-check", "--repair", env=session)
+    master.ok("vm-start", "vm=vm01", "on=host2", env=session)
+    assert_consistent(master)
