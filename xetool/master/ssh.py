@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 AGENT_COMMAND = "xetool host-agent"
 CONTROL_PERSIST = 300  # seconds a shared connection outlives its last command
+GREET_TIMEOUT = 30.0  # an agent connected and silent for longer does not run (a fork under emulation is slow)
 # ssh's exit status when it fails itself (connect, authenticate, lose the connection), as
 # opposed to the remote command's status; a shell's for a command it cannot find
 SSH_FAILED, NOT_FOUND = 255, 127
@@ -254,6 +255,7 @@ def _connect(host: Row, local: Path) -> Forwarded | None:
         s.close()
         return None
     t = Forwarded(host, s)
+    s.settimeout(GREET_TIMEOUT)
     try:
         t.greet()
     except XeError as err:
@@ -261,6 +263,12 @@ def _connect(host: Row, local: Path) -> Forwarded | None:
         if err.code == "HOST_AGENT_CONNECTION_LOST":  # the forward is there, the agent is not
             return None
         raise
+    except OSError:  # connected, and no greeting: the agent is there and does not run
+        t.close()
+        raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
+                      reason=f"its long-running agent does not greet within {GREET_TIMEOUT:.0f} s "
+                      "(stopped? `xetool host-agent --stop` there, and the next command starts it again)") from None
+    s.settimeout(None)  # a call takes what it takes: a lost link is ssh's to notice (ServerAlive)
     return t
 
 
