@@ -23,7 +23,7 @@ _xetool_global_after='--minimal --format= --debug --trace --quiet'
 declare -gA _xetool_P=(
     [event-wait]='class= uuid= timeout='
     [help]='command= all='
-    [host-agent]='listen= daemon='
+    [host-agent]='listen= daemon= stop='
     [host-compute-free-memory]='host= multiple='
     [host-compute-memory-overhead]='host= multiple='
     [host-disable]='host= multiple='
@@ -159,7 +159,7 @@ declare -gA _xetool_P=(
     [vm-shutdown]='force= timeout= wait= vm= multiple='
     [vm-start]='on= paused= force= dry-run= wait= seed= vm= multiple='
     [vm-unpause]='wait= vm= multiple='
-    [vm-vnc]='vm= multiple='
+    [vm-vnc]='forward= local-port= vm= multiple='
 )
 declare -gA _xetool_F=(
     [event-wait]=@class

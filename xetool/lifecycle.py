@@ -132,10 +132,10 @@ def vdi_attach_error(txn: Txn, vbd: Row, vm: Row, op: str, starting: bool = Fals
             return XeError("VDI_IN_USE", vdi["uuid"], op)
     if need_write and vdi["read_only"]:
         return XeError("VDI_READONLY", vdi["uuid"])
-    from xetool.storage import file_sr
+    from xetool.storage import disks
     from xetool.store.objects import sr_path
 
-    if not file_sr.vdi_path(sr_path(txn, vdi["SR"]), vdi["location"]).is_file():
+    if disks.present(txn, vdi["SR"], sr_path(txn, vdi["SR"]), vdi["location"]) is False:
         return XeError("VDI_MISSING", vdi["SR"], vdi["uuid"])
     return None
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Collection
     from typing import Any
 
+    from xetool.storage.disks import Made
+
 RESERVED_HOST_MEMORY = 72 << 20  # squeezed keeps this back on every host (xapi reference 3.3)
 _LINE = re.compile(r"line (\d+), column (\d+)")
 
@@ -57,7 +59,7 @@ class Importer:
     txn: Txn
     file: str
     state_dir: Path
-    created_files: list[tuple[str, str, str]] = field(default_factory=list)
+    created_files: list[Made] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     names: dict[str, dict[str, str]] = field(default_factory=dict)  # class -> name -> uuid
 
@@ -241,7 +243,7 @@ def _host_names(imp: Importer, table: str, data: dict[str, Any]) -> list[str]:
 
 
 def import_pool(txn: Txn, doc: dict[str, Any], file: str, state_dir: Path,
-                created_files: list[tuple[str, str, str]] | None = None) -> Importer:
+                created_files: list[Made] | None = None) -> Importer:
     """Import `doc`; the disk files made are appended to `created_files` as they are made, so
     that the caller can remove them if the transaction fails."""
     imp = Importer(txn, file, state_dir, created_files if created_files is not None else [])
@@ -312,6 +314,8 @@ def cpu_info(cpus: int, backend: str) -> dict[str, str]:
 
 
 def _import_sr(imp: Importer, table: str, data: dict[str, Any]) -> None:
+    from xetool.master.ssh import is_remote
+
     name = _need_name(imp, table, data)
     if data.get("type", "file") != "file":
         raise imp.bad(table, "type", "xetool has the file SR driver only")
@@ -319,10 +323,14 @@ def _import_sr(imp: Importer, table: str, data: dict[str, Any]) -> None:
     values |= {"shared": bool(data.get("shared", True)), "content_type": str(data.get("content-type", "user"))}
     uuid = imp.upsert("sr", table, values, {"name_label": name})
     imp.named("sr", name, uuid)
+    hosts = _host_names(imp, table, data)
+    if hosts and all(is_remote(imp.txn.must("host", h, ["address", "ssh_alias"])) for h in hosts) \
+            and not Path(str(data.get("path") or "")).is_absolute():
+        raise imp.bad(table, "path", "the SR's directory on its hosts, an absolute path (its hosts are all remote)")
     path = str(data.get("path") or imp.state_dir / "srs" / uuid)
     if not Path(path).is_absolute():
         path = str(imp.state_dir / path)
-    for host in _host_names(imp, table, data):
+    for host in hosts:
         match = {"host": host, "SR": uuid}
         imp.upsert("pbd", table, {**match, "device_config": {"path": path}}, match)
 

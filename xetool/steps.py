@@ -7,7 +7,8 @@ reverse previous steps". Each step may return a note saying what it did, or why 
 
 Fault injection, for the fault tests: XETOOL_FIST is a comma-separated list of `STEP` (fail
 before the step), `STEP:fail-after` (fail once the step is done), `STEP:kill` (SIGKILL this
-process before the step) or `STEP:kill-after`. A step may also name points inside itself
+process before the step), `STEP:kill-after` or `STEP:delay=SECONDS` (wait before the step: a
+window for a test to break something in, such as the host's link). A step may also name points inside itself
 (`checkpoint("domain_created")`), which take `NAME:fail` and `NAME:kill` the same way: the
 windows between a hypervisor call and its record.
 """
@@ -65,6 +66,11 @@ def _inject(name: str, when: str, plan: dict[str, str]) -> None:
     how = plan.get(name)
     if how is None:
         return
+    if how.startswith("delay=") and not when:
+        try:
+            time.sleep(float(how[len("delay="):]))
+        except ValueError:
+            raise XeError("FIST", f"{name} (bad delay: {how})") from None
     if how == f"kill{when}":
         os.kill(os.getpid(), signal.SIGKILL)
     if how == f"fail{when}":

@@ -47,3 +47,19 @@ def show_size(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size}{unit}"
     return str(n)
+
+
+SECONDS_MAX = 86400.0  # a bounded wait of more than a day is a mistake, not a plan
+
+
+def parse_seconds(text: str, what: str) -> float:
+    """A number of seconds for a bounded wait (timeout=, wait=): 0 to a day."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise XeError("FIELD_TYPE_ERROR", what, text, "seconds (a number >= 0)")
+    if seconds > SECONDS_MAX:
+        raise XeError("VALUE_NOT_SUPPORTED", what, text, f"must be 0 to {SECONDS_MAX:g}: at most a day, in seconds")
+    return seconds

@@ -128,3 +128,11 @@ def test_host_sim_list_is_a_listing_of_records(pool: Pool) -> None:
     pool.fails("host-sim-list", "nosuch=1", code="UNKNOWN_PARAMETER", status=2)
     pool.xe("host-sim-stop", "host=host2")
     assert json.loads(pool.xe("host-sim-list", "host-sim=host2", "--format=json"))[0]["state"] == "stopped"
+
+
+@pytest.mark.parametrize("arg, code, status", [("wait=90000", "VALUE_NOT_SUPPORTED", 1), ("wait=soon", "FIELD_TYPE_ERROR", 2),
+                                               ("timeout=1e9", "VALUE_NOT_SUPPORTED", 1), ("timeout=nan", "FIELD_TYPE_ERROR", 2)])
+def test_a_wait_or_timeout_beyond_a_day_or_not_a_number_is_refused(pool: Pool, arg: str, code: str, status: int) -> None:
+    pool.xe("vm-start", "vm=web01")
+    pool.fails("vm-shutdown", "vm=web01", arg, code=code, status=status)
+    assert pool.xe("vm-list", "name-label=web01", "params=power-state", "--minimal").strip() == "running"

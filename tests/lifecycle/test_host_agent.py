@@ -151,3 +151,41 @@ def test_the_connection_lost_during_a_start_then_the_next_command_settles_the_ho
     pool.assert_running_clean(vm)
     pool.xe("vm-shutdown", "vm=web01", "--force")
     pool.assert_halted_clean(vm)
+
+
+def test_the_long_running_agent_listens_serves_forks_and_stops(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """host-agent --listen starts it once (a second --listen finds it), each connection is served
+    by a fork of it (the same protocol, a start-up already paid), and --stop ends it."""
+    import json
+    import os
+    import socket
+    import time
+
+    state = tmp_path / "host"
+    state.mkdir(mode=0o700)
+    env = {**cli_env(state), "XETOOL_STATE_DIR": str(state)}
+
+    def agent(*flags: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "xetool", "host-agent", *flags], capture_output=True, text=True,
+                           env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    first = json.loads(agent("--listen"))
+    try:
+        assert first["protocol"] == PROTOCOL and os.stat(first["socket"]).st_mode & 0o777 == 0o600
+        assert json.loads(agent("--listen"))["pid"] == first["pid"]  # found running, not started again
+        for _ in range(2):
+            began = time.monotonic()
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(first["socket"])
+                f = s.makefile("rwb", buffering=0)
+                hello = json.loads(f.readline())["hello"]
+                f.write(json.dumps({"id": 7, "call": "hello", "host": {"uuid": "h"}, "env": {}, "args": {}}).encode() + b"\n")
+                answer = json.loads(f.readline())
+            assert hello["pid"] == first["pid"] and answer["result"]["state_dir"] == str(state)
+            assert time.monotonic() - began < 1.0  # a fork of a loaded agent, no interpreter start-up
+    finally:
+        assert agent("--stop") == f"Stopped the long-running agent (pid {first['pid']})."
+    assert agent("--stop") == "No long-running agent runs here."
+    assert not os.path.exists(first["socket"])

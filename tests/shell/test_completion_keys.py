@@ -61,6 +61,6 @@ def test_options_already_given_are_not_offered_again(pool: Path) -> None:
 
 def test_host_sim_list_completes_like_a_listing(pool: Path) -> None:
     assert complete("xetool host-sim-list params=st", pool).replies == ["state"]
-    assert complete("xetool host-sim-list state=", pool).replies == ["running", "stopped", "not-started"]
+    assert complete("xetool host-sim-list state=", pool).replies == ["running", "stopped", "not-started", "unreachable"]
     assert "--minimal" in complete("xetool host-sim-list --", pool).replies
 

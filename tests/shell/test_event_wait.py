@@ -66,6 +66,7 @@ def test_not_equal_and_filters_without_uuid(pool: Path) -> None:
     (["power-state=running"], 2, "param: class"),
     (["class=vm", "timeout=soon"], 2, "seconds"),
     (["class=vm", "timeout=-1"], 2, "seconds"),
+    (["class=vm", "timeout=1e9"], 1, "at most a day"),
     (["class=nosuch"], 2, "nosuch"),
     (["class=vm", "uuid=not-a-uuid"], 2, "uuid you supplied was invalid"),
     (["class=vm", "uuid=00000000-0000-0000-0000-000000000000"], 1, "invalid object reference"),

@@ -61,8 +61,12 @@ COMMANDS: tuple[Command, ...] = (
                         ("dynamic-max", "The most the memory broker may give the VM."))),
     Command("vm-retrieve-wlb-recommendations", "Ask the workload balancing recommender where the VM should start.",
             _VM + "vm_retrieve_wlb_recommendations", selector="vm"),
-    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password.",
-            _VM + "vm_vnc", selector="vm"),
+    Command("vm-vnc", "Show how to reach the VM's console: its VNC server on the host's 127.0.0.1, and its password; "
+            "for a remote host, the ssh -L command that forwards it here (--forward runs it).",
+            _VM + "vm_vnc", selector="vm", optn=("forward", "local-port"),
+            param_help=(("forward", "For a VM on a remote host: run the SSH forward in the foreground until "
+                         "interrupted."),
+                        ("local-port", "The port of this machine's 127.0.0.1 to forward (default: a free one)."))),
     Command("host-compute-free-memory", "Print the memory a new VM could get on the host now, in bytes.",
             _HOST + "host_compute_free_memory", selector="host"),
     Command("host-compute-memory-overhead", "Print the memory the host keeps for itself, in bytes.",
@@ -83,12 +87,13 @@ COMMANDS: tuple[Command, ...] = (
     Command("host-agent", "Serve the host half of this machine over stdin and stdout (one JSON message a line; "
             "see docs/agent-protocol.md), for a pool master that reaches this host over SSH. Host-local "
             "state lives in the state directory; the master's store is never opened here.",
-            _HOST + "host_agent", optn=("listen", "daemon"),
+            _HOST + "host_agent", optn=("listen", "daemon", "stop"),
             param_help=(("listen", "Make sure the long-running agent runs (started, or replaced if it is another "
                          "xetool version) and print where it listens, as JSON; the master forwards its SSH "
                          "connection to that socket."),
                         ("daemon", "Be the long-running agent: listen on the state directory's agent.sock, a forked "
-                         "child serving each connection of this user."))),
+                         "child serving each connection of this user."),
+                        ("stop", "Stop the long-running agent (the connections it serves finish first)."))),
     Command("host-xenstore-socket", "Print the host's xenstore socket, for XENSTORED_PATH=... xenstore-ls.",
             _HOST + "host_xenstore_socket", selector="host"),
     Command("host-xenstore-ls", "List the host's xenstore tree under path= (default /local/domain), with values.",

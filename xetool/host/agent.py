@@ -43,8 +43,8 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
         writer.flush()
 
     hello: dict[str, Any] = {"protocol": PROTOCOL, "xetool": __version__}
-    if daemon_pid:
-        hello["pid"] = daemon_pid  # the long-running agent's, replaced by `listen` after an upgrade
+    if daemon_pid:  # the long-running agent's, and its code: `listen` replaces it after an upgrade
+        hello["pid"], hello["code"] = daemon_pid, _STAMP
     send({"hello": hello})
     for line in iter(reader.readline, b""):
         try:
@@ -75,8 +75,30 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
 # socket through its shared SSH connection's stream forwarding (master/ssh.py), so a command
 # opens no SSH session and starts no process on the host.
 
+_STAMP = ""  # the long-running agent's code_stamp() when it started
+
+_STAMP_EVERY = 2.0  # seconds between looks at the code on disk (a walk over a 9p share is slow)
+_stamp_seen = 0.0
+
 PRELOAD = ("xetool.host.calls", "xetool.host.handlers", "xetool.host.vm_start", "xetool.host.side",
-           "xetool.backends.simulator.backend", "xetool.xenstore.client", "xetool.host.memory")
+           "xetool.host.memory", "xetool.host.teardown", "xetool.xenstore.client", "xetool.devices.domain",
+           "xetool.devices.vbd", "xetool.devices.vif", "xetool.devices.console",
+           "xetool.backends.simulator.backend", "xetool.backends.xen.backend")
+
+
+def code_stamp() -> str:
+    """The xetool code on disk, as a digest of its modules' sizes and times: a long-running
+    agent whose code was replaced (an upgrade, a developer's edit) makes way for a new one."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha1()
+    for d, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            st = os.stat(os.path.join(d, name))
+            h.update(f"{d}/{name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def agent_socket(state_dir: Path) -> Path:
@@ -110,8 +132,8 @@ def _greeting(sock_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
 
 
 def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
-    """`xetool host-agent --listen`: make sure this host's long-running agent runs (and is this
-    xetool's version: one left from before an upgrade is replaced), and say where it listens."""
+    """`xetool host-agent --listen`: make sure this host's long-running agent runs (and runs the
+    code on disk: one left from before an upgrade is replaced), and say where it listens."""
     import signal
     import subprocess
     import sys
@@ -123,7 +145,8 @@ def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
 
     path = agent_socket(state_dir)
     hello = _greeting(path)
-    if hello is not None and hello.get("xetool") != __version__ and hello.get("pid"):
+    stamp = code_stamp()
+    if hello is not None and hello.get("code") != stamp and hello.get("pid"):
         try:
             os.kill(int(hello["pid"]), signal.SIGTERM)
         except ProcessLookupError:
@@ -135,13 +158,32 @@ def listen(state_dir: Path, wait: float = 60.0) -> dict[str, Any]:
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
         log.close()
         deadline = time.monotonic() + wait
-        while (hello := _greeting(path)) is None or hello.get("xetool") != __version__:
+        while (hello := _greeting(path)) is None or hello.get("code") != stamp:
             if time.monotonic() > deadline:
                 raise XeError("HOST_OFFLINE", os.uname().nodename,
                               reason=f"the long-running agent did not start listening on {path} within {wait:.0f} s "
                               f"(see {state_dir / 'agent.log'})")
             time.sleep(0.05)
     return {"socket": str(path), "protocol": PROTOCOL, "xetool": __version__, "pid": hello.get("pid")}
+
+
+def stop(state_dir: Path, wait: float = 10.0) -> str:
+    """`xetool host-agent --stop`: stop the long-running agent (the connections it serves finish)."""
+    import signal
+    import time
+
+    hello = _greeting(agent_socket(state_dir))
+    if hello is None or not hello.get("pid"):
+        return "No long-running agent runs here."
+    pid = int(hello["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "No long-running agent runs here."
+    deadline = time.monotonic() + wait
+    while _greeting(agent_socket(state_dir), 1.0) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return f"Stopped the long-running agent (pid {pid})."
 
 
 def daemon(state_dir: Path) -> None:
@@ -151,16 +193,29 @@ def daemon(state_dir: Path) -> None:
     import importlib
     import signal
     import socket
+    import time
 
     from xetool.backends.simulator.control import peer_uid
 
+    global _STAMP
+    _STAMP = code_stamp()
     lock = os.fdopen(os.open(state_dir / "agent.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w")
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return  # another one runs
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:  # another one runs: this code's, or an old one on its way out
+            hello = _greeting(agent_socket(state_dir), 1.0)
+            if (hello is not None and hello.get("code") == _STAMP) or time.monotonic() > deadline:
+                lock.close()
+                return
+            time.sleep(0.05)
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:  # what this host cannot load (Xen's bindings elsewhere) loads per request, and fails there
+            pass
     path = agent_socket(state_dir)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -169,6 +224,7 @@ def daemon(state_dir: Path) -> None:
         listener.bind(str(path))
     finally:
         os.umask(old)
+    bound = os.stat(path).st_ino  # (a socket's fstat names sockfs, not the file)
     listener.listen(64)
     daemon_pid = os.getpid()
     listener.settimeout(1.0)
@@ -184,18 +240,35 @@ def daemon(state_dir: Path) -> None:
             if peer_uid(conn) != os.getuid():
                 conn.close()
                 continue
+            if _code_replaced():  # the next `listen` starts the new code
+                conn.close()
+                break
             if os.fork() == 0:
                 _child(state_dir, listener, lock, conn, daemon_pid)
             conn.close()
     finally:
-        if _bound_here(path, listener):
+        if _bound_here(path, bound):
             path.unlink(missing_ok=True)
         listener.close()
+        lock.close()
 
 
-def _bound_here(path: Path, listener: Any) -> bool:
+def _code_replaced() -> bool:
+    """Whether the code on disk is no longer this agent's (looked at every few seconds)."""
+    import time
+
+    global _stamp_seen
+    now = time.monotonic()
+    if now - _stamp_seen < _STAMP_EVERY:
+        return False
+    _stamp_seen = now
+    return code_stamp() != _STAMP
+
+
+def _bound_here(path: Path, inode: int) -> bool:
+    """The socket file is still the one this agent bound (not a newer agent's)."""
     try:
-        return os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino
+        return os.stat(path).st_ino == inode
     except OSError:
         return False
 

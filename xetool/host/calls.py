@@ -86,6 +86,9 @@ CALLS: dict[str, Call] = {c.name: c for c in (
     _c("host_process", _H + "host_process", "", "state pid xenstore_socket",
        "The host's own process: a simulated host's running, stopped (it ran and is gone) or not-started, "
        "and its pid; a Xen host's xenstored state. And its xenstore socket, on the host."),
+    _c("vdi_create", _H + "vdi_create", "sr sr_path vdi size", "location",
+       "Make a disk's sparse file in a file SR's directory on the host; its location (file name)."),
+    _c("vdi_destroy", _H + "vdi_destroy", "sr sr_path location", "", "Remove a disk's file from a file SR on the host."),
     _c("host_stop", _H + "host_stop", "", "stopped",
        "Stop a simulated host's process (to its VMs, a crash); refused for a Xen host."),
 )}

@@ -312,3 +312,18 @@ def host_stop(side: HostSide, args: Args) -> Answer:
     from xetool.backends import simulator
 
     return {"stopped": simulator.stop_host(side.state_dir, side.uuid)}
+
+
+# --- a file SR's disks, for an SR that only remote hosts see (storage/disks.py) --------------------------
+
+def vdi_create(side: HostSide, args: Args) -> Answer:
+    from xetool.storage import file_sr
+
+    return {"location": file_sr.create(args["sr"], args["sr_path"], args["vdi"], int(args["size"]))}
+
+
+def vdi_destroy(side: HostSide, args: Args) -> Answer:
+    from xetool.storage import file_sr
+
+    file_sr.destroy(args["sr"], args["sr_path"], args["location"])
+    return {}

@@ -10,6 +10,7 @@ reservation change that made them) are recorded here.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -70,13 +71,29 @@ class Stream:
         from xetool.host.calls import PROTOCOL
 
         if self.hello is None:
-            msg = self._line()
-            if msg is None or "hello" not in msg:
-                raise self.lost("it closed the connection before greeting")
-            self.hello = msg["hello"]
+            self.hello = self._greeting()
             if self.hello.get("protocol") != PROTOCOL:
                 raise XeError("HOST_AGENT_PROTOCOL_MISMATCH", self.host, PROTOCOL, self.hello.get("protocol"))
         return self.hello
+
+    def _greeting(self) -> dict[str, Any]:
+        """The agent's hello, past what a login shell may print before it (a banner, a
+        message of the day): noise before the greeting is skipped, within bounds."""
+        noise: list[bytes] = []
+        while len(noise) < 100:
+            line = self.reader.readline()
+            if not line:
+                break
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = None
+            if isinstance(msg, dict) and isinstance(msg.get("hello"), dict):
+                hello: dict[str, Any] = msg["hello"]
+                return hello
+            noise.append(line.strip())
+        said = f"; before it: {b' / '.join(noise[-3:])[:300]!r}" if noise else ""
+        raise self.lost("it closed the connection before greeting" + said)
 
     def lost(self, reason: str) -> XeError:
         return XeError("HOST_AGENT_CONNECTION_LOST", self.host, reason)
@@ -111,21 +128,16 @@ class HostClient:
         self.store, self.state_dir, self.observer = store, state_dir, observer
         self.host = {k: host[k] for k in HOST_FIELDS if k in host}
         self.uuid: str = host["uuid"]
-        self.transport = transport or InProcess(state_dir)
-        self._next = 0
+        self.transport = transport  # else reached at the first call (transport_for)
 
     def request(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        from xetool.host import env
-
-        call = CALLS[name]
-        missing = [a for a in call.args if a not in args]
-        assert not missing, (name, missing)  # a bug on the master: never sent
-        self._next += 1
-        return {"id": self._next, "call": name, "host": self.host, "env": env.from_master(), "args": args}
+        return request(next(_ids), self.host, name, args)
 
     def call(self, name: str, **args: Any) -> dict[str, Any]:
         request = self.request(name, args)
         try:
+            if self.transport is None:
+                self.transport = transport_for(self.store, self.state_dir, self.host)
             answer = self.transport.exchange(json.dumps(request), self.event)
         except XeError as err:
             if err.code == "HOST_AGENT_CONNECTION_LOST":  # what it did there: the next touch resyncs it
@@ -177,8 +189,38 @@ def transport_for(store: Store, state_dir: Path, host: Row) -> InProcess | Strea
     return ssh.transport(state_dir, host, pool["ssh_config"], pool["ssh_identity"])
 
 
+# one sequence for the process: clients share a host's connection, and an answer to a request
+# given up earlier (an interrupted call) must never pass for a later one's
+_ids = itertools.count(1)
+
+
+def request(ident: int, host: dict[str, Any], name: str, args: dict[str, Any]) -> dict[str, Any]:
+    from xetool.host import env
+
+    call = CALLS[name]
+    missing = [a for a in call.args if a not in args]
+    assert not missing, (name, missing)  # a bug on the master: never sent
+    return {"id": ident, "call": name, "host": host, "env": env.from_master(), "args": args}
+
+
+def call_plain(state_dir: Path, host: Row, ssh_config: str, ssh_identity: str, name: str,
+               args: dict[str, Any]) -> dict[str, Any]:
+    """A call to a remote host from inside a transaction of the store (a disk made for a
+    pool-import): its answer only, no event recorded and nothing written to the store."""
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.master import ssh
+
+    t = ssh.transport(state_dir, host, ssh_config, ssh_identity)
+    answer = t.exchange(json.dumps(request(next(_ids), {k: host[k] for k in HOST_FIELDS if k in host}, name, args)),
+                        lambda ev: None)
+    if "error" in answer:
+        raise error_from(answer["error"])
+    result: dict[str, Any] = answer["result"]
+    return result
+
+
 def client(store: Store, state_dir: Path, host: Row, observer: Observer | None = None) -> HostClient:
-    return HostClient(store, state_dir, host, observer, transport_for(store, state_dir, host))
+    return HostClient(store, state_dir, host, observer)
 
 
 def client_for(store: Store, state_dir: Path, host_uuid: str, observer: Observer | None = None) -> HostClient:
@@ -354,8 +396,7 @@ class Hosts:
 
         with self.store.read() as txn:
             row = txn.must("host", host, HOST_FIELDS)
-        c = HostClient(self.store, self.state_dir, row, self.observer,
-                       self.connect(row) if self.connect else transport_for(self.store, self.state_dir, row))
+        c = HostClient(self.store, self.state_dir, row, self.observer, self.connect(row) if self.connect else None)
         # the first touch of the host: it must answer, and the store is matched with its domains
         # before anything else runs there (our own start's marks do not hold it back)
         resync.touch(self.store, self.state_dir, c, own_task=task)

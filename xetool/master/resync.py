@@ -489,7 +489,14 @@ def check_pool(store: Store, state_dir: Path) -> list[Divergence]:
     out = plan_store(store)
     for host in _hosts(store):
         if _worth_a_look(state_dir, host) or _has_residents(store, host["uuid"]):
-            out += plan_host(store, client(store, state_dir, host))
+            try:
+                out += plan_host(store, client(store, state_dir, host))
+            except XeError as err:
+                if err.code != "HOST_OFFLINE":
+                    raise
+                out.append(Divergence("host-offline", host["uuid"], host["uuid"],
+                                      f"{host['name_label']} cannot be reached ({err.params.get('reason', '')}): its "
+                                      "domains cannot be compared with the store", "none until it answers"))
     return out
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 AGENT_COMMAND = "xetool host-agent"
 CONTROL_PERSIST = 300  # seconds a shared connection outlives its last command
+GREET_TIMEOUT = 30.0  # an agent connected and silent for longer does not run (a fork under emulation is slow)
 # ssh's exit status when it fails itself (connect, authenticate, lose the connection), as
 # opposed to the remote command's status; a shell's for a command it cannot find
 SSH_FAILED, NOT_FOUND = 255, 127
@@ -68,15 +69,16 @@ def options(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str 
            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
            "-o", "ControlMaster=auto", "-o", f"ControlPersist={CONTROL_PERSIST}",
            "-o", f"ControlPath={_private_dir(control_dir(state_dir))}/%C"]
-    if ssh_config:
-        cmd += ["-F", ssh_config]
-    if ssh_identity:
-        cmd += ["-i", ssh_identity, "-o", "IdentitiesOnly=yes"]
-    if host.get("ssh_user"):
-        cmd += ["-l", host["ssh_user"]]
-    if host.get("ssh_port"):
-        cmd += ["-p", str(host["ssh_port"])]
-    return cmd
+    return cmd + reach(host, ssh_config, ssh_identity) + (["-o", "IdentitiesOnly=yes"] if ssh_identity else [])
+
+
+def reach(host: Row, ssh_config: str, ssh_identity: str) -> list[str]:
+    """The options that say how this host is reached: the pool's config and key, its user and port."""
+    out = ["-F", ssh_config] if ssh_config else []
+    out += ["-i", ssh_identity] if ssh_identity else []
+    out += ["-l", host["ssh_user"]] if host.get("ssh_user") else []
+    out += ["-p", str(host["ssh_port"])] if host.get("ssh_port") else []
+    return out
 
 
 def destination(host: Row) -> str:
@@ -87,15 +89,17 @@ def agent_command(host: Row) -> str:
     return str(host.get("agent_command") or AGENT_COMMAND)
 
 
-def argv(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
-    """The ssh command line that runs an agent for this connection alone (the session agent)."""
-    return options(state_dir, host, ssh_config, ssh_identity) + ["--", destination(host), agent_command(host)]
+def console_tunnel(host: Row, ssh_config: str, ssh_identity: str, local: int, port: int) -> list[str]:
+    """The ssh command line that forwards localhost:local to a console on the host's 127.0.0.1
+    (a connection of its own: it lives as long as the operator keeps it)."""
+    return ["ssh", "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:{port}", *reach(host, ssh_config, ssh_identity),
+            destination(host)]
 
 
 def offline(host: Row, status: int | None, said: str, command: str) -> XeError:
     """HOST_OFFLINE for an ssh that failed before the agent greeted, in ssh's own words."""
     if status == SSH_FAILED:
-        reason = f"ssh: {said}" if said else "ssh could not reach it"
+        reason = f"ssh: {said.removeprefix('ssh: ')}" if said else "ssh could not reach it"
     elif status == NOT_FOUND:
         reason = f"the agent command was not found there ({said or command}): install xetool on the host"
     elif status is None:
@@ -251,6 +255,7 @@ def _connect(host: Row, local: Path) -> Forwarded | None:
         s.close()
         return None
     t = Forwarded(host, s)
+    s.settimeout(GREET_TIMEOUT)
     try:
         t.greet()
     except XeError as err:
@@ -258,21 +263,47 @@ def _connect(host: Row, local: Path) -> Forwarded | None:
         if err.code == "HOST_AGENT_CONNECTION_LOST":  # the forward is there, the agent is not
             return None
         raise
+    except OSError:  # connected, and no greeting: the agent is there and does not run
+        t.close()
+        raise XeError("HOST_OFFLINE", host["uuid"], name=host["name_label"],
+                      reason=f"its long-running agent does not greet within {GREET_TIMEOUT:.0f} s "
+                      "(stopped? `xetool host-agent --stop` there, and the next command starts it again)") from None
+    s.settimeout(None)  # a call takes what it takes: a lost link is ssh's to notice (ServerAlive)
     return t
+
+
+def _listening(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
     """The long-running agent through the shared connection; set up (the agent started on the
     host, the forwarding added to the connection) when it does not answer. None if the host's
     sshd refuses to forward (its AllowStreamLocalForwarding)."""
-    import json
+    import fcntl
 
     dest = destination(host)
-    name = hashlib.sha1("\0".join([*base, dest]).encode()).hexdigest()[:16]
+    name = hashlib.sha1("\0".join([*base, dest, agent_command(host)]).encode()).hexdigest()[:16]
     local = control_dir(state_dir) / f"{name}.agent"
     t = _connect(host, local)
     if t is not None:
         return t
+    # one command sets it up; the others that found it missing meanwhile wait, then use it
+    with open(os.open(control_dir(state_dir) / f"{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _connect(host, local) or _set_up(host, base, dest, local)
+
+
+def _set_up(host: Row, base: list[str], dest: str, local: Path) -> Forwarded | None:
+    import json
+
     answer = _run(host, [*base, "--", dest, agent_command(host) + " --listen"])
     try:
         remote = json.loads(answer.strip().splitlines()[-1])["socket"]
@@ -281,11 +312,12 @@ def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
                       reason=f"its agent did not say where it listens: {answer[-200:]!r}") from None
     if (t := _connect(host, local)) is not None:  # the forwarding was there: the agent was not
         return t
+    if _listening(local):  # a forwarding to an agent that is gone: replaced
+        try:
+            _run(host, [*base, "-O", "cancel", "-L", f"{local}:{remote}", dest])
+        except XeError:
+            pass
     local.unlink(missing_ok=True)
-    try:
-        _run(host, [*base, "-O", "cancel", "-L", f"{local}:{remote}", dest])
-    except XeError:
-        pass  # none to cancel
     try:
         _run(host, [*base, "-O", "forward", "-L", f"{local}:{remote}", dest])
     except XeError:

@@ -12,11 +12,12 @@ import re
 from xetool import constraints
 from xetool.clock import now_iso
 from xetool.errors import XeError
-from xetool.storage import file_sr
+from xetool.storage import disks
 from xetool.store.db import Row, Txn, new_uuid
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
+    from xetool.storage.disks import Made
     from typing import Any
 
 MAX_VBD_DEVICE = 254
@@ -77,7 +78,7 @@ def sr_path(txn: Txn, sr: str) -> str:
     raise XeError("SR_BACKEND_FAILURE", sr, "the SR has no PBD with device-config:path")
 
 
-def create_vdi(txn: Txn, sr: str, values: dict[str, Any], created: list[tuple[str, str, str]]) -> str:
+def create_vdi(txn: Txn, sr: str, values: dict[str, Any], created: list[Made]) -> str:
     """The record and the sparse file; `created` collects files to remove if the caller fails."""
     txn.must("sr", sr, ["uuid"])
     size = int(values.get("virtual_size", 0))
@@ -91,19 +92,18 @@ def create_vdi(txn: Txn, sr: str, values: dict[str, Any], created: list[tuple[st
         limits.check_field(VDI.field_named("name_label"), values["name_label"])
     uuid = values.get("uuid") or new_uuid()
     path = sr_path(txn, sr)
-    location = file_sr.create(sr, path, uuid, size)
-    created.append((sr, path, location))
+    location = disks.create(txn, sr, path, uuid, size, created)
     return txn.insert("vdi", {**values, "uuid": uuid, "SR": sr, "location": location})
 
 
-def destroy_vdi(txn: Txn, vdi: Row) -> tuple[str, str, str]:
-    """Remove the record; return (sr, path, location) for the caller to delete after commit."""
+def destroy_vdi(txn: Txn, vdi: Row) -> Made:
+    """Remove the record; return what the caller deletes after commit (disks.destroy)."""
     users = txn.uuids("vbd", {"VDI": vdi["uuid"]})
     if users:
         raise XeError("VDI_IN_USE", vdi["uuid"], "destroy")
     path = sr_path(txn, vdi["SR"])
     txn.delete("vdi", vdi["uuid"])
-    return vdi["SR"], path, vdi["location"]
+    return vdi["SR"], path, vdi["location"], disks.seen_from(txn, vdi["SR"])
 
 
 def _device_number(text: str, taken: set[str], limit: int) -> str:

@@ -29,15 +29,9 @@ FIRST_POLL, MAX_POLL = 0.05, 1.0  # seconds: quick for fast changes, cheap for s
 
 
 def _timeout(text: str | None) -> float:
-    if text is None:
-        return DEFAULT_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # also refuses nan
-        raise XeError("FIELD_TYPE_ERROR", "timeout", text, "seconds (a number >= 0)")
-    return seconds
+    from xetool.units import parse_seconds
+
+    return DEFAULT_TIMEOUT if text is None else parse_seconds(text, "timeout")
 
 
 def _not_equal(spec: ClassSpec, filters: dict[str, str]) -> list[tuple[Field, str]]:

@@ -111,6 +111,8 @@ def host_agent(ctx: Context, cmd: Command, args: Args) -> Output:
     ensure_state_dir(str(ctx.state), create=True)
     if args.flag("daemon"):
         agent.daemon(ctx.state_dir)
+    elif args.flag("stop"):
+        return Message(agent.stop(ctx.state_dir))
     elif args.flag("listen"):
         import json
 

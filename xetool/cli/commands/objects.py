@@ -10,7 +10,7 @@ from xetool.cli.registry import Command
 from xetool.cli.selectors import require_count, select, split_filters
 from xetool.datamodel import get_class
 from xetool.errors import XeError
-from xetool.storage import file_sr
+from xetool.storage import disks
 from xetool.store import objects
 from xetool.store.codec import map_entry, parse_cli
 from xetool.units import parse_size
@@ -18,6 +18,8 @@ from xetool.units import parse_size
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from typing import Any
+
+    from xetool.storage.disks import Made
 
 
 def _flag(args: Args, key: str, default: bool) -> bool:
@@ -104,13 +106,12 @@ def vdi_create(ctx: Context, cmd: Command, args: Args) -> Output:
         if args.has(key):
             f = spec.field_named(key)
             values[f.name] = parse_cli(f, args.params[key])
-    created: list[tuple[str, str, str]] = []
+    created: list[Made] = []
     try:
         with ctx.store.write() as txn:
             uuid = objects.create_vdi(txn, args.params["sr-uuid"], values, created)
     except BaseException:
-        for sr, path, location in created:
-            file_sr.destroy(sr, path, location)
+        disks.undo(created)
         raise
     return Value(uuid)
 
@@ -118,8 +119,8 @@ def vdi_create(ctx: Context, cmd: Command, args: Args) -> Output:
 def vdi_destroy(ctx: Context, cmd: Command, args: Args) -> Output:
     with ctx.store.write() as txn:
         vdi = txn.must("vdi", args.params["uuid"])
-        sr, path, location = objects.destroy_vdi(txn, vdi)
-    file_sr.destroy(sr, path, location)
+        made = objects.destroy_vdi(txn, vdi)
+    disks.destroy(made)
     return None
 
 

@@ -12,8 +12,12 @@ from xetool.cli.grammar import Args
 from xetool.cli.output import Message, Output
 from xetool.cli.registry import Command
 from xetool.errors import XeError
-from xetool.storage import file_sr
+from xetool.storage import disks
 from xetool.store.db import DB_NAME
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from xetool.storage.disks import Made
 
 
 class _DryRun(Exception):
@@ -24,7 +28,7 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
     path = Path(args.params["file"])
     doc = pooldef.load(path)
     imp: pooldef.Importer | None = None
-    created: list[tuple[str, str, str]] = []
+    created: list[Made] = []
     dry_run = args.flag("dry-run")
     ctx.create_pool = not dry_run  # the one command that makes a pool where there is none
     db_file = os.path.join(ctx.state, DB_NAME)
@@ -37,13 +41,7 @@ def pool_import(ctx: Context, cmd: Command, args: Args) -> Output:
             if dry_run:
                 raise _DryRun
     except BaseException as err:
-        for sr, sr_path, location in created:
-            file_sr.destroy(sr, sr_path, location)
-        for sr_path in {c[1] for c in created}:
-            try:
-                os.rmdir(sr_path)  # only if the import made it and left it empty
-            except OSError:
-                pass
+        disks.undo(created)
         if not isinstance(err, _DryRun):
             if fresh:
                 ctx.close()

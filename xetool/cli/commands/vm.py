@@ -94,24 +94,20 @@ def while_busy(ctx: Context, seconds: float, attempt: Callable[[], T]) -> T:
 
 
 def _timeout(args: Args, default: float) -> float:
+    from xetool.units import parse_seconds
+
     text = args.get("timeout")
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise XeError("FIELD_TYPE_ERROR", "timeout", text, "seconds") from None
-    if value < 0:
-        raise XeError("INVALID_VALUE", "timeout", text)
-    return value
+    return default if text is None else parse_seconds(text, "timeout")
 
 
 def wait_seconds(args: Args) -> float:
     """`--wait` waits up to 30 s for another operation on the VM; `wait=SECONDS` sets the bound."""
+    from xetool.units import parse_seconds
+
     text = args.get("wait")
     if text is None or text.lower() == "false":
         return 0.0
-    return 30.0 if text.lower() == "true" else _timeout(Args({"timeout": text}), 0.0)
+    return 30.0 if text.lower() == "true" else parse_seconds(text, "wait")
 
 
 # --- vm-start -------------------------------------------------------------------------------------
@@ -141,19 +137,36 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         n = vms.index(vm) + 1
         view = StepView(ctx, f"Starting {vm['name_label']}" + (f" ({n} of {len(vms)})" if len(vms) > 1 else ""))
         req = StartRequest(vm["uuid"], on=on, paused=paused, force=args.flag("force"), seed=seed)
-        try:
-            with view:
-                result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
-                    ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
-        except XeError as err:
-            if err.code == "NO_HOSTS_AVAILABLE":
-                _print_no_hosts(ctx, vm, err, on, seed)
-            raise
+        while True:
+            try:
+                with view:
+                    result = while_busy(ctx, wait, lambda: MasterStart(  # a fresh one per attempt
+                        ctx.store, ctx.state_dir, req, Hosts(ctx.store, ctx.state_dir, view), view).run())
+                break
+            except XeError as err:
+                if err.code == "NO_HOSTS_AVAILABLE":
+                    _print_no_hosts(ctx, vm, err, on, seed)
+                if on is None and _unreachable(ctx, err):
+                    # nothing ran there, and it is marked not live now: the chooser passes it by
+                    ctx.warn(f"host {err.params.get('name') or err.params.get('host')} could not be reached "
+                             f"({err.params.get('reason', 'no reason given')}); choosing another")
+                    continue
+                raise
         for warning in result.warnings:
             ctx.warn(warning)
         return None
 
     return for_each(ctx, vms, start)
+
+
+def _unreachable(ctx: Context, err: XeError) -> bool:
+    """HOST_OFFLINE from a host that could not be reached at all (SSH failed before any request
+    ran there): the host client marked it not live."""
+    if err.code != "HOST_OFFLINE" or not err.params.get("host"):
+        return False
+    with ctx.store.read() as txn:
+        host = txn.get("host", err.params["host"], ["live"])
+    return host is not None and not host["live"]
 
 
 def _print_no_hosts(ctx: Context, vm: Row, err: XeError, on: str | None, seed: int | None) -> None:
@@ -337,14 +350,57 @@ def vm_vnc(ctx: Context, cmd: Command, args: Args) -> Output:
     _, host_client = operations.resident(ctx.store, ctx.state_dir, uuid)
     where_on = host_client.call("console", vm=uuid)  # its domain, found on the host by the VM's uuid
     port = int(where_on["port"])
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.master import ssh
+
     with ctx.store.read() as txn:
-        host = txn.must("host", vm["resident_on"], ["name_label", "address", "hostname"])
-    where = host["address"] or host["hostname"] or host["name_label"]
-    text = (f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']} "
-            f"(display :{port - 5900})" if 5900 <= port < 6000 else
-            f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']}")
+        host = txn.must("host", vm["resident_on"], HOST_FIELDS)
+        pool = txn.pool()
+    display = f" (display :{port - 5900})" if 5900 <= port < 6000 else ""
+    text = f"VNC console of {vm['name_label']}: 127.0.0.1:{port} on host {host['name_label']}{display}"
+    password = f"\nPassword: {where_on['password']} (VNC Authentication; kept 0600 in {where_on['secret']} on the host)"
     if ctx.minimal:
         return Value(str(port))
-    return Message(text + f"\nPassword: {where_on['password']} (VNC Authentication; kept 0600 in {where_on['secret']})"
-                   f"\nFrom another machine: ssh -L 5900:127.0.0.1:{port} root@{where}, then connect to "
-                   "localhost:5900 with that password")
+    if not ssh.is_remote(host):
+        if args.flag("forward"):
+            raise XeError("OPERATION_NOT_ALLOWED", f"the console is on this machine already (host {host['name_label']} "
+                          "has no address): connect to 127.0.0.1:{port}")
+        return Message(text + password + f"\nFrom another machine: ssh -L 5900:127.0.0.1:{port} <this machine>, then "
+                       "connect to localhost:5900 with that password")
+    local = _local_port(args.get("local-port")) or _free_port()
+    tunnel = ssh.console_tunnel(host, pool["ssh_config"], pool["ssh_identity"], local, port)
+    if not args.flag("forward"):
+        return Message(text + password + f"\nFrom this machine: {' '.join(shlex_quote(a) for a in tunnel)}, then "
+                       f"connect to localhost:{local}\n(or: xetool vm-vnc uuid={uuid} --forward, which runs it)")
+    import os
+    import sys
+
+    print(text + password + f"\nForwarding localhost:{local} to it over SSH; connect there. Interrupt to end.", flush=True)
+    sys.stderr.flush()
+    os.execvp(tunnel[0], [*tunnel[:1], "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", *tunnel[1:]])
+
+
+def _local_port(text: str | None) -> int:
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise XeError("FIELD_TYPE_ERROR", "local-port", text, "a TCP port (1-65535)")
+    if not 1 <= int(text) <= 65535:
+        raise XeError("INVALID_VALUE", "local-port", text)
+    return int(text)
+
+
+def _free_port() -> int:
+    """A port of 127.0.0.1 free now, for a console's forward."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def shlex_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
