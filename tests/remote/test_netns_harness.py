@@ -192,3 +192,15 @@ def test_the_agent_command_is_this_interpreter(ssh_lab: SshLab) -> None:
     assert ssh_lab.agent_command.split()[0] == sys.executable
     r = ssh_lab.ssh(0, *ssh_lab.agent_command.split()[:3], "--version")
     assert r.returncode == 0 and r.stdout.startswith("xetool "), r.stderr
+
+
+def test_the_control_directory_leaves_room_for_the_sockets_ssh_binds(tmp_path: Path) -> None:
+    """ssh binds <dir>/<%C: 40 hex digits>.<16 characters> before renaming it: that path must fit
+    a socket's 107 bytes, or ssh fails (unix_listener: too long for Unix domain socket)."""
+    from xetool.master.ssh import control_dir
+
+    for n in range(1, 90):
+        state = Path("/" + "s" * n)
+        d = control_dir(state)
+        assert len(str(d)) + 1 + 40 + 1 + 16 <= 107, (n, d)
+        assert (d == state / "ssh") == (len(str(state / "ssh")) <= 49)

@@ -35,7 +35,9 @@ GREET_TIMEOUT = 30.0  # an agent connected and silent for longer does not run (a
 # ssh's exit status when it fails itself (connect, authenticate, lose the connection), as
 # opposed to the remote command's status; a shell's for a command it cannot find
 SSH_FAILED, NOT_FOUND = 255, 127
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes; ssh appends a temporary suffix while binding
+# sun_path holds 108 bytes with its NUL; in a control directory ssh binds "/" + %C (40 hex
+# digits) + "." + a 16-character temporary suffix, then renames it
+_SOCKET_PATH_MAX, _CONTROL_NAME = 107, 58
 
 
 def is_remote(host: Row) -> bool:
@@ -46,7 +48,7 @@ def control_dir(state_dir: Path) -> Path:
     """Where the shared connections' sockets live: under the state directory, unless its path
     is too long for a socket (then a private directory in /tmp named after it)."""
     here = state_dir / "ssh"
-    if len(str(here)) + 42 <= _SOCKET_PATH_MAX:  # "/" and %C (40 hex digits) and ssh's suffix
+    if len(os.fsencode(here)) + _CONTROL_NAME <= _SOCKET_PATH_MAX:
         return here
     digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"xetool-ssh-{os.getuid()}-{digest}"
