@@ -15,6 +15,7 @@ import pytest
 
 from tests.xen.lab import emit, guest_config, wait_console
 from xetool.backends.xen.backend import XenBackend
+from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
 
 
@@ -88,6 +89,13 @@ def test_physinfo_is_xl_info(backend: XenBackend) -> None:
     backend.ensure_running()
 
 
+class NoHypercalls(Hypercalls):
+    """The backend without xen.lowlevel.xc: every answer from xl, as on a host without the binding."""
+
+    def handle(self) -> Any:
+        return None
+
+
 def test_list_domains_has_dom0(backend: XenBackend) -> None:
     dom0 = backend.domain_info(0)
     assert dom0 is not None and dom0.name == "Domain-0" and not dom0.paused
@@ -110,6 +118,11 @@ def test_pv_guest_lifecycle(backend: XenBackend, xs: Any, reaper: list[str]) -> 
     assert dom is not None and dom.paused and dom.uuid == cfg.uuid and dom.vcpus == 1
     assert dom.memory_kib == 128 * 1024 and dom.shutdown_reason is None
     assert f"{cfg.name} " in xl("list")
+    # a resync's list of domains: one hypercall and xenstore's names, as `xl list` says them
+    by_xl = XenBackend(hypercalls=NoHypercalls()).list_domains()
+    seen = [(d.domid, d.uuid, d.name, d.paused, d.hvm, d.vcpus) for d in backend.list_domains()]
+    assert seen == [(d.domid, d.uuid, d.name, d.paused, d.hvm, d.vcpus) for d in by_xl]
+    assert (domid, cfg.uuid, cfg.name, True, False, 1) in seen
 
     # the tree libxl wrote, read through pyxs on the real xenstored
     home = xs.get_domain_path(domid)

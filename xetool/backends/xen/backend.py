@@ -35,7 +35,7 @@ from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.xen import parsers, qmp
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
-from xetool.records import record
+from xetool.records import record, replace
 from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -410,6 +410,10 @@ class XenBackend(Backend):
             time.sleep(0.2)
 
     def list_domains(self) -> list[DomainInfo]:
+        found = self._hc.domains()  # a resync's first question: one hypercall, not two xl processes
+        if found is not False:
+            with XsClient(self._socket) as xs:
+                return [replace(d, name=xs.read_or(f"/local/domain/{d.domid}/name") or "") for d in found]
         text = self._xl_cmd("list_domains", "", "list", "-v")
         res = self._run([self._xl, "list", "-l"], self._timeout, None)
         # the JSON gives the type (hvm); without it, the text's domains are all reported as PV
