@@ -131,6 +131,8 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
             raise XeError("FIELD_TYPE_ERROR", "seed", args.params["seed"], "an integer") from None
     if args.flag("dry-run"):
         return _dry_run(ctx, vms, on, seed, args.flag("force"))
+    if on is not None:
+        _ask_if_down(ctx, on)
     paused, wait = args.flag("paused"), wait_seconds(args)
 
     def start(vm: Row) -> str | None:
@@ -157,6 +159,18 @@ def vm_start(ctx: Context, cmd: Command, args: Args) -> Output:
         return None
 
     return for_each(ctx, vms, start)
+
+
+def _ask_if_down(ctx: Context, host: str) -> None:
+    """A start aimed at a remote host marked not live asks it first: if it answers again it is
+    live (after its resync), else the start fails with what ssh said, not with "Host down"."""
+    from xetool.host.backend import HOST_FIELDS
+    from xetool.master import host_half, resync, ssh
+
+    with ctx.store.read() as txn:
+        row = txn.must("host", host, [*HOST_FIELDS, "live", "enabled"])
+    if not row["live"] and row["enabled"] and ssh.is_remote(row):
+        resync.touch(ctx.store, ctx.state_dir, host_half.client(ctx.store, ctx.state_dir, row))
 
 
 def _unreachable(ctx: Context, err: XeError) -> bool:
