@@ -80,10 +80,16 @@ _STAMP = ""  # the long-running agent's code_stamp() when it started
 _STAMP_EVERY = 2.0  # seconds between looks at the code on disk (a walk over a 9p share is slow)
 _stamp_seen = 0.0
 
+# every module a request may import on the host (a fork inherits them: under emulation each
+# import costs tens of milliseconds), Xen's own binding of libxenctrl among them
 PRELOAD = ("xetool.host.calls", "xetool.host.handlers", "xetool.host.vm_start", "xetool.host.side",
-           "xetool.host.memory", "xetool.host.teardown", "xetool.xenstore.client", "xetool.devices.domain",
-           "xetool.devices.vbd", "xetool.devices.vif", "xetool.devices.console",
-           "xetool.backends.simulator.backend", "xetool.backends.xen.backend")
+           "xetool.host.memory", "xetool.host.teardown", "xetool.host.backend", "xetool.host.env",
+           "xetool.host.inventory", "xetool.host.runtime", "xetool.host.locks", "xetool.host.parameters",
+           "xetool.steps", "xetool.units", "xetool.storage.file_sr", "xetool.xenstore.client",
+           "xetool.devices.domain", "xetool.devices.vbd", "xetool.devices.vif", "xetool.devices.console",
+           "xetool.devices.bootloader", "xetool.devices.vncauth", "xetool.backends.simulator.backend",
+           "xetool.backends.simulator.liveness", "xetool.backends.xen.backend", "xetool.backends.xen.vncterm",
+           "xetool.backends.xen.hypercalls")
 
 
 def code_stamp() -> str:
@@ -216,6 +222,9 @@ def daemon(state_dir: Path) -> None:
             importlib.import_module(name)
         except ImportError:  # what this host cannot load (Xen's bindings elsewhere) loads per request, and fails there
             pass
+    from xetool.backends.xen.hypercalls import preload
+
+    preload()
     path = agent_socket(state_dir)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -25,6 +25,17 @@ XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"
 SHUTDOWN_REASONS = ("poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
 
 
+def preload(tools_python: str = XEN_TOOLS_PYTHON) -> None:
+    """Import the binding without opening a handle (for the host's long-running agent, whose
+    forks then each open their own): nothing if it is not there."""
+    try:
+        if tools_python not in sys.path:
+            sys.path.append(tools_python)
+        import xen.lowlevel.xc  # noqa: F401
+    except Exception:  # no binding here: the requests fall back to xl
+        pass
+
+
 class Hypercalls:
     """A lazily opened ``xc.xc()`` handle (one per backend object)."""
 
