@@ -129,3 +129,22 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int | None = 0o6
         except OSError:
             pass
         raise
+
+
+SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
+
+
+def socket_dir(directory: Path, room: int, limit: int = SUN_PATH_MAX) -> Path:
+    """`directory`, unless a socket name of `room` bytes there would pass a Unix socket address's
+    limit (107 exactly for a name known to the byte; a margin below it by default): then a short
+    per-user directory under /tmp named after it (every process computes the same name). Make it
+    with control.make_private_dirs: /tmp is everyone's."""
+    from pathlib import Path  # its callers have it loaded already
+
+    directory = Path(directory).absolute()
+    if len(os.fsencode(directory)) + 1 + room <= limit:
+        return directory
+    import hashlib  # only here: a host process's start-up time counts
+
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
+    return Path(os.environ.get("TMPDIR") or "/tmp") / f"xetool-{os.getuid()}" / digest

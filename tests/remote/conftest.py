@@ -9,16 +9,14 @@ from typing import Iterator
 
 import pytest
 
-from tests.remote.netns import SshLab, unavailable
+from tests.remote.netns import SshLab, skip_unless_a_lab_can_run
 
 LAB_HOSTS = 3
 
 
 @pytest.fixture(scope="module")
 def ssh_lab_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
+    skip_unless_a_lab_can_run()
     with SshLab(LAB_HOSTS, tmp_path_factory.mktemp("sshlab") / "lab") as lab:
         yield lab
 

@@ -62,6 +62,15 @@ class LabError(RuntimeError):
     """The lab could not be set up or changed (the message says which command failed and why)."""
 
 
+def skip_unless_a_lab_can_run() -> None:
+    """Skip the test, with the reason, where an SshLab cannot run (not root, no `ip netns`, no sshd)."""
+    import pytest
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
 @functools.lru_cache(maxsize=1)
 def unavailable() -> str | None:
     """None when an SshLab can run here, else why not (a test skips with it)."""

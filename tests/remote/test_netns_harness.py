@@ -168,9 +168,7 @@ def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path
 
 
 def test_a_setup_failing_half_way_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reason = netns.unavailable()
-    if reason:
-        pytest.skip(reason)
+    netns.skip_unless_a_lab_can_run()
     before = set(netns.namespaces()), set(netns.blackholes())
     monkeypatch.setattr(netns, "SSHD", "/bin/false")  # sshd "exits" at once: no host comes up
     lab = SshLab(2, tmp_path / "lab")

@@ -108,16 +108,11 @@ def code_stamp() -> str:
 
 
 def agent_socket(state_dir: Path) -> Path:
-    """The long-running agent's socket: in the state directory, or (a path too long for a
-    socket) in a private directory of /tmp named after it."""
-    here = state_dir / "agent.sock"
-    if len(str(here)) < 100:
-        return here
-    import hashlib
-    import tempfile
+    """The long-running agent's socket: in the state directory, or a short /tmp directory when
+    that path is too long for a socket (paths.socket_dir)."""
+    from xetool.paths import socket_dir
 
-    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"xetool-agent-{os.getuid()}-{digest}.sock"
+    return socket_dir(state_dir, len("agent.sock")) / "agent.sock"
 
 
 def _greeting(sock_path: Path, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -201,7 +196,7 @@ def daemon(state_dir: Path) -> None:
     import socket
     import time
 
-    from xetool.backends.simulator.control import peer_uid
+    from xetool.backends.simulator.control import make_private_dirs, peer_uid
 
     global _STAMP
     _STAMP = code_stamp()
@@ -226,6 +221,7 @@ def daemon(state_dir: Path) -> None:
 
     preload()
     path = agent_socket(state_dir)
+    make_private_dirs(path.parent)
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)

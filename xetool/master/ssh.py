@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from xetool.errors import XeError
+from xetool.paths import socket_dir
 from xetool.master.host_half import Stream
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -35,9 +36,9 @@ GREET_TIMEOUT = 30.0  # an agent connected and silent for longer does not run (a
 # ssh's exit status when it fails itself (connect, authenticate, lose the connection), as
 # opposed to the remote command's status; a shell's for a command it cannot find
 SSH_FAILED, NOT_FOUND = 255, 127
-# sun_path holds 108 bytes with its NUL; in a control directory ssh binds "/" + %C (40 hex
-# digits) + "." + a 16-character temporary suffix, then renames it
-_SOCKET_PATH_MAX, _CONTROL_NAME = 107, 58
+# in a control directory ssh binds %C (40 hex digits) + "." + a 16-character temporary suffix,
+# then renames it
+_CONTROL_NAME = 57
 
 
 def is_remote(host: Row) -> bool:
@@ -45,22 +46,15 @@ def is_remote(host: Row) -> bool:
 
 
 def control_dir(state_dir: Path) -> Path:
-    """Where the shared connections' sockets live: under the state directory, unless its path
-    is too long for a socket (then a private directory in /tmp named after it)."""
-    here = state_dir / "ssh"
-    if len(os.fsencode(here)) + _CONTROL_NAME <= _SOCKET_PATH_MAX:
-        return here
-    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"xetool-ssh-{os.getuid()}-{digest}"
+    """Where the shared connections' sockets live: the state directory's `ssh/`, unless it is too
+    long for what ssh binds there (paths.socket_dir)."""
+    return socket_dir(state_dir / "ssh", _CONTROL_NAME, limit=107)
 
 
 def _private_dir(path: Path) -> Path:
-    """The directory, made 0700 and refused unless it is ours and nobody else's."""
-    path.mkdir(mode=0o700, parents=False, exist_ok=True)
-    st = path.lstat()
-    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise XeError("STATE_DIR_NOT_WRITABLE", str(path), "it is not a private directory of this user "
-                      "(ssh's shared connections live there)")
+    from xetool.backends.simulator.control import make_private_dirs
+
+    make_private_dirs(path)
     return path
 
 

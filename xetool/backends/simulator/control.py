@@ -22,6 +22,7 @@ from xetool.errors import XeError
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
     from typing import Any
 
     from xetool.xenstore.server import Loop  # the server side only: clients never load it
@@ -59,6 +60,13 @@ def socket_dirs_private(socket_path: str) -> None:
     if os.path.basename(parent).startswith("xetool-"):
         private_dir(parent)
         private_dir(d)
+
+
+def make_private_dirs(path: Path) -> None:
+    """A socket directory (and the short /tmp/xetool-UID above it, if used), 0700 under the
+    umask, and refused if another user owns it or can write to it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    socket_dirs_private(str(path / "control.sock"))
 
 
 class ControlServer:

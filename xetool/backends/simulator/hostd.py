@@ -18,7 +18,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
-from xetool.backends.simulator.control import ControlServer
+from xetool.backends.simulator.control import ControlServer, make_private_dirs
 from xetool.backends.simulator.hypervisor import Hypervisor
 from xetool.backends.simulator.layout import host_files
 from xetool.xenstore.server import Loop, XenstoreServer
@@ -187,15 +187,6 @@ class Host:
                 except OSError:
                     pass
             log.info("host %s stopped", self.host_uuid)
-
-
-def make_private_dirs(path: Path) -> None:
-    """The socket directory (and the short /tmp/xetool-UID above it, if used), 0700 under the
-    umask set in main, and refused if another user owns it or can write to it."""
-    from xetool.backends.simulator.control import socket_dirs_private
-
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    socket_dirs_private(str(path / "control.sock"))
 
 
 def _set_process_name(name: str) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xetool.paths import HOSTD_PID, host_dir
+from xetool.paths import HOSTD_PID, host_dir, socket_dir
 from xetool.records import record
-
-SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
-
 
 @record(frozen=True)
 class HostFiles:
@@ -26,11 +23,6 @@ class HostFiles:
 
 def host_files(state_dir: Path, host_uuid: str) -> HostFiles:
     hd = host_dir(Path(state_dir), host_uuid).absolute()
-    sock_dir = hd
-    if len(str(hd / "xenstored.sock")) > SUN_PATH_MAX:
-        import hashlib  # only here: the host process's start-up time counts
-
-        digest = hashlib.sha256(str(hd).encode()).hexdigest()[:16]
-        sock_dir = Path(os.environ.get("TMPDIR") or "/tmp") / f"xetool-{os.getuid()}" / digest
+    sock_dir = socket_dir(hd, len("xenstored.sock"))
     return HostFiles(hd, sock_dir / "xenstored.sock", sock_dir / "control.sock", hd / HOSTD_PID,
                      hd / "hostd.lock", hd / "hostd.log")
