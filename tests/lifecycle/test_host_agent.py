@@ -189,3 +189,57 @@ def test_the_long_running_agent_listens_serves_forks_and_stops(tmp_path) -> None
         assert agent("--stop") == f"Stopped the long-running agent (pid {first['pid']})."
     assert agent("--stop") == "No long-running agent runs here."
     assert not os.path.exists(first["socket"])
+
+
+def test_a_long_running_agent_makes_way_for_new_code(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The host's xetool replaced under a running agent (an upgrade, an edit): the connection in
+    hand is still served, by the code it reached; the agent then stops listening, and the next
+    --listen starts the new code."""
+    import json
+    import os
+    import shutil
+    import socket
+    import time
+
+    from xetool.host import agent as agent_module
+
+    code = tmp_path / "code"
+    shutil.copytree(agent_module.__file__.rsplit("/host/", 1)[0], code / "xetool",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    state = tmp_path / "host"
+    state.mkdir(mode=0o700)
+    env = {**cli_env(state), "PYTHONPATH": str(code)}
+
+    def agent(*flags: str) -> dict:
+        r = subprocess.run([sys.executable, "-m", "xetool", "host-agent", *flags], capture_output=True, text=True,
+                           env=env, timeout=60, cwd=tmp_path)  # (-m looks in the working directory first)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout) if flags == ("--listen",) else {"said": r.stdout.strip()}
+
+    def hello_and_answer(path: str) -> tuple[dict, dict]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            f = s.makefile("rwb")
+            hello = json.loads(f.readline())["hello"]
+            f.write(json.dumps({"id": 1, "call": "hello", "host": {"uuid": "h"}, "env": {}, "args": {}}).encode() + b"\n")
+            f.flush()
+            return hello, json.loads(f.readline())
+
+    first = agent("--listen")
+    try:
+        assert first["pid"] and os.path.samefile(agent("--listen")["socket"], first["socket"])
+        module = code / "xetool" / "units.py"
+        os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+        old, answer = hello_and_answer(first["socket"])
+        assert old["pid"] == first["pid"] and answer["result"]["state_dir"] == str(state)
+        deadline = time.monotonic() + 20
+        while os.path.exists(first["socket"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(first["socket"]), "the agent of the old code still listens"
+        second = agent("--listen")
+        assert second["pid"] != first["pid"]
+        new, _ = hello_and_answer(second["socket"])
+        assert new["pid"] == second["pid"] and new["code"] != old["code"]
+    finally:
+        agent("--stop")
+    assert agent("--stop")["said"] == "No long-running agent runs here."

@@ -237,3 +237,47 @@ def test_boot_id_is_dom0s(tmp_path: Path) -> None:
     with pytest.raises(XeError) as err:
         b.boot_id()
     assert err.value.code == "HOST_OFFLINE" and "boot_id" in err.value.params["reason"]
+
+
+def test_a_domains_devices_are_hotplugged_at_once(xenstored: str) -> None:
+    """As libxl adds them: two disks' block scripts run side by side, not one after the other;
+    a script that fails is reported, by device, once both have finished."""
+    import threading
+    import time
+
+    from xetool.devices import vbd
+
+    with XsClient(xenstored) as xs:
+        xs.write("/local/domain/4/vm", "/vm/" + UUID)
+    spans: dict[int, tuple[float, float]] = {}
+    failing: set[int] = set()
+
+    class Dom0Backends:
+        """Each script takes 0.4 s, then reports in hotplug-status as Xen's block script does."""
+
+        def hotplug(self, kind: str, domid: int, devid: int, action: str) -> None:
+            began = time.monotonic()
+            time.sleep(0.4)
+            be = f"/local/domain/0/backend/{kind}/{domid}/{devid}"
+            with XsClient(xenstored) as xs:
+                if devid in failing:
+                    xs.write_many({f"{be}/hotplug-error": "losetup failed", f"{be}/hotplug-status": "error"})
+                    spans[devid] = (began, time.monotonic())
+                    raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", "losetup failed")
+                xs.write(f"{be}/hotplug-status", "connected")
+            spans[devid] = (began, time.monotonic())
+
+    disks = [vbd.Disk(n, Path(f"/srv/d{n}.raw"), "RW", "Disk", n == 0, f"vbd-{n}", True) for n in (0, 1)]
+    with XsClient(xenstored) as xs:
+        t = time.monotonic()
+        assert vbd.plug(xs, Dom0Backends(), 4, False, disks) == ["xvda", "xvdb"]  # type: ignore[arg-type]
+        assert time.monotonic() - t < 0.75, spans
+        (a0, a1), (b0, b1) = spans.values()
+        assert a0 < b1 and b0 < a1  # they overlapped
+        failing.add(vbd.devid(1, False))
+        spans.clear()
+        with pytest.raises(XeError) as e:
+            vbd.plug(xs, Dom0Backends(), 4, False, [vbd.Disk(2, None, "RO", "CD", False, "vbd-2", True), disks[1]])  # type: ignore[arg-type]
+        assert e.value.code == "HOTPLUG_FAILED" and "losetup failed" in str(e.value.params)
+        assert len(spans) == 2  # the other device's script ran to its end
+    assert not [t for t in threading.enumerate() if t.name.startswith("hotplug ")]

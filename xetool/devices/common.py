@@ -92,8 +92,7 @@ def add(xs: XsClient, backend: Backend, devices: list[Device]) -> None:
                  (dev.frontend_ro, ["n0"]), (dev.private(vm_uuid), ["n0"]), (dev.hotplug(vm_uuid), ["n0"]),
                  (dev.xenserver, [f"n{dev.domid}"])]
     xs.transaction(lambda t: write_tree(t, dirs, values))
-    for d in devices:
-        backend.hotplug(d.paths.kind, d.paths.domid, d.paths.devid, "add" if d.paths.kind == "vbd" else "online")
+    _hotplug_all(backend, devices)
     timeout = hotplug_timeout()
     for d in devices:
         try:
@@ -105,6 +104,36 @@ def add(xs: XsClient, backend: Backend, devices: list[Device]) -> None:
         if status == "error":
             reason = xs.read_or(f"{d.paths.backend}/hotplug-error") or "the hotplug script failed"
             raise XeError("HOTPLUG_FAILED", d.paths.kind, d.name, reason)
+
+
+def _hotplug_all(backend: Backend, devices: list[Device]) -> None:
+    """Every device's hotplug at once, as libxl adds a domain's devices: each script waits on
+    its own backend (a second or more under emulation), not on the other devices' scripts. The
+    first device's error, in the order given, is raised once all have finished."""
+    def one(d: Device) -> None:
+        backend.hotplug(d.paths.kind, d.paths.domid, d.paths.devid, "add" if d.paths.kind == "vbd" else "online")
+
+    if len(devices) == 1:
+        one(devices[0])
+        return
+    import threading
+
+    errors: list[BaseException | None] = [None] * len(devices)
+
+    def run(i: int) -> None:
+        try:
+            one(devices[i])
+        except BaseException as err:  # raised below, in the caller's thread
+            errors[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,), name=f"hotplug {d.name}") for i, d in enumerate(devices)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for err in errors:
+        if err is not None:
+            raise err
 
 
 def remove(xs: XsClient, backend: Backend, dev: DevicePaths, name: str, force: bool = False) -> None:

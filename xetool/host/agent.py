@@ -27,7 +27,7 @@ def _protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
-    return os.fdopen(rfd, "rb", buffering=0), os.fdopen(wfd, "wb")
+    return os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb")
 
 
 def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | None = None,
@@ -79,6 +79,7 @@ _STAMP = ""  # the long-running agent's code_stamp() when it started
 
 _STAMP_EVERY = 2.0  # seconds between looks at the code on disk (a walk over a 9p share is slow)
 _stamp_seen = 0.0
+_look_due = False  # a connection was handed off since the last look
 
 # every module a request may import on the host (a fork inherits them: under emulation each
 # import costs tens of milliseconds), Xen's own binding of libxenctrl among them
@@ -241,16 +242,20 @@ def daemon(state_dir: Path) -> None:
             try:
                 conn, _ = listener.accept()
             except (TimeoutError, InterruptedError):
+                if _code_replaced(handed_off=False):
+                    break
                 continue
             if peer_uid(conn) != os.getuid():
                 conn.close()
                 continue
-            if _code_replaced():  # the next `listen` starts the new code
-                conn.close()
-                break
             if os.fork() == 0:
                 _child(state_dir, listener, lock, conn, daemon_pid)
             conn.close()
+            # after the hand-off, not before it: the look at the code on disk is a walk over
+            # the package (a second under the lab's emulation, over 9p). Replaced: this
+            # connection is served by the code it reached, and the next `listen` starts the new
+            if _code_replaced(handed_off=True):
+                break
     finally:
         if _bound_here(path, bound):
             path.unlink(missing_ok=True)
@@ -258,15 +263,17 @@ def daemon(state_dir: Path) -> None:
         lock.close()
 
 
-def _code_replaced() -> bool:
-    """Whether the code on disk is no longer this agent's (looked at every few seconds)."""
+def _code_replaced(handed_off: bool) -> bool:
+    """Whether the code on disk is no longer this agent's: looked at once after connections
+    were handed off (at most every few seconds), never while nobody calls."""
     import time
 
-    global _stamp_seen
+    global _stamp_seen, _look_due
+    _look_due = _look_due or handed_off
     now = time.monotonic()
-    if now - _stamp_seen < _STAMP_EVERY:
+    if not _look_due or now - _stamp_seen < _STAMP_EVERY:
         return False
-    _stamp_seen = now
+    _stamp_seen, _look_due = now, False
     return code_stamp() != _STAMP
 
 
@@ -298,7 +305,7 @@ def _child(state_dir: Path, listener: Any, lock: Any, conn: Any, daemon_pid: int
         listener.close()
         lock.close()
         conn.settimeout(None)
-        serve(state_dir, conn.makefile("rb", buffering=0), conn.makefile("wb"), daemon_pid)
+        serve(state_dir, conn.makefile("rb"), conn.makefile("wb"), daemon_pid)
     except BaseException:  # nosec: a connection that broke; the parent goes on
         status = 1
     finally:

@@ -288,13 +288,25 @@ def forwarded(state_dir: Path, host: Row, base: list[str]) -> Forwarded | None:
     dest = destination(host)
     name = hashlib.sha1("\0".join([*base, dest, agent_command(host)]).encode()).hexdigest()[:16]
     local = control_dir(state_dir) / f"{name}.agent"
-    t = _connect(host, local)
+    t = _connect_current(host, local)
     if t is not None:
         return t
     # one command sets it up; the others that found it missing meanwhile wait, then use it
     with open(os.open(control_dir(state_dir) / f"{name}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        return _connect(host, local) or _set_up(host, base, dest, local)
+        return _connect_current(host, local) or _set_up(host, base, dest, local)
+
+
+def _connect_current(host: Row, local: Path) -> Forwarded | None:
+    """As _connect; None also for an agent of another protocol: one still running from before
+    the host's xetool was upgraded (it serves the connection it holds when it sees the new code),
+    which `--listen` replaces. After that, another version is the host's own: refused."""
+    try:
+        return _connect(host, local)
+    except XeError as err:
+        if err.code != "HOST_AGENT_PROTOCOL_MISMATCH":
+            raise
+        return None
 
 
 def _set_up(host: Row, base: list[str], dest: str, local: Path) -> Forwarded | None:

@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid as uuidlib
 from pathlib import Path
 
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
@@ -155,14 +154,9 @@ def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = ""
     return "".join(f"{k} = {v}\n" for k, v in lines.items())
 
 
-def _uuid_of(handle: Iterable[int] | None) -> str:
-    """The uuid in a libxc domain handle (its 16 byte values), or "" without a valid one."""
-    if handle is None:
-        return ""
-    try:
-        return str(uuidlib.UUID(bytes=bytes(handle)))
-    except (TypeError, ValueError):
-        return ""
+def _live_domain(domains: Iterable[DomainInfo], uuid: str) -> DomainInfo | None:
+    """The VM's domain among these: its handle, not dom0, not dying."""
+    return next((d for d in domains if d.uuid == uuid and d.domid != 0 and not d.dying), None)
 
 
 def _bridge_up(bridge: str) -> bool:
@@ -293,9 +287,10 @@ class XenBackend(Backend):
             raise XeError("HYPERVISOR_ERROR", "create_domain", "", f"cannot write the xl config: {e}") from None
         # -p: leave it paused; -e: no monitor process (the toolstack owns the domain's death)
         self._xl_cmd("create_domain", "", "create", "-p", "-e", str(path))
-        domid = self._domid_of(config.uuid)
-        if domid is None:
-            domid = self._domid_by_name(config.name)
+        # the domain just made, by its handle; without the binding, by its name (one xl process)
+        found = self._hc.domains()
+        made = _live_domain(found, config.uuid) if found is not False else None
+        domid = made.domid if made is not None else self._domid_by_name(config.name)
         if password:
             self._vnc_passwords[domid] = password
         return domid
@@ -308,27 +303,12 @@ class XenBackend(Backend):
         return parsers.parse_domid(res.stdout, name)
 
     def find_domain(self, uuid: str) -> DomainInfo | None:
-        """By the domain handle: one hypercall where the bindings exist, else `xl list -v`,
-        whose rows carry the uuid."""
-        domid = self._domid_of(uuid)
-        if domid is not None:
-            info = self._domain_state(domid)
-            if info is not None and (not info.uuid or info.uuid == uuid):
-                return info
-        text = self._xl_cmd("find_domain", "", "list", "-v")
-        return next((d for d in parsers.parse_xl_list(text) if d.uuid == uuid and d.domid != 0 and not d.dying), None)
-
-    def _domid_of(self, uuid: str) -> int | None:
-        """The live domain with this uuid, by one hypercall (None: ask xl)."""
-        xc = self._hc.handle()
-        if xc is None:
-            return None
-        try:
-            found = [d["domid"] for d in xc.domain_getinfo(0, 65536)
-                     if not d.get("dying") and _uuid_of(d.get("handle")) == uuid]
-        except Exception:
-            return None
-        return found[0] if len(found) == 1 else None
+        """By the domain handle: one hypercall where the bindings exist (none found is an
+        answer too), else `xl list -v`, whose rows carry the uuid."""
+        found = self._hc.domains()
+        if found is False:
+            found = parsers.parse_xl_list(self._xl_cmd("find_domain", "", "list", "-v"))
+        return _live_domain(found, uuid)
 
     def build_domain(self, domid: int, config: DomainConfig) -> None:
         # `xl create -p` made and built the domain; check that it is the one asked for
