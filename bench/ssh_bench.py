@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.remote.netns import SshLab, unavailable  # noqa: E402
+from xetool.master.ssh import end_shared_connections  # noqa: E402
 
 TARGET = 1.3
 
@@ -97,14 +98,6 @@ def xe(env: dict[str, str], *args: str) -> float:
     return seconds
 
 
-def close_connections(state: Path) -> None:
-    from xetool.master.ssh import control_dir
-
-    for sock in control_dir(state).glob("*"):
-        if sock.is_socket() and sock.suffix != ".agent":
-            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "master"], capture_output=True)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--starts", type=int, default=15)
@@ -137,12 +130,12 @@ def main() -> int:
                     for name, host, e in (("local", "local", env), ("remote", "remote", env), ("session", "remote", session)):
                         times[name].append(xe(e, "vm-start", "vm=web01", f"on={host}"))
                         xe(env, "vm-shutdown", "vm=web01", "--force")
-                close_connections(state)
+                end_shared_connections(state)
                 reconnect = xe(env, "vm-start", "vm=web01", "on=remote")  # the agent runs; the handshake again
                 xe(env, "vm-shutdown", "vm=web01", "--force")
             finally:
                 subprocess.run([sys.executable, "-m", "xetool", "host-sim-stop", "--multiple"], env=env, capture_output=True)
-                close_connections(state)
+                end_shared_connections(state)
     finally:
         from xetool.master.ssh import control_dir
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.stopping import stop_processes  # noqa: F401 (the suite's name for it)
 from xetool.cli.context import Context
 from xetool.cli.main import main
 
@@ -65,18 +65,6 @@ def marked_processes() -> list[int]:
         except OSError:
             continue
     return found
-
-
-def stop_processes(pids: list[int], grace: float = 3.0) -> None:
-    from xetool.processes import alive
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(alive(p) for p in pids):
-            time.sleep(0.02)
 
 
 def stop_simulated_hosts(state: Path) -> None:

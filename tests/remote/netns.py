@@ -27,7 +27,6 @@ import ipaddress
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Iterator
+
+from tests.stopping import stop_processes
+from xetool.processes import alive
 
 SSHD = "/usr/sbin/sshd"
 SSHD_PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (Debian creates it at boot via systemd)
@@ -304,7 +306,7 @@ class SshLab:
         if p is not None:
             _stop(p)
         if sessions:
-            _kill_pids([pid for pid in _netns_pids(self.hosts[i].namespace) if _comm(pid) == "sshd"])
+            stop_processes([pid for pid in _netns_pids(self.hosts[i].namespace) if _comm(pid) == "sshd"])
 
     def start_sshd(self, i: int) -> None:
         """Start host i's sshd again (no-op when it runs) and wait until it accepts a login."""
@@ -417,7 +419,7 @@ def _kill_namespace(ns: str) -> None:
         pids = _netns_pids(ns)
         if not pids:
             return
-        _kill_pids(pids)
+        stop_processes(pids)
 
 
 def _connections(block: str) -> list[str]:
@@ -448,7 +450,7 @@ def sweep_stale() -> list[str]:
     gone = []
     for ns in namespaces():
         m = NAME.match(ns)
-        if m and not _alive(int(m.group(1))):
+        if m and not alive(int(m.group(1))):
             remove_namespace(ns)
             gone.append(ns)
     used = _addresses()
@@ -539,38 +541,6 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_pids(pids: list[int], grace: float = 3.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(running(p) for p in pids):
-            time.sleep(0.02)
-
-
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie (this machine's init reaps orphans late)."""
-    return _alive(pid) and not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _stop(p: subprocess.Popen[bytes]) -> None:

@@ -21,6 +21,7 @@ import pytest
 from tests.remote import netns
 from tests.remote.netns import CONNECT_TIMEOUT, SshLab
 from xetool.host.calls import PROTOCOL
+from xetool.processes import alive
 
 
 def timed(lab: SshLab, i: int, *command: str, options: tuple[str, ...] = ()) -> tuple[float, int, str]:
@@ -159,7 +160,7 @@ def test_close_leaves_nothing_behind_and_can_run_twice(ssh_lab: SshLab, tmp_path
     assert not set(names) & set(netns.namespaces())
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert not [n for n in names if f" {n}:" in links or f" {n}@" in links]
-    assert not [p for p in left if netns.running(p)]
+    assert not [p for p in left if alive(p)]
     assert not lab.workdir.exists()
     assert route not in netns.blackholes()
     assert not subprocess.run(["ss", "-Htn", "dst", str(route)], capture_output=True, text=True).stdout

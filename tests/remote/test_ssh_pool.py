@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Iterator
 import pytest
 
 from tests.remote.netns import SshLab
+from xetool.host.calls import PROTOCOL
 
 
 class Master:
@@ -56,14 +58,11 @@ class Master:
     def close(self) -> None:
         """Stop the pool's simulated hosts (on their machines), then this machine's shared SSH
         connections (each a background ssh that would outlive the test)."""
-        from xetool.master.ssh import control_dir
+        from xetool.master.ssh import control_dir, end_shared_connections
 
         self.run("host-sim-stop", "--multiple", timeout=60)
-        control = control_dir(self.state)
-        for sock in control.glob("*"):
-            if sock.is_socket() and sock.suffix != ".agent":
-                subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "master"], capture_output=True, timeout=10)
-        shutil.rmtree(control, ignore_errors=True)  # outside the state directory when its path is long
+        end_shared_connections(self.state)
+        shutil.rmtree(control_dir(self.state), ignore_errors=True)  # outside the state directory when its path is long
 
 
 def pool_toml(lab: SshLab, sr: Path, *, memory: str | list[str] = "2GiB", vms: int = 6, vm_memory: str = "256MiB",
@@ -395,3 +394,40 @@ def test_an_agent_per_command_works_the_same(master: Master, ssh_lab: SshLab, tm
     master.ok("pool-check", "--repair", env=session)
     master.ok("vm-start", "vm=vm01", "on=host2", env=session)
     assert_consistent(master)
+
+
+OLD_AGENT = """
+import json, os, socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(8)
+hello = {"hello": {"protocol": 0, "xetool": "0.0.1", "pid": os.getpid(), "code": "before-the-upgrade"}}
+while True:
+    conn, _ = listener.accept()
+    conn.sendall(json.dumps(hello).encode() + b"\\n")
+    conn.recv(65536)  # what it is asked goes unanswered
+    conn.close()
+"""
+
+
+def test_an_agent_left_from_before_an_upgrade_is_replaced(master: Master, ssh_lab: SshLab, tmp_path: Path) -> None:
+    """The long-running agent a command reaches through the shared connection speaks another
+    protocol (it ran before xetool on the host was upgraded): `--listen` replaces it with the
+    host's own, and the command goes on."""
+    imported(master, tmp_path, vms=1)
+    master.ok("vm-start", "vm=vm00", "on=host1")  # the agent runs there, and the forwarding to it here
+    agent = ssh_lab.agent_command.split()
+    where = json.loads(ssh_lab.ssh(0, *agent, "--listen").stdout)
+    assert ssh_lab.ssh(0, *agent, "--stop").returncode == 0
+    script = tmp_path / "old_agent.py"
+    script.write_text(OLD_AGENT)
+    ssh_lab.ssh(0, f"setsid {shlex.join([sys.executable, str(script), where['socket']])} </dev/null >/dev/null 2>&1 &")
+    greet = ("import socket, sys, time\nfor _ in range(100):\n    s = socket.socket(socket.AF_UNIX)\n    try:\n"
+             "        s.connect(sys.argv[1])\n        break\n    except OSError:\n        time.sleep(0.05)\n"
+             "sys.stdout.write(s.makefile().readline())\n")
+    old = json.loads(ssh_lab.ssh(0, shlex.join([sys.executable, "-c", greet, where["socket"]])).stdout)
+    assert old["hello"]["protocol"] == 0
+    master.ok("vm-shutdown", "vm=vm00")
+    assert master.value("vm-list", "name-label=vm00", "params=power-state") == "halted"
+    assert old["hello"]["pid"] not in ssh_lab.processes(0)
+    assert json.loads(ssh_lab.ssh(0, *agent, "--listen").stdout)["protocol"] == PROTOCOL

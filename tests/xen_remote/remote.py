@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.xen.test_xetool_lane import xl_info, xl_list
-from xetool.master.ssh import control_dir
 
 
 @dataclass
@@ -105,15 +103,6 @@ xl info | awk -F: '$1 ~ /^free_memory/ {{print "free", $2 + 0}}'
                 f.free_mib = int(rest)
         f.xl = xl_list(lambda *_: "\n".join(xl_lines[1:]))
         return f
-
-    def close_masters(self, state_dir: Path) -> None:
-        """End the shared connections a master under test left (ControlPersist keeps them a
-        while): ssh processes of this machine that would outlive the test."""
-        for sock in control_dir(state_dir).glob("*"):
-            if re.fullmatch(r"[0-9a-f]{40}", sock.name):
-                subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", self.host],
-                               capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
-
 
 @dataclass
 class Facts:

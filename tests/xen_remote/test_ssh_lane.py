@@ -23,6 +23,7 @@ from tests.xen.test_xetool_lane import (BRIDGE, DEVID, DISK_MIB, MAC, MAGIC, MEM
                                         import_lane, pool_toml, trace_pid, trace_summary, vm_start, vm_start_against,
                                         wait_for, xl_create_config, xl_list)
 from tests.xen_remote.remote import Dom0, Facts
+from xetool.master.ssh import end_shared_connections
 
 AGENT_STATE = "/var/lib/xetool"  # root's default state directory: the agent's in dom0
 
@@ -70,7 +71,7 @@ def lane(dom0: Dom0) -> Iterator[Lane]:
             lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force", check=False)
             dom0.sh(f"xl destroy {VM}", check=False)
     finally:
-        dom0.close_masters(lane.state)
+        end_shared_connections(lane.state)
         shutil.rmtree(here, ignore_errors=True)
 
 

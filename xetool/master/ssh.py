@@ -337,6 +337,17 @@ def _set_up(host: Row, base: list[str], dest: str, local: Path) -> Forwarded | N
     return t
 
 
+def end_shared_connections(state_dir: Path) -> None:
+    """End this state directory's shared connections now (ControlPersist would keep each a
+    while): the background ssh processes go, and with them their agents' forwardings."""
+    import re
+
+    for sock in control_dir(state_dir).glob("*"):
+        if re.fullmatch(r"[0-9a-f]{40}", sock.name):  # %C; the forwardings' sockets end with the connection
+            subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "shared"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+
+
 def close_all() -> None:
     while _open:
         _, t = _open.popitem()
