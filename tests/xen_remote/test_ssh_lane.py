@@ -20,7 +20,7 @@ import pytest
 
 from tests.xen.lab import emit
 from tests.xen.test_xetool_lane import (BRIDGE, DEVID, DISK_MIB, MAC, MAGIC, MEMORY_MIB, POWERED_OFF, VM, Lane,
-                                        import_lane, pool_toml, trace_pid, trace_summary, vm_start, vm_start_against,
+                                        import_lane, pool_toml, trace_pid, trace_summary, vm_start,
                                         wait_for, xl_create_config, xl_list)
 from tests.xen_remote.remote import Dom0, Facts
 from xetool.master.ssh import end_shared_connections
@@ -173,29 +173,49 @@ def test_failed_start_over_ssh_leaves_nothing(dom0: Dom0, lane: Lane) -> None:
     check_nothing_left(dom0, lane, domid, free_before, trace_pid(out, "start_console_server"))
 
 
+ROUNDS = 3  # each side's figure is the median of this many, taken in turns
+TARGET = 1.2  # vm-start over SSH against xl create in dom0 (issue 12)
+
+
 def test_vm_start_over_ssh_against_xl_create(dom0: Dom0, lane: Lane) -> None:
     """Wall time of `xetool vm-start` on the master against `xl create` of the same guest in dom0
-    (timed there, and as seen from here over the shared connection), each to a running domain;
-    then `vm-shutdown --force` leaves nothing."""
+    (timed there, and as seen from here over the shared connection), each to a running domain,
+    in turns, ROUNDS times; each start is checked and forced down, leaving nothing. The medians'
+    ratio must be at most TARGET: one run of either moves by seconds with the emulation's load."""
+    import statistics
+
     cfg = "/tmp/lane-xl.cfg"
     dom0.sh(f"cat > {cfg}", stdin=xl_create_config(lane.disk))
     dom0.sh(f"[ -e /sys/class/net/{BRIDGE} ] || {{ ip link add name {BRIDGE} type bridge && ip link set dev {BRIDGE} up; }}")
-    t = time.monotonic()
-    inside = float(dom0.sh(f"t=$(date +%s.%N); xl create {cfg} >&2 && "
-                           "awk -v a=$t -v b=$(date +%s.%N) 'BEGIN{print b-a}'").stdout.strip())
-    over_ssh = time.monotonic() - t
-    dom0.sh("xl destroy lane-xl")
-    wait_for("lane-xl gone", lambda: "lane-xl" not in xl_list(dom0.xl), 60)
-    wait_for("loop device released", lambda: not dom0.sh(f"losetup -j {lane.disk}").stdout.strip(), 30)
+    xl: list[float] = []
+    seen: list[float] = []
+    ours: list[tuple[float, str]] = []
+    for n in range(ROUNDS):
+        t = time.monotonic()
+        xl.append(float(dom0.sh(f"t=$(date +%s.%N); xl create {cfg} >&2 && "
+                                "awk -v a=$t -v b=$(date +%s.%N) 'BEGIN{print b-a}'").stdout.strip()))
+        seen.append(time.monotonic() - t)
+        dom0.sh("xl destroy lane-xl")
+        wait_for("lane-xl gone", lambda: "lane-xl" not in xl_list(dom0.xl), 60)
+        wait_for("loop device released", lambda: not dom0.sh(f"losetup -j {lane.disk}").stdout.strip(), 30)
 
-    free_before = dom0.free_mib()
-    console = RemoteConsole(dom0)
-    res = vm_start_against(lane, "vm-start over SSH vs xl create in dom0",
-                           f"xl create {inside:.1f}s ({over_ssh:.1f}s seen over ssh)", inside)
-    out = res.stdout + res.stderr
-    pid = trace_pid(out, "start_console_server")
-    domid = check_running(dom0, lane, pid)
-    check_guest_up(console)
-    lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force")
-    assert not re.search(POWERED_OFF, console.text())
-    check_nothing_left(dom0, lane, domid, free_before, pid)
+        free_before = dom0.free_mib()
+        console = RemoteConsole(dom0)
+        res, seconds = vm_start(lane)
+        out = res.stdout + res.stderr
+        ours.append((seconds, trace_summary(out)))
+        pid = trace_pid(out, "start_console_server")
+        domid = check_running(dom0, lane, pid)
+        if n == 0:
+            check_guest_up(console)
+        lane.xe("vm-shutdown", f"uuid={lane.vm_uuid}", "--force")
+        assert not re.search(POWERED_OFF, console.text())
+        check_nothing_left(dom0, lane, domid, free_before, pid)
+
+    mine, theirs = statistics.median(s for s, _ in ours), statistics.median(xl)
+    middle = sorted(ours)[len(ours) // 2][1]
+    emit(f"XENLAB TIME vm-start over SSH vs xl create in dom0 (PV {MEMORY_MIB} MiB, 1 vCPU, disk+vif, to a running "
+         f"domain; medians of {ROUNDS} in turns): xetool vm-start {mine:.1f}s ({', '.join(f'{s:.1f}' for s, _ in ours)}), "
+         f"xl create {theirs:.1f}s ({', '.join(f'{s:.1f}' for s in xl)}; {statistics.median(seen):.1f}s seen over ssh), "
+         f"ratio {mine / theirs:.2f} (target {TARGET}); the median start's slowest steps: {middle}")
+    assert mine <= TARGET * theirs, f"vm-start over SSH {mine:.1f}s against xl create {theirs:.1f}s: over {TARGET}x"
