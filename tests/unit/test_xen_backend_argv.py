@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 import shutil
 import tempfile
@@ -155,8 +156,79 @@ def test_hotplug_runs_scripts_like_libxl(xenstored: str) -> None:
     with pytest.raises(XeError) as e:
         backend.hotplug("vif", 4, 0, "offline")
     assert e.value.code == "HOTPLUG_FAILED" and "no bridge" in e.value.params["reason"]
+    with XsClient(xenstored) as xs:  # a disk with a script of its own: that script runs
+        xs.write("/local/domain/0/backend/vbd/4/51712/script", "block-iscsi")
     backend.hotplug("vbd", 4, 51712, "remove")
-    assert xl.calls[-1][0] == ["/etc/xen/scripts/block", "remove"]
+    assert xl.calls[-1][0] == ["/etc/xen/scripts/block-iscsi", "remove"]
+
+
+def _loop_devices_usable() -> bool:
+    try:
+        os.close(os.open("/dev/loop-control", os.O_RDWR))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _loop_devices_usable(), reason="no /dev/loop-control this user can open (root, loop module)")
+def test_a_disk_files_hotplug_is_a_loop_device_made_here(xenstored: str, tmp_path: Path) -> None:
+    """Xen's block script's work, done in-process: the file gets a loop device (read-only for
+    mode r), blkback its major:minor, then hotplug-status; remove releases it; no process runs."""
+    from xetool.backends.xen import loop
+
+    disk = tmp_path / "d.raw"
+    disk.write_bytes(b"\0" * (1 << 20))
+    be = "/local/domain/0/backend/vbd/4/51712"
+    xl = FakeXl()
+    backend = XenBackend(xl, xenstored, hypercalls=NoHypercalls())
+    for mode, ro in (("w", "0"), ("r", "1")):
+        with XsClient(xenstored) as xs:
+            xs.write_many({f"{be}/state": "2", f"{be}/params": str(disk), f"{be}/mode": mode,
+                           f"{be}/script": "/etc/xen/scripts/block"})
+        backend.hotplug("vbd", 4, 51712, "add")
+        with XsClient(xenstored) as xs:
+            dev = xs.read(f"{be}/physical-device-path")
+            assert loop.backing_file(dev) == str(disk)
+            rdev = os.stat(dev).st_rdev
+            assert xs.read(f"{be}/physical-device") == f"{os.major(rdev):x}:{os.minor(rdev):x}"
+            assert xs.read(f"{be}/hotplug-status") == "connected"
+            assert Path(f"/sys/block/{dev[5:]}/ro").read_text().strip() == ro
+        backend.hotplug("vbd", 4, 51712, "add")  # again: nothing more (the script's early exit)
+        backend.hotplug("vbd", 4, 51712, "remove")
+        assert loop.backing_file(dev) is None
+        with XsClient(xenstored) as xs:
+            for key in ("physical-device", "physical-device-path", "node", "hotplug-status"):
+                xs.rm(f"{be}/{key}")
+    assert xl.calls == []
+
+    # the script's sharing rule: read-only beside read-only, nothing beside read-write
+    other = "/local/domain/0/backend/vbd/5/51712"
+    for mode, second, refused in (("r", "r", False), ("r", "w", True), ("w", "r", True)):
+        with XsClient(xenstored) as xs:
+            for path, m in ((be, mode), (other, second)):
+                xs.write_many({f"{path}/state": "2", f"{path}/params": str(disk), f"{path}/mode": m})
+        backend.hotplug("vbd", 4, 51712, "add")
+        if refused:
+            with pytest.raises(XeError) as e:
+                backend.hotplug("vbd", 5, 51712, "add")
+            assert "already in use through /dev/loop" in e.value.params["reason"], e.value.params
+        else:
+            backend.hotplug("vbd", 5, 51712, "add")
+            backend.hotplug("vbd", 5, 51712, "remove")
+        backend.hotplug("vbd", 4, 51712, "remove")
+        assert loop.users(str(disk)) == {}
+        with XsClient(xenstored) as xs:
+            for path in (be, other):
+                for key in ("physical-device", "physical-device-path", "node", "hotplug-status", "hotplug-error"):
+                    if xs.read_or(f"{path}/{key}") is not None:
+                        xs.rm(f"{path}/{key}")
+    with XsClient(xenstored) as xs:
+        xs.write(f"{be}/params", str(tmp_path / "gone.raw"))
+    with pytest.raises(XeError) as e:
+        backend.hotplug("vbd", 4, 51712, "add")
+    assert e.value.code == "HOTPLUG_FAILED" and "gone.raw: No such file" in e.value.params["reason"]
+    with XsClient(xenstored) as xs:
+        assert xs.read(f"{be}/hotplug-status") == "error" and "gone.raw" in xs.read(f"{be}/hotplug-error")
 
 
 def test_hotplug_waits_for_initwait(xenstored: str) -> None:

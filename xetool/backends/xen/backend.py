@@ -13,7 +13,8 @@ Division of work on a real host (DESIGN.md, "Two backends, one code path"):
   domain is what was asked (present, paused, not shut down, the uuid and the vCPU count) and
   raises HYPERVISOR_ERROR otherwise.
 - Devices are the toolstack's: it writes their xenstore entries and calls ``hotplug``, which
-  runs /etc/xen/scripts/{block,vif-bridge} with the environment libxl uses (libxl_linux.c).
+  runs /etc/xen/scripts/vif-bridge with the environment libxl uses (libxl_linux.c), and does
+  the block script's work itself (a loop device for a disk file, ``physical-device``; loop.py).
   Debian's Xen 4.17 installs no udev rules for xen-backend devices, so no one else runs them.
 
 Every command runs with a timeout; failures raise XeError, never a bare exception.
@@ -21,10 +22,12 @@ Every command runs with a timeout; failures raise XeError, never a bare exceptio
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -157,6 +160,17 @@ def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = ""
 def _live_domain(domains: Iterable[DomainInfo], uuid: str) -> DomainInfo | None:
     """The VM's domain among these: its handle, not dom0, not dying."""
     return next((d for d in domains if d.uuid == uuid and d.domid != 0 and not d.dying), None)
+
+
+def _check_file_sharing(path: str, mode: int, writable: bool, users: Mapping[str, bool]) -> None:
+    """The block script's rule for a disk file: read-write only if nothing else uses it and its
+    permissions allow writing; read-only unless something uses it read-write (EBUSY, naming
+    the loop device that does)."""
+    if writable and not mode & 0o222:
+        raise OSError(errno.EBUSY, "the file is read-only, and so will not be attached read-write")
+    for dev, read_only in users.items():
+        if writable or not read_only:
+            raise OSError(errno.EBUSY, f"already in use through {dev} ({'read-only' if read_only else 'read-write'})")
 
 
 def _bridge_up(bridge: str) -> bool:
@@ -451,7 +465,8 @@ class XenBackend(Backend):
     def hotplug(self, kind: str, domid: int, devid: int, action: str, wait_s: float = 10.0) -> None:
         """Run the device's hotplug script as libxl does (libxl_linux.c), after the kernel
         backend reached InitWait (2) as libxl waits for it. The script named in the backend's
-        ``script`` key (default block / vif-bridge) reports ``hotplug-status`` in xenstore."""
+        ``script`` key (default block / vif-bridge) reports ``hotplug-status`` in xenstore.
+        A disk with Xen's own block script has its work done here instead (_disk_hotplug)."""
         adding = {"add": True, "online": True, "remove": False, "offline": False}.get(action)
         if kind not in ("vbd", "vif") or adding is None:
             raise XeError("INVALID_VALUE", "hotplug", f"{kind} {action}")
@@ -461,6 +476,9 @@ class XenBackend(Backend):
             script = f"{HOTPLUG_SCRIPTS}/{script}"
         if adding:
             self._wait_backend_state(kind, be, domid, devid, wait_s)
+        if kind == "vbd" and script == f"{HOTPLUG_SCRIPTS}/block":
+            self._disk_hotplug(be, f"{domid}/{devid}", adding)
+            return
         env = {
             "script": script,
             "XENBUS_TYPE": kind,
@@ -482,6 +500,46 @@ class XenBackend(Backend):
             if res.returncode != 0:
                 why = self._xs_read(be + "/hotplug-error") or _last_error(res.stderr)
                 raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", f"{' '.join(argv)}: {why}")
+
+    def _disk_hotplug(self, be: str, name: str, adding: bool) -> None:
+        """What Xen's block script does, in this process (the script is a shell script that
+        costs seconds a disk under emulation; xenopsd too writes the device itself). Adding: a
+        disk file gets a loop device (read-only for mode r), a block device is used as it is;
+        its major:minor goes in ``physical-device`` for blkback, then ``hotplug-status``.
+        Removing: the loop device made for the file is released. As the script, nothing is
+        done twice: a backend with a ``physical-device`` already has its device."""
+        from xetool.backends.xen import loop
+
+        with XsClient(self._socket) as xs:
+            params, device = xs.read_or(be + "/params") or "", xs.read_or(be + "/physical-device-path") or ""
+            if not adding:
+                if device and loop.backing_file(device) == os.path.realpath(params):
+                    try:
+                        loop.detach(device)
+                    except OSError as err:
+                        raise XeError("HOTPLUG_FAILED", "vbd", name, f"releasing {device}: {err.strerror}") from None
+                return
+            if xs.read_or(be + "/physical-device"):
+                return
+            writable = xs.read_or(be + "/mode") == "w"
+            try:
+                st = os.stat(params)
+                if stat.S_ISBLK(st.st_mode):
+                    device = params
+                elif stat.S_ISREG(st.st_mode):
+                    with loop.hotplug_lock("block"):
+                        _check_file_sharing(params, st.st_mode, writable, loop.users(params))
+                        device = loop.attach(params, read_only=not writable)
+                    st = os.stat(device)
+                else:
+                    raise OSError(errno.EINVAL, "neither a disk file nor a block device")
+            except OSError as err:
+                reason = f"{params or '(no params)'}: {err.strerror}"
+                xs.write_many({be + "/hotplug-error": reason, be + "/hotplug-status": "error"})
+                raise XeError("HOTPLUG_FAILED", "vbd", name, reason) from None
+            xs.write_many({be + "/physical-device": f"{os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x}",
+                           be + "/physical-device-path": device, be + "/node": device,
+                           be + "/hotplug-status": "connected"})
 
     def _xs_read(self, path: str) -> str | None:
         with XsClient(self._socket) as xs:

@@ -1,0 +1,106 @@
+"""Loop devices for disk files, made and released in-process with the kernel's loop ioctls:
+what Xen's block hotplug script does with `losetup`, without its shell (seconds a disk under the
+lab's emulation), under the same lock and with the same sharing rule."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+LOOP_CONTROL = "/dev/loop-control"
+LOOP_SET_FD, LOOP_CLR_FD, LOOP_CTL_GET_FREE = 0x4C00, 0x4C01, 0x4C82
+HOTPLUG_LOCKS = "/var/run/xen-hotplug"  # Xen's locking.sh: the scripts' claim_lock
+
+
+@contextmanager
+def hotplug_lock(name: str, base: str = HOTPLUG_LOCKS) -> Iterator[None]:
+    """Xen's hotplug scripts' lock of that name (locking.sh's claim_lock / release_lock), so
+    that this process and any script xl or an operator runs take turns: flock the file, keep it
+    only if it is still the file at that path, and remove it on release."""
+    os.makedirs(base, exist_ok=True)
+    path = os.path.join(base, name)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            held, there = os.fstat(fd), os.stat(path)
+            if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
+                break
+        except FileNotFoundError:  # released and removed meanwhile: take the next one
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.unlink(path)
+        os.close(fd)
+
+
+def users(path: str) -> dict[str, bool]:
+    """The loop devices already backed by this file, each with whether it is read-only."""
+    real = os.path.realpath(path)
+    found = {}
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing.read_text().strip() == real:
+                found[f"/dev/{backing.parent.parent.name}"] = (backing.parent.parent / "ro").read_text().strip() == "1"
+        except OSError:  # released meanwhile
+            pass
+    return found
+
+
+def attach(path: str, read_only: bool) -> str:
+    """A free loop device backed by the file (read-only if asked, as the file is opened); its
+    path. OSError with the kernel's reason if none can be had."""
+    backing = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+    try:
+        ctl = os.open(LOOP_CONTROL, os.O_RDWR)
+        try:
+            for _ in range(64):  # another process may take the free device first: ask again
+                dev = f"/dev/loop{fcntl.ioctl(ctl, LOOP_CTL_GET_FREE)}"
+                fd = os.open(dev, os.O_RDONLY if read_only else os.O_RDWR)
+                try:
+                    fcntl.ioctl(fd, LOOP_SET_FD, backing)
+                    return dev
+                except OSError as err:
+                    if err.errno != errno.EBUSY:
+                        raise
+                finally:
+                    os.close(fd)
+            raise OSError(errno.EBUSY, "every free loop device was taken by others meanwhile")
+        finally:
+            os.close(ctl)
+    finally:
+        os.close(backing)
+
+
+def backing_file(dev: str) -> str | None:
+    """The file behind a loop device (/dev/loopN), or None if it is not one, or unbound."""
+    name = os.path.basename(dev)
+    if not name.startswith("loop") or not name[4:].isdigit():
+        return None
+    try:
+        with open(f"/sys/block/{name}/loop/backing_file") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def detach(dev: str) -> None:
+    """Release the loop device. One still held (a backend that has not let go) is released by
+    the kernel when its last user closes it."""
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        fcntl.ioctl(fd, LOOP_CLR_FD)
+    except OSError as err:
+        if err.errno != errno.ENXIO:  # ENXIO: not bound (released already)
+            raise
+    finally:
+        os.close(fd)
