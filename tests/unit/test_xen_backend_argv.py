@@ -211,18 +211,28 @@ def test_a_disk_files_hotplug_is_a_loop_device_made_here(xenstored: str, tmp_pat
         if refused:
             with pytest.raises(XeError) as e:
                 backend.hotplug("vbd", 5, 51712, "add")
-            assert "already in use through /dev/loop" in e.value.params["reason"], e.value.params
+            assert "in use by domain 4's disk 51712" in e.value.params["reason"], e.value.params
         else:
             backend.hotplug("vbd", 5, 51712, "add")
             backend.hotplug("vbd", 5, 51712, "remove")
         backend.hotplug("vbd", 4, 51712, "remove")
-        assert loop.users(str(disk)) == {}
+        assert loop.users(str(disk)) == []
         with XsClient(xenstored) as xs:
             for path in (be, other):
                 for key in ("physical-device", "physical-device-path", "node", "hotplug-status", "hotplug-error"):
                     if xs.read_or(f"{path}/{key}") is not None:
                         xs.rm(f"{path}/{key}")
+    disk.chmod(0o444)  # a read-only file is not attached read-write
     with XsClient(xenstored) as xs:
+        xs.write_many({f"{be}/state": "2", f"{be}/mode": "w"})
+    with pytest.raises(XeError) as e:
+        backend.hotplug("vbd", 4, 51712, "add")
+    assert "read-only" in e.value.params["reason"] and loop.users(str(disk)) == []
+    with XsClient(xenstored) as xs:  # an empty CD drive: nothing to attach
+        xs.write_many({f"{be}/params": "", f"{be}/hotplug-status": ""})
+    backend.hotplug("vbd", 4, 51712, "add")
+    with XsClient(xenstored) as xs:
+        assert xs.read(f"{be}/hotplug-status") == "connected" and xs.read_or(f"{be}/physical-device") is None
         xs.write(f"{be}/params", str(tmp_path / "gone.raw"))
     with pytest.raises(XeError) as e:
         backend.hotplug("vbd", 4, 51712, "add")

@@ -162,15 +162,38 @@ def _live_domain(domains: Iterable[DomainInfo], uuid: str) -> DomainInfo | None:
     return next((d for d in domains if d.uuid == uuid and d.domid != 0 and not d.dying), None)
 
 
-def _check_file_sharing(path: str, mode: int, writable: bool, users: Mapping[str, bool]) -> None:
-    """The block script's rule for a disk file: read-write only if nothing else uses it and its
-    permissions allow writing; read-only unless something uses it read-write (EBUSY, naming
-    the loop device that does)."""
-    if writable and not mode & 0o222:
-        raise OSError(errno.EBUSY, "the file is read-only, and so will not be attached read-write")
-    for dev, read_only in users.items():
-        if writable or not read_only:
-            raise OSError(errno.EBUSY, f"already in use through {dev} ({'read-only' if read_only else 'read-write'})")
+def _major_minor(device: str) -> str:
+    """A block device's number as Xen's scripts and blkback write it: hex major:minor."""
+    rdev = os.stat(device).st_rdev
+    return f"{os.major(rdev):x}:{os.minor(rdev):x}"
+
+
+def _check_sharing(xs: XsClient, be: str, devices: set[str], writable: bool) -> None:
+    """The block script's sharing rule (check_sharing), for the devices (major:minor) behind
+    the disk: one mounted in dom0, or the device of another VM's disk, is refused if either use
+    writes (EBUSY, saying where it is in use). Another domain of the same VM may share it."""
+    if not devices:
+        return
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            source, _, _, options = (line.split() + ["", "", "", ""])[:4]
+            try:
+                mm = _major_minor(source) if source.startswith("/dev/") else ""
+            except OSError:
+                continue
+            if mm in devices and (writable or "rw" in options.split(",")):
+                raise OSError(errno.EBUSY, f"in use: {source} is mounted in dom0")
+    base = be.rsplit("/", 2)[0]  # /local/domain/0/backend/vbd
+    mine = xs.read_or(f"/local/domain/{be.rsplit('/', 2)[1]}/vm") or ""
+    for dom in xs.ls(base):
+        vm = xs.read_or(f"/local/domain/{dom}/vm") or ""
+        if mine and vm == mine:
+            continue
+        for dev in xs.ls(f"{base}/{dom}"):
+            other = f"{base}/{dom}/{dev}"
+            if other != be and xs.read_or(other + "/physical-device") in devices and \
+                    (writable or xs.read_or(other + "/mode") == "w"):
+                raise OSError(errno.EBUSY, f"in use by domain {dom}'s disk {dev}")
 
 
 def _bridge_up(bridge: str) -> bool:
@@ -512,8 +535,9 @@ class XenBackend(Backend):
 
         with XsClient(self._socket) as xs:
             params, device = xs.read_or(be + "/params") or "", xs.read_or(be + "/physical-device-path") or ""
-            if not adding:
-                if device and loop.backing_file(device) == os.path.realpath(params):
+            if not adding:  # the loop device made here for the file (one given as params is the operator's)
+                backing = loop.backing_file(device) if device and device != params else None
+                if backing is not None and backing.startswith(os.path.realpath(params)):  # "... (deleted)" too
                     try:
                         loop.detach(device)
                     except OSError as err:
@@ -521,14 +545,21 @@ class XenBackend(Backend):
                 return
             if xs.read_or(be + "/physical-device"):
                 return
+            if not params:  # an empty CD drive: nothing to attach
+                xs.write(be + "/hotplug-status", "connected")
+                return
             writable = xs.read_or(be + "/mode") == "w"
             try:
                 st = os.stat(params)
                 if stat.S_ISBLK(st.st_mode):
+                    with loop.hotplug_lock("block"):
+                        _check_sharing(xs, be, {_major_minor(params)}, writable)
                     device = params
                 elif stat.S_ISREG(st.st_mode):
+                    if writable and not st.st_mode & 0o222:
+                        raise OSError(errno.EACCES, "the file is read-only, so it is not attached read-write")
                     with loop.hotplug_lock("block"):
-                        _check_file_sharing(params, st.st_mode, writable, loop.users(params))
+                        _check_sharing(xs, be, {_major_minor(d) for d in loop.users(params)}, writable)
                         device = loop.attach(params, read_only=not writable)
                     st = os.stat(device)
                 else:

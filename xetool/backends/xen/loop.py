@@ -43,17 +43,17 @@ def hotplug_lock(name: str, base: str = HOTPLUG_LOCKS) -> Iterator[None]:
         os.close(fd)
 
 
-def users(path: str) -> dict[str, bool]:
-    """The loop devices already backed by this file, each with whether it is read-only."""
+def users(path: str) -> list[str]:
+    """The loop devices already backed by this file."""
     real = os.path.realpath(path)
-    found = {}
+    found = []
     for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
         try:
             if backing.read_text().strip() == real:
-                found[f"/dev/{backing.parent.parent.name}"] = (backing.parent.parent / "ro").read_text().strip() == "1"
+                found.append(f"/dev/{backing.parent.parent.name}")
         except OSError:  # released meanwhile
             pass
-    return found
+    return sorted(found)
 
 
 def attach(path: str, read_only: bool) -> str:
