@@ -170,14 +170,25 @@ def _loop_devices_usable() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _loop_devices_usable(), reason="no /dev/loop-control this user can open (root, loop module)")
-def test_a_disk_files_hotplug_is_a_loop_device_made_here(xenstored: str, tmp_path: Path) -> None:
-    """Xen's block script's work, done in-process: the file gets a loop device (read-only for
-    mode r), blkback its major:minor, then hotplug-status; remove releases it; no process runs."""
+@pytest.fixture
+def disk_file(tmp_path: Path) -> Iterator[Path]:
+    """A disk file; whatever loop device a failed test left on it is released afterwards."""
     from xetool.backends.xen import loop
 
     disk = tmp_path / "d.raw"
     disk.write_bytes(b"\0" * (1 << 20))
+    yield disk
+    for dev in loop.users(str(disk)):
+        loop.detach(dev)
+
+
+@pytest.mark.skipif(not _loop_devices_usable(), reason="no /dev/loop-control this user can open (root, loop module)")
+def test_a_disk_files_hotplug_is_a_loop_device_made_here(xenstored: str, tmp_path: Path, disk_file: Path) -> None:
+    """Xen's block script's work, done in-process: the file gets a loop device (read-only for
+    mode r), blkback its major:minor, then hotplug-status; remove releases it; no process runs."""
+    from xetool.backends.xen import loop
+
+    disk = disk_file
     be = "/local/domain/0/backend/vbd/4/51712"
     xl = FakeXl()
     backend = XenBackend(xl, xenstored, hypercalls=NoHypercalls())
