@@ -38,7 +38,7 @@ from xetool.backends.xen import parsers, qmp
 from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
 from xetool.records import record, replace
-from xetool.xenstore.client import XsClient
+from xetool.xenstore.client import XenstoreError, XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
@@ -185,15 +185,25 @@ def _check_sharing(xs: XsClient, be: str, devices: set[str], writable: bool) -> 
                 raise OSError(errno.EBUSY, f"in use: {source} is mounted in dom0")
     base = be.rsplit("/", 2)[0]  # /local/domain/0/backend/vbd
     mine = xs.read_or(f"/local/domain/{be.rsplit('/', 2)[1]}/vm") or ""
-    for dom in xs.ls(base):
+    for dom in _children(xs, base):
         vm = xs.read_or(f"/local/domain/{dom}/vm") or ""
         if mine and vm == mine:
             continue
-        for dev in xs.ls(f"{base}/{dom}"):
+        for dev in _children(xs, f"{base}/{dom}"):
             other = f"{base}/{dom}/{dev}"
             if other != be and xs.read_or(other + "/physical-device") in devices and \
                     (writable or xs.read_or(other + "/mode") == "w"):
                 raise OSError(errno.EBUSY, f"in use by domain {dom}'s disk {dev}")
+
+
+def _children(xs: XsClient, path: str) -> list[str]:
+    """The node's children; none if it went meanwhile (a domain torn down)."""
+    try:
+        return xs.ls(path)
+    except XenstoreError as err:
+        if err.errname != "ENOENT":
+            raise
+        return []
 
 
 def _bridge_up(bridge: str) -> bool:
@@ -564,8 +574,8 @@ class XenBackend(Backend):
                     st = os.stat(device)
                 else:
                     raise OSError(errno.EINVAL, "neither a disk file nor a block device")
-            except OSError as err:
-                reason = f"{params or '(no params)'}: {err.strerror}"
+            except OSError as err:  # what failed: the disk's file, or a device node (say which)
+                reason = f"{params}: {err.strerror}" + (f" ({err.filename})" if err.filename not in (None, params) else "")
                 xs.write_many({be + "/hotplug-error": reason, be + "/hotplug-status": "error"})
                 raise XeError("HOTPLUG_FAILED", "vbd", name, reason) from None
             xs.write_many({be + "/physical-device": f"{os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x}",
