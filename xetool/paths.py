@@ -138,7 +138,7 @@ def socket_dir(directory: Path, room: int, limit: int = SUN_PATH_MAX) -> Path:
     """`directory`, unless a socket name of `room` bytes there would pass a Unix socket address's
     limit (107 exactly for a name known to the byte; a margin below it by default): then a short
     per-user directory under /tmp named after it (every process computes the same name). Make it
-    with control.make_private_dirs: /tmp is everyone's."""
+    with make_private_dirs: /tmp is everyone's."""
     from pathlib import Path  # its callers have it loaded already
 
     directory = Path(directory).absolute()
@@ -148,3 +148,34 @@ def socket_dir(directory: Path, room: int, limit: int = SUN_PATH_MAX) -> Path:
 
     digest = hashlib.sha256(str(directory).encode()).hexdigest()[:16]
     return Path(os.environ.get("TMPDIR") or "/tmp") / f"xetool-{os.getuid()}" / digest
+
+
+def private_dir(path: str) -> None:
+    """Refuse a socket directory that another user owns or can write to: whoever can, could put
+    their own socket in place of the host's and answer for it."""
+    from xetool.errors import XeError
+
+    st = os.stat(path)
+    uid = os.geteuid()
+    if st.st_uid != uid or st.st_mode & 0o022:
+        raise XeError("STATE_DIR_UNSAFE", path,
+                      f"owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:04o}; it must be uid {uid}'s, 0700",
+                      f"remove {path} (xetool makes it again)")
+
+
+def socket_dirs_private(socket_path: str) -> None:
+    """When a host's sockets live in the short /tmp/xetool-UID/<digest> (socket_dir), both
+    directories must be private_dir: /tmp is everyone's. In the state directory they are covered
+    by its own check (paths.ensure_state_dir)."""
+    d = os.path.dirname(socket_path) or "."
+    parent = os.path.dirname(d)
+    if os.path.basename(parent).startswith("xetool-"):
+        private_dir(parent)
+        private_dir(d)
+
+
+def make_private_dirs(path: Path) -> None:
+    """A socket directory (and the short /tmp/xetool-UID above it, if used), 0700 under the
+    umask, and refused if another user owns it or can write to it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    socket_dirs_private(str(path / "control.sock"))

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_xen_backend_argv import NoHypercalls
 from tests.xen.lab import emit, guest_config, wait_console
 from xetool.backends.xen.backend import XenBackend
-from xetool.backends.xen.hypercalls import Hypercalls
 from xetool.errors import XeError
 
 
@@ -87,13 +87,6 @@ def test_physinfo_is_xl_info(backend: XenBackend) -> None:
     assert info.xen_version.startswith("4.17")
     assert backend.is_live()
     backend.ensure_running()
-
-
-class NoHypercalls(Hypercalls):
-    """The backend without xen.lowlevel.xc: every answer from xl, as on a host without the binding."""
-
-    def handle(self) -> Any:
-        return None
 
 
 def test_list_domains_has_dom0(backend: XenBackend) -> None:

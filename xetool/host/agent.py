@@ -77,9 +77,6 @@ def serve(state_dir: Path, reader: BinaryIO | None = None, writer: BinaryIO | No
 
 _STAMP = ""  # the long-running agent's code_stamp() when it started
 
-_STAMP_EVERY = 2.0  # seconds between looks at the code on disk (a walk over a 9p share is slow)
-_stamp_seen = 0.0
-_look_due = False  # a connection was handed off since the last look
 
 # every module a request may import on the host (a fork inherits them: under emulation each
 # import costs tens of milliseconds), Xen's own binding of libxenctrl among them
@@ -197,7 +194,8 @@ def daemon(state_dir: Path) -> None:
     import socket
     import time
 
-    from xetool.backends.simulator.control import make_private_dirs, peer_uid
+    from xetool.backends.simulator.control import peer_uid
+    from xetool.paths import make_private_dirs
 
     global _STAMP
     _STAMP = code_stamp()
@@ -234,6 +232,7 @@ def daemon(state_dir: Path) -> None:
     listener.listen(64)
     daemon_pid = os.getpid()
     listener.settimeout(1.0)
+    watch = _CodeWatch(_STAMP)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
@@ -242,7 +241,7 @@ def daemon(state_dir: Path) -> None:
             try:
                 conn, _ = listener.accept()
             except (TimeoutError, InterruptedError):
-                if _code_replaced(handed_off=False):
+                if watch.replaced(handed_off=False):
                     break
                 continue
             if peer_uid(conn) != os.getuid():
@@ -254,7 +253,7 @@ def daemon(state_dir: Path) -> None:
             # after the hand-off, not before it: the look at the code on disk is a walk over
             # the package (a second under the lab's emulation, over 9p). Replaced: this
             # connection is served by the code it reached, and the next `listen` starts the new
-            if _code_replaced(handed_off=True):
+            if watch.replaced(handed_off=True):
                 break
     finally:
         if _bound_here(path, bound):
@@ -263,18 +262,25 @@ def daemon(state_dir: Path) -> None:
         lock.close()
 
 
-def _code_replaced(handed_off: bool) -> bool:
-    """Whether the code on disk is no longer this agent's: looked at once after connections
-    were handed off (at most every few seconds), never while nobody calls."""
-    import time
+class _CodeWatch:
+    """Whether the code on disk is still the agent's: looked at once after connections were
+    handed off (at most every few seconds: a walk over a 9p share is slow), never while nobody
+    calls."""
 
-    global _stamp_seen, _look_due
-    _look_due = _look_due or handed_off
-    now = time.monotonic()
-    if not _look_due or now - _stamp_seen < _STAMP_EVERY:
-        return False
-    _stamp_seen, _look_due = now, False
-    return code_stamp() != _STAMP
+    EVERY = 2.0
+
+    def __init__(self, stamp: str) -> None:
+        self.stamp, self.seen, self.due = stamp, 0.0, False
+
+    def replaced(self, handed_off: bool) -> bool:
+        import time
+
+        self.due = self.due or handed_off
+        now = time.monotonic()
+        if not self.due or now - self.seen < self.EVERY:
+            return False
+        self.seen, self.due = now, False
+        return code_stamp() != self.stamp
 
 
 def _bound_here(path: Path, inode: int) -> bool:

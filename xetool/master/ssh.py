@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from xetool.errors import XeError
-from xetool.paths import socket_dir
+from xetool.paths import make_private_dirs, socket_dir
 from xetool.master.host_half import Stream
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
@@ -51,20 +51,15 @@ def control_dir(state_dir: Path) -> Path:
     return socket_dir(state_dir / "ssh", _CONTROL_NAME, limit=107)
 
 
-def _private_dir(path: Path) -> Path:
-    from xetool.backends.simulator.control import make_private_dirs
-
-    make_private_dirs(path)
-    return path
-
-
 def options(state_dir: Path, host: Row, ssh_config: str = "", ssh_identity: str = "") -> list[str]:
     """ssh and its options for the host, up to the destination."""
+    control = control_dir(state_dir)
+    make_private_dirs(control)
     cmd = ["ssh", "-T", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
            # a link that dies during a call is noticed in seconds, not at TCP's timeout
            "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
            "-o", "ControlMaster=auto", "-o", f"ControlPersist={CONTROL_PERSIST}",
-           "-o", f"ControlPath={_private_dir(control_dir(state_dir))}/%C"]
+           "-o", f"ControlPath={control}/%C"]
     return cmd + reach(host, ssh_config, ssh_identity) + (["-o", "IdentitiesOnly=yes"] if ssh_identity else [])
 
 

@@ -18,11 +18,11 @@ import struct
 import time
 
 from xetool.errors import XeError
+from xetool.paths import socket_dirs_private
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
     from typing import Any
 
     from xetool.xenstore.server import Loop  # the server side only: clients never load it
@@ -38,35 +38,6 @@ def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     uid: int = struct.unpack("3i", creds)[1]
     return uid
-
-
-def private_dir(path: str) -> None:
-    """Refuse a socket directory that another user owns or can write to: whoever can, could put
-    their own socket in place of the host's and answer for it."""
-    st = os.stat(path)
-    uid = os.geteuid()
-    if st.st_uid != uid or st.st_mode & 0o022:
-        raise XeError("STATE_DIR_UNSAFE", path,
-                      f"owned by uid {st.st_uid} with mode {st.st_mode & 0o7777:04o}; it must be uid {uid}'s, 0700",
-                      f"remove {path} (xetool makes it again)")
-
-
-def socket_dirs_private(socket_path: str) -> None:
-    """When a host's sockets live in the short /tmp/xetool-UID/<digest> (layout.host_files), both
-    directories must be private_dir: /tmp is everyone's. In the state directory they are covered
-    by its own check (paths.ensure_state_dir)."""
-    d = os.path.dirname(socket_path) or "."
-    parent = os.path.dirname(d)
-    if os.path.basename(parent).startswith("xetool-"):
-        private_dir(parent)
-        private_dir(d)
-
-
-def make_private_dirs(path: Path) -> None:
-    """A socket directory (and the short /tmp/xetool-UID above it, if used), 0700 under the
-    umask, and refused if another user owns it or can write to it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    socket_dirs_private(str(path / "control.sock"))
 
 
 class ControlServer:

@@ -18,7 +18,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 from xetool.backends.simulator.backends import Dom0Backends, Xenconsoled
-from xetool.backends.simulator.control import ControlServer, make_private_dirs
+from xetool.backends.simulator.control import ControlServer
+from xetool.paths import make_private_dirs
 from xetool.backends.simulator.hypervisor import Hypervisor
 from xetool.backends.simulator.layout import host_files
 from xetool.xenstore.server import Loop, XenstoreServer

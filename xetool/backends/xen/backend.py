@@ -14,7 +14,7 @@ Division of work on a real host (DESIGN.md, "Two backends, one code path"):
   raises HYPERVISOR_ERROR otherwise.
 - Devices are the toolstack's: it writes their xenstore entries and calls ``hotplug``, which
   runs /etc/xen/scripts/vif-bridge with the environment libxl uses (libxl_linux.c), and does
-  the block script's work itself (a loop device for a disk file, ``physical-device``; loop.py).
+  the block script's work itself (a loop device for a disk file, ``physical-device``; block.py).
   Debian's Xen 4.17 installs no udev rules for xen-backend devices, so no one else runs them.
 
 Every command runs with a timeout; failures raise XeError, never a bare exception.
@@ -22,12 +22,9 @@ Every command runs with a timeout; failures raise XeError, never a bare exceptio
 
 from __future__ import annotations
 
-import errno
-import math
 import os
 import re
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -36,9 +33,10 @@ from pathlib import Path
 from xetool.backends.base import Backend, DomainConfig, DomainInfo, PhysInfo
 from xetool.backends.xen import parsers, qmp
 from xetool.backends.xen.hypercalls import Hypercalls
+from xetool.backends.xen.xlconfig import DEBIAN_QEMU_XEN, xl_config
 from xetool.errors import XeError
 from xetool.records import record, replace
-from xetool.xenstore.client import XenstoreError, XsClient
+from xetool.xenstore.client import XsClient
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
 if TYPE_CHECKING:
@@ -57,10 +55,8 @@ if TYPE_CHECKING:
     RunCmd = Callable[[Sequence[str], float, "Mapping[str, str] | None"], CmdResult]
 
 XEN_TOOLS_PYTHON = "/usr/lib/xen-4.17/lib/python"  # xen.lowlevel.xc, shipped in xen-utils-4.17
-DEBIAN_QEMU_XEN = "/usr/libexec/xen-qemu-system-i386"  # qemu-system-xen; libxl's own default
 HOTPLUG_SCRIPTS = "/etc/xen/scripts"
 MAX_EMULATED_NICS = 8
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
 
 def run_subprocess(argv: Sequence[str], timeout: float, env: Mapping[str, str] | None = None) -> CmdResult:
@@ -84,126 +80,9 @@ def _last_error(stderr: str) -> str:
     return " | ".join(lines[-3:]) or "no message"
 
 
-def _flag(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def xl_config(config: DomainConfig, has_hvm: bool = True, vnc_password: str = "") -> str:
-    """The xl configuration file (xl.cfg(5)) for a domain, with no devices: xetool adds those.
-    `vnc_password`: what libxl's qemu asks VNC clients for (HVM)."""
-    if not _NAME_RE.match(config.name):
-        raise XeError("INVALID_VALUE", "name", config.name)
-    if config.address_size is not None:
-        raise XeError(
-            "VALUE_NOT_SUPPORTED", "other-config:machine-address-size", config.address_size,
-            "xl has no setting for the machine address size",
-        )
-    def mib(kib: float) -> int:  # xl takes whole MiB
-        return max(1, math.ceil(kib / 1024))
-
-    lines = {
-        "name": f'"{config.name}"',
-        "uuid": f'"{config.uuid}"',
-        "type": '"hvm"' if config.hvm else '"pv"',
-        "memory": str(max(1, config.memory_target_kib // 1024)),
-        "maxmem": str(mib(config.memory_static_max_kib)),
-        "vcpus": str(config.vcpus_at_startup),
-        "maxvcpus": str(config.vcpus_max),
-        "cpu_weight": str(config.sched_weight),
-        "cap": str(config.sched_cap),
-        # the toolstack reaps domains itself; nothing in libxl may destroy or restart one
-        "on_poweroff": '"preserve"',
-        "on_reboot": '"preserve"',
-        "on_crash": '"preserve"',
-        "on_watchdog": '"preserve"',
-    }
-    if config.vcpu_affinity:
-        lines["cpus"] = '"' + ",".join(str(c) for c in sorted(set(config.vcpu_affinity))) + '"'
-    if config.hvm:
-        if not has_hvm:
-            raise XeError("HYPERVISOR_ERROR", "create_domain", "", "this host's Xen has no HVM support (virt_caps)")
-        p = config.platform
-        for key in ("pae", "acpi", "apic", "viridian", "acpi_s3", "acpi_s4"):
-            value = _flag(p.get(key))
-            if value is not None:
-                lines[key] = "1" if value else "0"
-        if _flag(p.get("nx")) is False:
-            lines["cpuid"] = '"host,nx=0"'
-        if config.kernel and not config.kernel.endswith("hvmloader"):
-            lines["firmware_override"] = f'"{config.kernel}"'
-        # libxl starts the device model inside `xl create`: qemu-xen with VNC on 127.0.0.1
-        lines["device_model_version"] = '"qemu-xen"'
-        lines["device_model_override"] = f'"{DEBIAN_QEMU_XEN}"'
-        lines["vnc"] = "1"
-        lines["vnclisten"] = '"127.0.0.1"'
-        if vnc_password:  # libxl starts qemu with password=on and sets it over QMP before any client
-            lines["vncpasswd"] = f'"{vnc_password}"'
-        lines["usb"] = "1"
-        lines["usbdevice"] = '"tablet"'
-        if config.shadow_multiplier != 1.0:
-            # libxl_get_required_shadow_memory: 4 * (256 * vcpus + 2 * maxmem_MiB) KiB
-            base_kib = 4 * (256 * config.vcpus_max + 2 * (config.memory_static_max_kib // 1024))
-            lines["shadow_memory"] = str(mib(base_kib * config.shadow_multiplier))
-    else:
-        if not config.kernel:
-            raise XeError("INVALID_VALUE", "PV-kernel", "")
-        lines["kernel"] = _quote(config.kernel)
-        if config.ramdisk:
-            lines["ramdisk"] = _quote(config.ramdisk)
-        if config.cmdline:
-            lines["extra"] = _quote(config.cmdline)
-    return "".join(f"{k} = {v}\n" for k, v in lines.items())
-
-
 def _live_domain(domains: Iterable[DomainInfo], uuid: str) -> DomainInfo | None:
     """The VM's domain among these: its handle, not dom0, not dying."""
     return next((d for d in domains if d.uuid == uuid and d.domid != 0 and not d.dying), None)
-
-
-def _major_minor(device: str) -> str:
-    """A block device's number as Xen's scripts and blkback write it: hex major:minor."""
-    rdev = os.stat(device).st_rdev
-    return f"{os.major(rdev):x}:{os.minor(rdev):x}"
-
-
-def _check_sharing(xs: XsClient, be: str, devices: set[str], writable: bool) -> None:
-    """The block script's sharing rule (check_sharing), for the devices (major:minor) behind
-    the disk: one mounted in dom0, or the device of another VM's disk, is refused if either use
-    writes (EBUSY, saying where it is in use). Another domain of the same VM may share it."""
-    if not devices:
-        return
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            source, _, _, options = (line.split() + ["", "", "", ""])[:4]
-            try:
-                mm = _major_minor(source) if source.startswith("/dev/") else ""
-            except OSError:
-                continue
-            if mm in devices and (writable or "rw" in options.split(",")):
-                raise OSError(errno.EBUSY, f"in use: {source} is mounted in dom0")
-    base = be.rsplit("/", 2)[0]  # /local/domain/0/backend/vbd
-    mine = xs.read_or(f"/local/domain/{be.rsplit('/', 2)[1]}/vm") or ""
-    for dom in _children(xs, base):
-        vm = xs.read_or(f"/local/domain/{dom}/vm") or ""
-        if mine and vm == mine:
-            continue
-        for dev in _children(xs, f"{base}/{dom}"):
-            other = f"{base}/{dom}/{dev}"
-            if other != be and xs.read_or(other + "/physical-device") in devices and \
-                    (writable or xs.read_or(other + "/mode") == "w"):
-                raise OSError(errno.EBUSY, f"in use by domain {dom}'s disk {dev}")
-
-
-def _children(xs: XsClient, path: str) -> list[str]:
-    """The node's children; none if it went meanwhile (a domain torn down)."""
-    try:
-        return xs.ls(path)
-    except XenstoreError as err:
-        if err.errname != "ENOENT":
-            raise
-        return []
 
 
 def _bridge_up(bridge: str) -> bool:
@@ -213,12 +92,6 @@ def _bridge_up(bridge: str) -> bool:
     except (OSError, ValueError):
         return False
     return Path(f"/sys/class/net/{bridge}/bridge").is_dir() and bool(flags & 0x1)
-
-
-def _quote(value: str) -> str:
-    if '"' in value or "\n" in value or "\\" in value:
-        raise XeError("INVALID_VALUE", "xl-config-string", value)
-    return f'"{value}"'
 
 
 class XenBackend(Backend):
@@ -499,7 +372,7 @@ class XenBackend(Backend):
         """Run the device's hotplug script as libxl does (libxl_linux.c), after the kernel
         backend reached InitWait (2) as libxl waits for it. The script named in the backend's
         ``script`` key (default block / vif-bridge) reports ``hotplug-status`` in xenstore.
-        A disk with Xen's own block script has its work done here instead (_disk_hotplug)."""
+        A disk with Xen's own block script has its work done in this process instead (block.py)."""
         adding = {"add": True, "online": True, "remove": False, "offline": False}.get(action)
         if kind not in ("vbd", "vif") or adding is None:
             raise XeError("INVALID_VALUE", "hotplug", f"{kind} {action}")
@@ -510,7 +383,9 @@ class XenBackend(Backend):
         if adding:
             self._wait_backend_state(kind, be, domid, devid, wait_s)
         if kind == "vbd" and script == f"{HOTPLUG_SCRIPTS}/block":
-            self._disk_hotplug(be, f"{domid}/{devid}", adding)
+            from xetool.backends.xen import block
+
+            block.hotplug(self._socket, be, f"{domid}/{devid}", adding)
             return
         env = {
             "script": script,
@@ -533,54 +408,6 @@ class XenBackend(Backend):
             if res.returncode != 0:
                 why = self._xs_read(be + "/hotplug-error") or _last_error(res.stderr)
                 raise XeError("HOTPLUG_FAILED", kind, f"{domid}/{devid}", f"{' '.join(argv)}: {why}")
-
-    def _disk_hotplug(self, be: str, name: str, adding: bool) -> None:
-        """What Xen's block script does, in this process (the script is a shell script that
-        costs seconds a disk under emulation; xenopsd too writes the device itself). Adding: a
-        disk file gets a loop device (read-only for mode r), a block device is used as it is;
-        its major:minor goes in ``physical-device`` for blkback, then ``hotplug-status``.
-        Removing: the loop device made for the file is released. As the script, nothing is
-        done twice: a backend with a ``physical-device`` already has its device."""
-        from xetool.backends.xen import loop
-
-        with XsClient(self._socket) as xs:
-            params, device = xs.read_or(be + "/params") or "", xs.read_or(be + "/physical-device-path") or ""
-            if not adding:  # the loop device made here for the file (one given as params is the operator's)
-                backing = loop.backing_file(device) if device and device != params else None
-                if backing is not None and backing.startswith(os.path.realpath(params)):  # "... (deleted)" too
-                    try:
-                        loop.detach(device)
-                    except OSError as err:
-                        raise XeError("HOTPLUG_FAILED", "vbd", name, f"releasing {device}: {err.strerror}") from None
-                return
-            if xs.read_or(be + "/physical-device"):
-                return
-            if not params:  # an empty CD drive: nothing to attach
-                xs.write(be + "/hotplug-status", "connected")
-                return
-            writable = xs.read_or(be + "/mode") == "w"
-            try:
-                st = os.stat(params)
-                if stat.S_ISBLK(st.st_mode):
-                    with loop.hotplug_lock("block"):
-                        _check_sharing(xs, be, {_major_minor(params)}, writable)
-                    device = params
-                elif stat.S_ISREG(st.st_mode):
-                    if writable and not st.st_mode & 0o222:
-                        raise OSError(errno.EACCES, "the file is read-only, so it is not attached read-write")
-                    with loop.hotplug_lock("block"):
-                        _check_sharing(xs, be, {_major_minor(d) for d in loop.users(params)}, writable)
-                        device = loop.attach(params, read_only=not writable)
-                    st = os.stat(device)
-                else:
-                    raise OSError(errno.EINVAL, "neither a disk file nor a block device")
-            except OSError as err:  # what failed: the disk's file, or a device node (say which)
-                reason = f"{params}: {err.strerror}" + (f" ({err.filename})" if err.filename not in (None, params) else "")
-                xs.write_many({be + "/hotplug-error": reason, be + "/hotplug-status": "error"})
-                raise XeError("HOTPLUG_FAILED", "vbd", name, reason) from None
-            xs.write_many({be + "/physical-device": f"{os.major(st.st_rdev):x}:{os.minor(st.st_rdev):x}",
-                           be + "/physical-device-path": device, be + "/node": device,
-                           be + "/hotplug-status": "connected"})
 
     def _xs_read(self, path: str) -> str | None:
         with XsClient(self._socket) as xs:

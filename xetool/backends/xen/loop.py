@@ -1,46 +1,15 @@
 """Loop devices for disk files, made and released in-process with the kernel's loop ioctls:
-what Xen's block hotplug script does with `losetup`, without its shell (seconds a disk under the
-lab's emulation), under the same lock and with the same sharing rule."""
+what Xen's block hotplug script does with `losetup` (block.py), without a process."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
 import os
-from contextlib import contextmanager
 from pathlib import Path
-
-TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time (start-up)
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 LOOP_CONTROL = "/dev/loop-control"
 LOOP_SET_FD, LOOP_CLR_FD, LOOP_CTL_GET_FREE = 0x4C00, 0x4C01, 0x4C82
-HOTPLUG_LOCKS = "/var/run/xen-hotplug"  # Xen's locking.sh: the scripts' claim_lock
-
-
-@contextmanager
-def hotplug_lock(name: str, base: str = HOTPLUG_LOCKS) -> Iterator[None]:
-    """Xen's hotplug scripts' lock of that name (locking.sh's claim_lock / release_lock), so
-    that this process and any script xl or an operator runs take turns: flock the file, keep it
-    only if it is still the file at that path, and remove it on release."""
-    os.makedirs(base, exist_ok=True)
-    path = os.path.join(base, name)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            held, there = os.fstat(fd), os.stat(path)
-            if (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino):
-                break
-        except FileNotFoundError:  # released and removed meanwhile: take the next one
-            pass
-        os.close(fd)
-    try:
-        yield
-    finally:
-        os.unlink(path)
-        os.close(fd)
 
 
 def users(path: str) -> list[str]:
